@@ -1,0 +1,3 @@
+from wazod.cli import main
+
+raise SystemExit(main())

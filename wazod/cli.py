@@ -1,0 +1,71 @@
+"""``wazod``: the command line.
+
+Every command accepts ``--config PATH`` (default /etc/wazod/config.yml or
+$WAZOD_CONFIG) anywhere on the line. Exit codes are those of the contract:
+0 ok, 1 failed, 2 bad usage or configuration, 3 lock held, 4 wrong role.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from wazod import __version__
+from wazod.commands import COMMAND_MODULES
+from wazod.config import DEFAULT_CONFIG_PATH, load_config
+from wazod.errors import ConfigError, ExitCode, WazodError
+from wazod.logsetup import configure_logging
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own exit code is 2 too; keep the message short
+        self.print_usage(sys.stderr)
+        self.exit(ExitCode.USAGE, f"wazod: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help=f"configuration file (default {DEFAULT_CONFIG_PATH} or $WAZOD_CONFIG)")
+    parser = _Parser(prog="wazod", description="Supervisor of a Wazo IPBX node and HA pair.", parents=[common])
+    parser.add_argument("--version", action="version", version=f"wazod {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:
+                continue
+            raise
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config_path = getattr(args, "config", None) or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH
+    needs_config = getattr(args, "needs_config", True)
+    try:
+        loaded = load_config(config_path) if needs_config else None
+    except ConfigError as e:
+        print(f"wazod: configuration error:\n{e}", file=sys.stderr)
+        return ExitCode.USAGE
+    if getattr(args, "command", None) != "run":
+        # CLI commands print results on stdout; their logs go to stderr
+        configure_logging(loaded.config.logging.level if loaded else "info", stream=sys.stderr)
+    try:
+        return int(args.handler(args, loaded))
+    except WazodError as e:
+        print(f"wazod: {e}", file=sys.stderr)
+        return int(e.exit_code)
+    except KeyboardInterrupt:
+        print("wazod: interrupted", file=sys.stderr)
+        return ExitCode.FAILED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Command-line commands, one module per area, each with ``register(subparsers, common)``.
+
+A command's handler takes ``(args, loaded)`` and returns an exit code; it may
+raise ``WazodError`` (its exit code and message are used). Job commands go
+through ``run_job_command`` so they take the same lock and emit the same events
+as the daemon's scheduled runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from wazod.errors import ExitCode
+from wazod.events import open_emitter
+from wazod.jobs import JOBS, JobResult, check_role, run_job
+
+COMMAND_MODULES = [
+    "wazod.commands.daemon",      # run, status, config check / defaults
+    "wazod.commands.ha",          # check-master, services
+    "wazod.commands.replication", # replicate, sync
+    "wazod.commands.backup",      # backup, backup verify, restore
+    "wazod.commands.purge",       # purge
+    "wazod.commands.berofos",     # berofos
+    "wazod.commands.events",      # events
+    "wazod.commands.maintenance", # maintenance
+    "wazod.commands.demo",        # demo
+]
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def print_result(result: JobResult, as_json: bool) -> None:
+    if as_json:
+        print_json(result.to_dict())
+        return
+    head = f"{result.job}: {result.status}" + (" (dry run)" if result.dry_run else "")
+    print(f"{head} in {result.duration:.2f} s")
+    if result.error:
+        print(f"  error: {result.error}")
+    for key, value in result.data.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, default=str)
+        print(f"  {key}: {value}")
+
+
+def run_job_command(args, loaded, job: str, **options: Any) -> int:
+    """Run a job from the CLI exactly as the daemon would (lock, record, event)."""
+    config = loaded.config
+    check_role(JOBS[job], config.role)
+    emitter = open_emitter(config)
+    try:
+        result = asyncio.run(run_job(job, config, emitter, **options))
+    finally:
+        emitter.store.close()
+    print_result(result, getattr(args, "json", False))
+    return ExitCode.OK if result.ok else ExitCode.FAILED

@@ -1,0 +1,65 @@
+"""``wazod run``, ``wazod status``, ``wazod config check|defaults``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from wazod.commands import print_json
+from wazod.errors import ExitCode
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("run", parents=[common], help="the daemon, in the foreground (systemd runs this)")
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("status", parents=[common], help="role, HA state, peer, berofos, jobs, health")
+    p.add_argument("--json", action="store_true", help="the contract's JSON document")
+    p.set_defaults(handler=_status)
+
+    p = sub.add_parser("config", parents=[common], help="validate or show the configuration")
+    csub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    csub.required = True
+    c = csub.add_parser("check", parents=[common], help="validate and print the effective config, secrets masked")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(handler=_config_check)
+    c = csub.add_parser("defaults", parents=[common], help="print the documented default configuration")
+    c.set_defaults(handler=_config_defaults, needs_config=False)
+
+
+def _run(args, loaded) -> int:
+    from wazod.supervisor import run_daemon
+
+    return run_daemon(loaded)
+
+
+def _status(args, loaded) -> int:
+    from wazod.status_view import collect_status, render_status
+
+    doc = collect_status(loaded.config)
+    if args.json:
+        print_json(doc)
+    else:
+        sys.stdout.write(render_status(doc, color=sys.stdout.isatty()))
+    return ExitCode.OK
+
+
+def _config_check(args, loaded) -> int:
+    effective = loaded.config.masked()
+    if args.json:
+        print_json({"ok": True, "files": [str(p) for p in loaded.files], "config": effective})
+    else:
+        print("configuration OK; files read (highest priority first):")
+        for p in loaded.files:
+            print(f"  {p}{'' if p.exists() else ' (absent)'}")
+        import yaml
+
+        print(yaml.safe_dump(json.loads(json.dumps(effective)), sort_keys=False), end="")
+    return ExitCode.OK
+
+
+def _config_defaults(args, loaded) -> int:
+    from wazod.config.defaults import render_default_config
+
+    sys.stdout.write(render_default_config())
+    return ExitCode.OK

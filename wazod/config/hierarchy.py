@@ -1,0 +1,130 @@
+"""Reading config.yml and conf.d/*.yml with the Wazo daemons' rules.
+
+The rules, as xivo-lib-python applies them (see shared/reference):
+- conf.d files are read in code-point order of their names; only names ending
+  in ``.yml`` and not starting with ``.`` count; no recursion;
+- the *first* conf.d file defining a key wins, any conf.d file beats config.yml;
+- dicts are deep-merged, lists and scalars replaced whole; an explicit null in
+  a higher-priority file masks a dict below it;
+- missing files and directories are fine.
+
+Unlike Wazo, a file that is not valid YAML or whose top level is not a mapping
+is an error here (Wazo silently skips the first in conf.d and crashes on the
+second), and the error names the file and the line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wazod.errors import ConfigError
+
+
+@dataclass
+class Layer:
+    """One file's content, with its path kept for error messages."""
+
+    path: Path
+    data: dict[str, Any]
+
+
+@dataclass
+class Hierarchy:
+    """The layers in priority order (highest first) and their merge."""
+
+    layers: list[Layer] = field(default_factory=list)
+
+    def merged(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for layer in self.layers:
+            _fill_missing(result, layer.data)
+        return result
+
+    def source_of(self, key_path: tuple) -> Path | None:
+        """The file whose value for ``key_path`` is the effective one (highest priority defining it)."""
+        for layer in self.layers:
+            node: Any = layer.data
+            found = True
+            for part in key_path:
+                if isinstance(node, dict) and part in node:
+                    node = node[part]
+                elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                    node = node[part]
+                else:
+                    found = False
+                    break
+            if found:
+                return layer.path
+            # a shorter prefix defined here (e.g. a scalar masking a dict) also makes this file the source
+            node = layer.data
+            for part in key_path:
+                if not isinstance(node, dict) or part not in node:
+                    break
+                node = node[part]
+                if not isinstance(node, dict):
+                    return layer.path
+        return None
+
+
+def _fill_missing(target: dict, source: dict) -> None:
+    """Merge ``source`` (lower priority) into ``target`` (higher priority) in place."""
+    for key, value in source.items():
+        if key not in target:
+            target[key] = _copy(value)
+        elif isinstance(target[key], dict) and isinstance(value, dict):
+            _fill_missing(target[key], value)
+        # else: the higher-priority value (scalar, list, null or dict over non-dict) stays
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def parse_file(path: Path) -> dict[str, Any]:
+    """Parse one YAML file; empty (or comment-only) means {}; errors name the file and line."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, not a {type(data).__name__}")
+    return data
+
+
+def conf_d_files(directory: Path) -> list[Path]:
+    """The conf.d files Wazo would read, in Wazo's order (code point, not locale)."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [directory / n for n in sorted(names) if n.endswith(".yml") and not n.startswith(".")]
+
+
+def read_hierarchy(config_file: str | os.PathLike) -> Hierarchy:
+    config_file = Path(config_file)
+    conf_d = config_file.parent / "conf.d"
+    layers = [Layer(p, parse_file(p)) for p in conf_d_files(conf_d)]
+    layers.append(Layer(config_file, parse_file(config_file)))
+    return Hierarchy(layers)

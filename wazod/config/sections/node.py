@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from . import Section
+
+
+class NodeSection(Section):
+    name: str | None = Field(None, description="name of this node in events and topics; null: the host name")
+    state_dir: str = Field("/var/lib/wazod", description="persistent state: job results, event seq, outbox, locks")
+    uuid_file: str = Field(
+        "/etc/profile.d/xivo_uuid.sh",
+        description="Wazo's file holding XIVO_UUID, read for the node's installation UUID",
+    )
+    stop_timeout: float = Field(60.0, description="seconds a SIGTERM waits for running work to reach a safe point")

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from . import Section
+
+WAZO_EXCLUDED_TABLES = [
+    "call_log", "call_log_participant", "cel", "dhcp", "queue_log", "session", "stat_agent",
+    "stat_agent_periodic", "stat_call_on_queue", "stat_queue", "stat_queue_periodic", "mail",
+    "monitoring", "netiface", "resolvconf", "infos",
+]
+
+
+class ReplicationSection(Section):
+    schedule: str = Field("0 * * * *", description="five-field crontab schedule of the master to slave replication")
+    jitter: int = Field(0, ge=0, description="random delay of up to this many seconds added to each scheduled run")
+    source_dsn: str = Field("postgresql:///asterisk", description="the master's asterisk database")
+    target_dsn: str = Field(
+        "postgresql://postgres@{remote_address}/asterisk",
+        description="the slave's asterisk database; {remote_address} is replaced by ha.remote_address",
+    )
+    exclude_tables: list[str] = Field(
+        default_factory=lambda: list(WAZO_EXCLUDED_TABLES),
+        description="tables never copied (Wazo's list plus infos, so each node keeps its UUID); remove infos to copy it",
+    )

@@ -1,0 +1,153 @@
+"""Job results and the one runner every caller goes through.
+
+A job (replication, sync, backup, purge) is a module with one async entry
+point ``run(config, **options) -> JobResult``. The scheduler, the CLI and the
+demo all call it through ``run_job``, which takes the per-operation lock,
+measures the run, persists the record (``<state_dir>/job-<name>.json``) and
+turns the result into the contract's event. Jobs themselves never emit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from wazod.errors import WrongRole
+from wazod.events import EVENT_NAMES, Emitter, now_iso
+from wazod.locks import OperationLock
+from wazod.logsetup import get_logger
+from wazod.state import StateStore
+
+log = get_logger("jobs")
+
+Status = Literal["ok", "failed", "skipped"]
+
+
+@dataclass
+class JobResult:
+    job: str
+    status: Status
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    started_at: str = field(default_factory=now_iso)
+    duration: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    entry: str  # "module:function"
+    roles: tuple[str, ...] | None  # None: every role
+    held_in_maintenance: bool = False
+
+    def load(self) -> Callable[..., Awaitable[JobResult]]:
+        module, func = self.entry.split(":")
+        return getattr(importlib.import_module(module), func)
+
+
+JOBS: dict[str, JobSpec] = {
+    "replication": JobSpec("replication", "wazod.replication:run", ("master",), held_in_maintenance=True),
+    "sync": JobSpec("sync", "wazod.sync:run", ("master",), held_in_maintenance=True),
+    "backup": JobSpec("backup", "wazod.backup:run", None),
+    "purge": JobSpec("purge", "wazod.purge:run", None),
+}
+
+
+def event_for(result: JobResult) -> tuple[str, dict[str, Any]]:
+    """The contract's event name and data for a job result."""
+    suffix = {"ok": "completed", "failed": "failed", "skipped": "skipped"}[result.status]
+    name = f"{result.job}_{suffix}"
+    data = dict(result.data)
+    data["duration"] = round(result.duration, 3)
+    if result.error:
+        data["error"] = result.error
+    if name not in EVENT_NAMES:  # e.g. sync has no _skipped event
+        name = f"{result.job}_completed"
+        data["skipped"] = True
+    return name, data
+
+
+def check_role(spec: JobSpec, role: str) -> None:
+    if spec.roles is not None and role not in spec.roles:
+        raise WrongRole(f"{spec.name} runs only on a {' or '.join(spec.roles)} node; this node is {role}")
+
+
+async def run_job(
+    name: str,
+    config,
+    emitter: Emitter | None,
+    *,
+    entry: Callable[..., Awaitable[JobResult]] | None = None,
+    lock: bool = True,
+    record: bool = True,
+    **options: Any,
+) -> JobResult:
+    """Run job ``name`` under its lock, persist its record and emit its event.
+
+    Raises LockHeld when another run holds the lock. Any exception of the job
+    becomes a ``failed`` result; cancellation (SIGTERM) is recorded as failed
+    ("interrupted") and re-raised so the supervisor can finish stopping.
+    """
+    spec = JOBS[name]
+    entry = entry or spec.load()
+    state = StateStore(config.node.state_dir)
+    op_lock = OperationLock(config.node.state_dir, name)
+    if lock:
+        op_lock.acquire()
+    started = now_iso()
+    t0 = time.monotonic()
+    cancelled = False
+    try:
+        try:
+            result = await entry(config, **options)
+        except asyncio.CancelledError:
+            cancelled = True
+            result = JobResult(name, "failed", error="interrupted (daemon stopping)")
+        except Exception as e:  # reported, never crashes the caller
+            log.exception("job crashed", job=name)
+            result = JobResult(name, "failed", error=f"{type(e).__name__}: {e}")
+        result.job = name
+        result.started_at = started
+        result.duration = time.monotonic() - t0
+        result.dry_run = bool(options.get("dry_run"))
+        if record and not result.dry_run:
+            state.write(
+                f"job-{name}",
+                {
+                    "last_result": result.status,
+                    "last_run": started,
+                    "duration": round(result.duration, 3),
+                    "error": result.error,
+                    "data": result.data,
+                    **({"last_success": started} if result.status == "ok" else
+                       {"last_success": (state.read(f"job-{name}", {}) or {}).get("last_success")}),
+                },
+            )
+            if emitter is not None:
+                ev_name, ev_data = event_for(result)
+                emitter.emit(ev_name, ev_data)
+    finally:
+        if lock:
+            op_lock.release()
+    if cancelled:
+        raise asyncio.CancelledError()
+    return result
+
+
+def last_run(config, name: str) -> dt.datetime | None:
+    rec = StateStore(config.node.state_dir).read(f"job-{name}", {}) or {}
+    value = rec.get("last_run")
+    return dt.datetime.fromisoformat(value) if value else None

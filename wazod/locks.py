@@ -1,0 +1,57 @@
+"""Per-operation lock files shared by the daemon and the CLI.
+
+``fcntl.flock`` on ``<state_dir>/locks/<operation>.lock``: the kernel drops it
+when the holder dies, so a crash never leaves a stale lock behind. A manual
+run and a scheduled run of the same operation therefore never overlap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from wazod.errors import LockHeld
+
+
+class OperationLock:
+    def __init__(self, state_dir: str | os.PathLike, operation: str):
+        self.operation = operation
+        self.path = Path(state_dir) / "locks" / f"{operation}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = os.pread(fd, 64, 0).decode().strip()
+            os.close(fd)
+            who = f" (pid {holder})" if holder else ""
+            raise LockHeld(f"another {self.operation} run holds the lock {self.path}{who}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> OperationLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

@@ -1,0 +1,152 @@
+"""Scheduling of the periodic jobs with APScheduler 3.x.
+
+- five-field crontab expressions from the config, optional jitter;
+- one run of a job at a time (``max_instances=1`` inside the daemon, the
+  per-operation lock file against the CLI: a run that finds the lock held is
+  skipped and logged);
+- catch-up: a job whose scheduled time passed while the daemon was down (its
+  next fire time after its last recorded run is already past) runs once soon
+  after start, not once per missed period;
+- jobs that do not apply to the node's role are not scheduled; jobs held in
+  maintenance mode are skipped while it is on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from wazod.errors import ConfigError, LockHeld
+from wazod.jobs import JOBS, last_run, run_job
+from wazod.logsetup import get_logger
+
+log = get_logger("scheduler")
+
+CATCH_UP_DELAY = 5.0  # seconds after start before a missed job runs
+
+
+def make_trigger(expr: str, jitter: int = 0) -> CronTrigger:
+    try:
+        trigger = CronTrigger.from_crontab(expr, timezone=_local_tz())
+    except ValueError as e:
+        raise ConfigError(f"invalid crontab schedule {expr!r}: {e}") from None
+    if jitter:
+        trigger.jitter = jitter
+    return trigger
+
+
+def _local_tz():
+    return dt.datetime.now().astimezone().tzinfo
+
+
+def missed_since(trigger: CronTrigger, last: dt.datetime | None, now: dt.datetime) -> bool:
+    """True when a fire time fell between the last recorded run and now."""
+    if last is None:
+        return False
+    nxt = trigger.get_next_fire_time(None, last + dt.timedelta(seconds=1))
+    return nxt is not None and nxt <= now
+
+
+def maintenance_active(ctx) -> bool:
+    check = ctx.registry.get("maintenance_active")
+    return bool(check and check())
+
+
+class JobScheduler:
+    """The scheduler component of the supervisor."""
+
+    name = "scheduler"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.scheduler: AsyncIOScheduler | None = None
+        self.running: dict[str, asyncio.Task] = {}
+        ctx.registry["scheduler"] = self
+
+    def applicable_jobs(self) -> list[str]:
+        role = self.ctx.config.role
+        return [name for name, spec in JOBS.items() if spec.roles is None or role in spec.roles]
+
+    def next_runs(self) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        if self.scheduler is None:
+            return out
+        for job in self.scheduler.get_jobs():
+            nxt = getattr(job, "next_run_time", None)  # absent until the scheduler has started
+            out[job.id] = nxt.isoformat() if nxt else None
+        return out
+
+    def _configure(self) -> None:
+        assert self.scheduler is not None
+        self.scheduler.remove_all_jobs()
+        cfg = self.ctx.config
+        for name in self.applicable_jobs():
+            section = getattr(cfg, name)
+            trigger = make_trigger(section.schedule, getattr(section, "jitter", 0))
+            self.scheduler.add_job(
+                self._fire, trigger, args=[name], id=name, name=name,
+                max_instances=1, coalesce=True, misfire_grace_time=300, replace_existing=True,
+            )
+        self._publish()
+
+    def _publish(self) -> None:
+        self.ctx.status.update(next_runs=self.next_runs())
+
+    async def _fire(self, name: str) -> None:
+        if name in self.running and not self.running[name].done():
+            log.info("job still running, this run is skipped", job=name)
+            return
+        if JOBS[name].held_in_maintenance and maintenance_active(self.ctx):
+            log.info("maintenance mode: scheduled run held", job=name)
+            return
+        task = asyncio.current_task()
+        self.running[name] = task
+        try:
+            result = await run_job(name, self.ctx.config, self.ctx.emitter)
+            log.info("job finished", job=name, status=result.status, duration=round(result.duration, 3))
+        except LockHeld as e:
+            log.warning("job skipped: lock held", job=name, reason=str(e))
+        finally:
+            self.running.pop(name, None)
+            self._publish()
+
+    def catch_up(self) -> list[str]:
+        """Jobs whose scheduled time passed while the daemon was down."""
+        now = dt.datetime.now().astimezone()
+        due = []
+        for name in self.applicable_jobs():
+            section = getattr(self.ctx.config, name)
+            if missed_since(make_trigger(section.schedule), last_run(self.ctx.config, name), now):
+                due.append(name)
+        return due
+
+    def start_extra(self, name: str, delay: float = 0.0) -> None:
+        """Run ``name`` once, ``delay`` seconds from now (catch-up, first backup...)."""
+        assert self.scheduler is not None
+        when = dt.datetime.now().astimezone() + dt.timedelta(seconds=delay)
+        self.scheduler.add_job(self._fire, "date", run_date=when, args=[name], id=f"{name}-once",
+                               replace_existing=True, misfire_grace_time=None)
+
+    async def reload(self) -> None:
+        if self.scheduler is not None:
+            self._configure()
+
+    async def run(self) -> None:
+        self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        self._configure()
+        self.scheduler.start()
+        for name in self.catch_up():
+            log.info("missed while down: runs once soon", job=name)
+            self.start_extra(name, CATCH_UP_DELAY)
+        try:
+            await self.ctx.stopping.wait()
+        finally:
+            self.scheduler.shutdown(wait=False)
+            tasks = [t for t in self.running.values() if not t.done()]
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
