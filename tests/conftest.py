@@ -11,9 +11,19 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from harness.fixtures import *  # noqa: E402,F401,F403  (re-export fixtures)
+from harness.util import install_sigterm_handler  # noqa: E402
+
+# Tests using these fixtures get the marker automatically (e.g. -m "not lab").
+_AUTO_MARKERS = {
+    "lab": {"netns_lab", "netns_lab_witness", "make_netns_lab"},
+    "pg": {"pg_cluster", "pg_pair", "make_pg_cluster"},
+    "mqtt": {"mosquitto"},
+    "sshd": {"sshd"},
+}
 
 _MARKERS = (
-    "netns: needs root and network namespaces (skipped otherwise)",
+    "lab: needs root and network namespaces (added automatically to tests "
+    "using the netns fixtures; skipped when unavailable)",
     "pg: starts real PostgreSQL clusters",
     "mqtt: starts a real mosquitto broker",
     "sshd: starts a real sshd",
@@ -30,3 +40,13 @@ def pytest_configure(config):
     if getattr(config.option, "asyncio_mode", None) is None and \
             config.getini("asyncio_mode") == "strict":
         config.option.asyncio_mode = "auto"
+    install_sigterm_handler()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tag tests by the harness fixtures they use, so ``-m "not lab"`` works."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in _AUTO_MARKERS.items():
+            if names & fixtures:
+                item.add_marker(marker)

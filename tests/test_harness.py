@@ -15,9 +15,7 @@ from pathlib import Path
 import aiomqtt
 import asyncpg
 import pytest
-
-from harness import (NetnsLab, PgCluster, free_port, wait_for, wait_for_async)
-
+from harness import NetnsLab, PgCluster, free_port, wait_for, wait_for_async
 
 # --- PostgreSQL -----------------------------------------------------------
 

@@ -14,8 +14,7 @@ from .mqtt import Mosquitto
 from .netns import LabHost, NetnsLab, netns_unavailable_reason
 from .pg import PgCluster, PgPair, pg_bindir
 from .ssh import Sshd
-from .util import (free_port, kill_process_group, wait_for, wait_for_async,
-                   wait_for_port)
+from .util import free_port, kill_process_group, wait_for, wait_for_async, wait_for_port
 
 __all__ = [
     "Mosquitto", "LabHost", "NetnsLab", "netns_unavailable_reason", "PgCluster",

@@ -14,13 +14,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from .util import (free_port, kill_process_group, register_cleanup,
-                   unregister_cleanup, wait_for, wait_for_port)
+from .util import free_port, kill_process_group, register_cleanup, unregister_cleanup, wait_for, wait_for_port
 
 __all__ = ["Mosquitto"]
 
@@ -70,7 +69,7 @@ class Mosquitto:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 10.0) -> "Mosquitto":
+    def start(self, timeout: float = 10.0) -> Mosquitto:
         """Start the broker (again on the same port) and wait until it listens."""
         if self.running:
             return self
@@ -89,7 +88,7 @@ class Mosquitto:
             wait_for(_up, timeout=timeout, interval=0.05)
         except TimeoutError:
             self.kill()
-            raise RuntimeError(f"mosquitto failed to start:\n{self.log_tail()}")
+            raise RuntimeError(f"mosquitto failed to start:\n{self.log_tail()}") from None
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -111,7 +110,7 @@ class Mosquitto:
         self.proc = None
         self._close_log()
 
-    def restart(self) -> "Mosquitto":
+    def restart(self) -> Mosquitto:
         self.stop()
         return self.start()
 
@@ -135,7 +134,7 @@ class Mosquitto:
         shutil.rmtree(self.base, ignore_errors=True)
         unregister_cleanup(self._cleanup_token)
 
-    def __enter__(self) -> "Mosquitto":
+    def __enter__(self) -> Mosquitto:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

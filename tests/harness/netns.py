@@ -22,8 +22,9 @@ import random
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -95,7 +96,7 @@ class NetnsLab:
     def hosts(self) -> list[LabHost]:
         return [h for h in (self.master, self.slave, self.witness) if h is not None]
 
-    def host(self, host: "LabHost | str") -> LabHost:
+    def host(self, host: LabHost | str) -> LabHost:
         """Resolve a role name ("master"/"slave"/"witness") or LabHost."""
         if isinstance(host, LabHost):
             return host
@@ -115,7 +116,7 @@ class NetnsLab:
             run(["ip", "-n", host.netns, "link", "set", ifname, "up"])
             host.ifaces.append(ifname)
 
-    def setup(self) -> "NetnsLab":
+    def setup(self) -> NetnsLab:
         self._cleanup_token = register_cleanup(self.teardown)
         try:
             for h in self.hosts:
@@ -146,17 +147,17 @@ class NetnsLab:
         unregister_cleanup(self._cleanup_token)
         self._cleanup_token = None
 
-    def __enter__(self) -> "NetnsLab":
+    def __enter__(self) -> NetnsLab:
         return self.setup()
 
     def __exit__(self, *exc: object) -> None:
         self.teardown()
 
     # -- running things --------------------------------------------------------
-    def _argv(self, host: "LabHost | str", argv: list[str]) -> list[str]:
+    def _argv(self, host: LabHost | str, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.host(host).netns, *argv]
 
-    def exec(self, host: "LabHost | str", argv: list[str], *, check: bool = False,
+    def exec(self, host: LabHost | str, argv: list[str], *, check: bool = False,
              timeout: float = 30.0, **kw: Any) -> subprocess.CompletedProcess:
         """Run ``argv`` inside ``host``'s namespace and wait for it
         (``subprocess.run``, text mode, output captured unless overridden)."""
@@ -164,7 +165,7 @@ class NetnsLab:
         kw.setdefault("text", True)
         return subprocess.run(self._argv(host, argv), check=check, timeout=timeout, **kw)
 
-    def popen(self, host: "LabHost | str", argv: list[str], **kw: Any) -> subprocess.Popen:
+    def popen(self, host: LabHost | str, argv: list[str], **kw: Any) -> subprocess.Popen:
         """Start a long-running process in ``host``'s namespace.  It gets its
         own process group and is killed (with its children) at teardown."""
         kw.setdefault("start_new_session", True)
@@ -173,7 +174,7 @@ class NetnsLab:
         self._procs.append(proc)
         return proc
 
-    def can_ping(self, src: "LabHost | str", dst_addr: str, count: int = 1,
+    def can_ping(self, src: LabHost | str, dst_addr: str, count: int = 1,
                  wait: float = 1.0) -> bool:
         """True if ``src`` gets at least one echo reply from ``dst_addr``."""
         res = self.exec(src, ["ping", "-n", "-q", "-c", str(count), "-W", str(wait),
@@ -207,15 +208,15 @@ class NetnsLab:
         if self.witness is None:
             raise RuntimeError("lab built without witness=True")
 
-    def _nft(self, host: "LabHost | str", ruleset: str) -> None:
+    def _nft(self, host: LabHost | str, ruleset: str) -> None:
         run(self._argv(host, ["nft", "-f", "-"]), input=ruleset)
 
-    def _nft_delete_table(self, host: "LabHost | str", table: str) -> None:
+    def _nft_delete_table(self, host: LabHost | str, table: str) -> None:
         # Absent table -> non-zero exit; that is fine (idempotent restore).
         subprocess.run(self._argv(host, ["nft", "delete", "table", "inet", table]),
                        capture_output=True)
 
-    def blackhole(self, host: "LabHost | str") -> None:
+    def blackhole(self, host: LabHost | str) -> None:
         """Drop every packet in and out of ``host`` except on loopback: the
         host is "frozen" from the network's point of view while its processes
         keep running (sending fails with EPERM)."""
@@ -233,10 +234,10 @@ table inet {_BLACKHOLE_TABLE} {{
 }}
 """)
 
-    def unblackhole(self, host: "LabHost | str") -> None:
+    def unblackhole(self, host: LabHost | str) -> None:
         self._nft_delete_table(host, _BLACKHOLE_TABLE)
 
-    def drop_share(self, host: "LabHost | str", percent: int) -> None:
+    def drop_share(self, host: LabHost | str, percent: int) -> None:
         """Randomly drop ``percent`` % of packets arriving at ``host``
         (non-loopback), to simulate a lossy link.  Replaces any earlier rate."""
         percent = int(percent)
@@ -254,7 +255,7 @@ table inet {_DROP_TABLE} {{
 }}
 """)
 
-    def clear_drop(self, host: "LabHost | str") -> None:
+    def clear_drop(self, host: LabHost | str) -> None:
         self._nft_delete_table(host, _DROP_TABLE)
 
     def __repr__(self) -> str:

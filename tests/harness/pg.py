@@ -22,13 +22,21 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import pytest
 
-from .util import (free_port, group_alive, kill_process_group, register_cleanup,
-                   run, unregister_cleanup, wait_for)
+from .util import (
+    fast_tmpdir,
+    free_port,
+    group_alive,
+    kill_process_group,
+    register_cleanup,
+    run,
+    unregister_cleanup,
+    wait_for,
+)
 
 __all__ = ["PgCluster", "PgPair", "pg_bindir", "make_pg_template"]
 
@@ -92,7 +100,7 @@ def make_pg_template() -> Path:
     the session fixture ``pg_template`` exists.  The caller removes
     ``result.parent``.
     """
-    base = Path(tempfile.mkdtemp(prefix="wzt-pgtpl-"))
+    base = Path(tempfile.mkdtemp(prefix="wzt-pgtpl-", dir=fast_tmpdir()))
     os.chmod(base, 0o755)
     _chown_tree(base)
     data = base / "data"
@@ -121,16 +129,19 @@ class PgCluster:
         self.extra_conf = dict(extra_conf or {})
         self._fixed_port = port
         self.port = port or free_port()
-        self.base = Path(tempfile.mkdtemp(prefix="wzt-pg-", dir=base_dir))
+        self.base = Path(tempfile.mkdtemp(prefix="wzt-pg-", dir=base_dir or fast_tmpdir()))
         os.chmod(self.base, 0o755)
         self.datadir = self.base / "data"
         self.sockdir = self.base / "sock"
         self.logfile = self.base / "postgres.log"
         self.sockdir.mkdir()
-        if template is not None:
-            shutil.copytree(template, self.datadir, symlinks=True)
         _chown_tree(self.base)
-        if template is None:
+        if template is not None:
+            # ``cp -a`` run as the server user is ~5x faster than copytree +
+            # chown, and keeps the 0700 mode postgres insists on.
+            run(_as_server_user(["cp", "-a", "--", str(template), str(self.datadir)]),
+                cwd="/")
+        else:
             _initdb(self.datadir)
         self._write_hba()
         self.proc: subprocess.Popen | None = None
@@ -188,7 +199,7 @@ class PgCluster:
         """True while the postmaster process we started is alive."""
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 30.0) -> "PgCluster":
+    def start(self, timeout: float = 30.0) -> PgCluster:
         """Start the postmaster and wait until it accepts connections.
 
         The server is started directly (``postgres -D``) rather than through
@@ -219,7 +230,7 @@ class PgCluster:
                 if exited and "in use" in log and not self._fixed_port and attempt < 4:
                     self.port = free_port()
                     continue
-                raise RuntimeError(f"postgres failed to start:\n{log}")
+                raise RuntimeError(f"postgres failed to start:\n{log}") from None
         raise RuntimeError("postgres failed to start")  # pragma: no cover
 
     def _ready(self) -> bool:
@@ -312,7 +323,7 @@ class PgCluster:
         shutil.rmtree(self.base, ignore_errors=True)
         unregister_cleanup(self._cleanup_token)
 
-    def __enter__(self) -> "PgCluster":
+    def __enter__(self) -> PgCluster:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

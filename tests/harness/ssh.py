@@ -12,13 +12,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from .util import (free_port, kill_process_group, register_cleanup, run,
-                   unregister_cleanup, wait_for)
+from .util import free_port, kill_process_group, register_cleanup, run, unregister_cleanup, wait_for
 
 __all__ = ["Sshd"]
 
@@ -143,7 +142,7 @@ class Sshd:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = 10.0) -> "Sshd":
+    def start(self, timeout: float = 10.0) -> Sshd:
         if self.running:
             return self
         argv = [self.binary, "-D", "-e", "-f", str(self.config)]
@@ -163,7 +162,7 @@ class Sshd:
             wait_for(_listening, timeout=timeout, interval=0.05)
         except TimeoutError:
             self.stop()
-            raise RuntimeError(f"sshd failed to start:\n{self.log_tail()}")
+            raise RuntimeError(f"sshd failed to start:\n{self.log_tail()}") from None
         return self
 
     def stop(self) -> None:
@@ -174,7 +173,7 @@ class Sshd:
             self._log_fh.close()
             self._log_fh = None
 
-    def restart(self) -> "Sshd":
+    def restart(self) -> Sshd:
         self.stop()
         return self.start()
 
@@ -192,7 +191,7 @@ class Sshd:
         shutil.rmtree(self.base, ignore_errors=True)
         unregister_cleanup(self._cleanup_token)
 
-    def __enter__(self) -> "Sshd":
+    def __enter__(self) -> Sshd:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -19,7 +19,8 @@ import socket
 import subprocess
 import threading
 import time
-from typing import Any, Awaitable, Callable, TypeVar, Union
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -32,6 +33,8 @@ __all__ = [
     "register_cleanup",
     "unregister_cleanup",
     "run",
+    "install_sigterm_handler",
+    "fast_tmpdir",
 ]
 
 # Ports handed out by this process recently; avoids giving the same port to two
@@ -203,6 +206,44 @@ def _run_cleanups() -> None:
             func()
         except Exception:  # noqa: BLE001 - best effort at exit
             pass
+
+
+def fast_tmpdir() -> str | None:
+    """Parent directory for big throw-away trees (PostgreSQL data dirs).
+
+    ``$WAZOD_TEST_TMPDIR`` if set, else ``/dev/shm`` when it is a writable
+    tmpfs (copying a 30 MB data dir there is >10x faster than on a VM disk),
+    else None (= the system temporary directory).
+    """
+    env = os.environ.get("WAZOD_TEST_TMPDIR")
+    if env:
+        return env
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK):
+        st = os.statvfs("/dev/shm")
+        if st.f_bavail * st.f_frsize > 1 << 30:  # at least 1 GiB free
+            return "/dev/shm"
+    return None
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into KeyboardInterrupt for the test process.
+
+    Why: CI cancellation and ``timeout`` send SIGTERM, whose default action
+    kills Python without running fixture finalizers or atexit hooks, leaking
+    servers and network namespaces.  KeyboardInterrupt makes pytest stop the
+    same way as Ctrl-C: finalizers run.  Only installed when nothing else
+    handles SIGTERM already (and only from the main thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def _handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second TERM kills
+        raise KeyboardInterrupt(f"received signal {signum}")
+
+    signal.signal(signal.SIGTERM, _handler)
 
 
 def run(argv: list[str], *, check: bool = True, timeout: float = 60.0,
