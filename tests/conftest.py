@@ -17,8 +17,8 @@ from harness.util import install_sigterm_handler  # noqa: E402
 _AUTO_MARKERS = {
     "lab": {"netns_lab", "netns_lab_witness", "make_netns_lab"},
     "pg": {"pg_cluster", "pg_pair", "make_pg_cluster"},
-    "mqtt": {"mosquitto"},
-    "sshd": {"sshd"},
+    "mqtt": {"mosquitto", "make_mosquitto"},
+    "sshd": {"sshd", "make_sshd"},
 }
 
 _MARKERS = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import aiomqtt
@@ -139,6 +140,8 @@ def test_netns_link_cut_and_blackhole(netns_lab: NetnsLab):
     lab.unblackhole("master")
     wait_for(lambda: lab.can_ping("slave", m.addr), timeout=10)
 
+    lab.drop_share("slave", 30)  # the partial form must load too
+    assert "numgen random mod 100" in lab.exec("slave", ["nft", "list", "ruleset"]).stdout
     lab.drop_share("slave", 100)
     assert not lab.can_ping("master", s.addr, count=3)
     lab.clear_drop("slave")
@@ -196,6 +199,33 @@ def test_pg_in_namespace(netns_lab: NetnsLab, make_pg_cluster):
     assert c.psql("SELECT 1").strip() == "1"
     res = lab.exec("slave", ["psql", "-X", "-A", "-t", c.dsn(), "-c", "SELECT 2"])
     assert res.stdout.strip() == "2", res.stderr
+
+
+def test_services_in_namespaces(netns_lab: NetnsLab, make_sshd, make_mosquitto,
+                                tmp_path: Path):
+    """rsync from the slave host to an sshd on the master host (the copy-back
+    path) and MQTT to a broker inside the master namespace; both become
+    unreachable when the master is blackholed."""
+    lab = netns_lab
+    server = make_sshd(listen=lab.master.addr, netns=lab.master.netns)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "f").write_bytes(b"x" * 5000)
+    argv = ["rsync", "-a", "-e", server.rsync_rsh(), f"{src}/", server.target(f"{dst}/")]
+    res = lab.exec("slave", argv)
+    assert res.returncode == 0, res.stderr + server.log_tail()
+    assert (dst / "f").read_bytes() == b"x" * 5000
+
+    broker = make_mosquitto(host=lab.master.addr, netns=lab.master.netns)
+    probe = [sys.executable, "-c", "import socket, sys; "
+             "socket.create_connection((sys.argv[1], int(sys.argv[2])), 2)",
+             broker.host, str(broker.port)]
+    assert lab.exec("slave", probe).returncode == 0
+    lab.blackhole("master")
+    res = lab.exec("slave", ["timeout", "2", *argv])
+    assert res.returncode != 0
+    lab.unblackhole("master")
 
 
 # --- helpers ----------------------------------------------------------------

@@ -6,8 +6,8 @@ puts the ``tests`` directory on ``sys.path``).  Fixtures are registered by
 tests/conftest.py from :mod:`harness.fixtures`; just request them by name:
 
 * ``pg_cluster``, ``pg_pair``, ``make_pg_cluster``, ``pg_template`` (session)
-* ``mosquitto``
-* ``sshd``
+* ``mosquitto``, ``make_mosquitto``
+* ``sshd``, ``make_sshd``
 * ``netns_lab``, ``netns_lab_witness``, ``make_netns_lab``
 """
 from .mqtt import Mosquitto

@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -199,6 +199,26 @@ class Sshd:
 
     def __repr__(self) -> str:
         return f"<Sshd {self.host}:{self.port} running={self.running}>"
+
+
+@pytest.fixture
+def make_sshd() -> Iterator[Callable[..., Sshd]]:
+    """Factory ``make_sshd(listen='127.0.0.1', port=None, netns=None,
+    user='root', start=True) -> Sshd``; all destroyed at teardown.  Use it for
+    an sshd inside a NetnsLab host (``listen=lab.master.addr,
+    netns=lab.master.netns``)."""
+    made: list[Sshd] = []
+
+    def factory(*, start: bool = True, **kw) -> Sshd:
+        server = Sshd(**kw)
+        made.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield factory
+    for server in reversed(made):
+        server.destroy()
 
 
 @pytest.fixture
