@@ -1,0 +1,146 @@
+"""Table-driven tests of the pure HA state machine, in the style of Pacemaker's scheduler tests.
+
+Each case is a sequence of probe rounds (one per second: ``G`` good, ``B`` bad;
+an optional witness line: ``Y`` a witness answered, ``N`` none did; an optional
+maintenance line: ``M`` on) plus events injected before given rounds (the
+outcome of an action), and the exact actions expected after each round.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from wazod.ha.machine import Emit, Machine, Params, Round, Takeover
+from wazod.ha.policy import ProbeResult, judge
+
+
+def _name(action) -> str:
+    if isinstance(action, Emit):
+        return action.name
+    return "TAKEOVER" if isinstance(action, Takeover) else "FAILBACK"
+
+
+def play(params: Params, rounds: str, *, services="stopped", witness: str | None = None,
+         maint: str | None = None, done: dict[int, tuple[str, bool]] | None = None):
+    """Feed the rounds; returns ({round index: [action names]}, machine)."""
+    m = Machine(params, services=services)
+    out: dict[int, list[str]] = {}
+    for i, ch in enumerate(rounds):
+        acts = []
+        if done and i in done:
+            kind, ok = done[i]
+            acts += m.action_done(kind, ok, float(i))
+        w = None if witness is None else witness[i] == "Y"
+        mt = bool(maint) and maint[i] == "M"
+        acts += m.observe(Round(float(i), i + 0.9, ch == "G", "unreachable" if ch == "B" else "ok", w), mt)
+        if acts:
+            out[i] = [_name(a) for a in acts]
+    return out, m
+
+
+P = Params(role="slave", fall=3, rise=3, failback_hold=5.0, flap_window=30.0, flap_limit=4, action_backoff=4.0)
+PW = Params(role="slave", fall=3, rise=3, failback_hold=5.0, flap_window=30.0, flap_limit=4,
+            action_backoff=4.0, has_witnesses=True)
+
+CASES = [
+    # id, params, rounds, kwargs, expected actions per round, final state
+    ("healthy-start", P, "GGGGGG", {}, {}, "standby"),
+    ("fall-rounds-then-takeover", P, "GGGBBB", {}, {5: ["ha_master_down", "TAKEOVER"]}, "taking_over"),
+    ("short-outages-ignored", P, "GGGBBGBBGBB", {}, {}, "standby"),
+    ("start-with-master-down", P, "BBB", {}, {2: ["ha_master_down", "TAKEOVER"]}, "taking_over"),
+    ("restart-while-active-keeps-services", P, "BBBBB", {"services": "running"}, {2: ["ha_master_down"]}, "active"),
+    ("restart-while-active-master-back", P, "GGGGGGG", {"services": "running"}, {5: ["FAILBACK"]}, "failing_back"),
+    ("no-repeat-while-pending", P, "BBBBBBBB", {}, {2: ["ha_master_down", "TAKEOVER"]}, "taking_over"),
+    ("takeover-then-failback-after-hold", P, "BBBBGGGGGGGG", {"done": {3: ("takeover", True)}},
+     {2: ["ha_master_down", "TAKEOVER"], 6: ["ha_master_up"], 9: ["FAILBACK"]}, "failing_back"),
+    ("failback-completes-standby", P, "BBBBGGGGGGGG", {"done": {3: ("takeover", True), 10: ("failback", True)}},
+     {2: ["ha_master_down", "TAKEOVER"], 6: ["ha_master_up"], 9: ["FAILBACK"]}, "standby"),
+    # one bad round in the hold restarts it (the master is not down: no event)
+    ("hold-restarts-on-bad-round", P, "BBBBGGGGBGGGGGGG", {"done": {3: ("takeover", True)}},
+     {2: ["ha_master_down", "TAKEOVER"], 6: ["ha_master_up"], 14: ["FAILBACK"]}, "failing_back"),
+    ("isolated-no-takeover", PW, "BBBBB", {"witness": "NNNNN"}, {2: ["ha_master_down", "ha_isolated"]}, "isolated"),
+    ("isolated-then-witness-back", PW, "BBBBBB", {"witness": "NNNNYY"},
+     {2: ["ha_master_down", "ha_isolated"], 4: ["TAKEOVER"]}, "taking_over"),
+    ("witness-seen-in-failing-rounds", PW, "GGBBB", {"witness": "YYYYN"}, {4: ["ha_master_down", "TAKEOVER"]},
+     "taking_over"),
+    ("maintenance-reports-only", P, "BBBBB", {"maint": "MMMMM"}, {2: ["ha_master_down"]}, "master_down"),
+    ("maintenance-off-acts", P, "BBBBB", {"maint": "MMMM."}, {2: ["ha_master_down"], 4: ["TAKEOVER"]}, "taking_over"),
+    ("failed-takeover-retried-after-backoff", P, "BBBBBBBBBBBBBBB",
+     {"done": {3: ("takeover", False), 8: ("takeover", False)}},
+     # failure at 3: next try at 3+4=7; failure at 8: backoff doubled, next at 8+8=16 (beyond the table)
+     {2: ["ha_master_down", "TAKEOVER"], 7: ["TAKEOVER"]}, "master_down"),
+    ("master-role-watches-slave", Params(role="master", fall=3, rise=3), "GGGBBBBGGGG", {},
+     {5: ["ha_slave_down"], 9: ["ha_slave_up"]}, "master"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_machine_table(case):
+    _id, params, rounds, kwargs, expected, final = case
+    out, m = play(params, rounds, **kwargs)
+    assert out == expected
+    assert m.state == final
+
+
+def test_flapping_freezes_after_one_takeover_and_thaws_after_the_window():
+    p = Params(role="slave", fall=2, rise=2, failback_hold=10.0, flap_window=12.0, flap_limit=3, action_backoff=4.0)
+    # link flapping: 2 s down, 2 s up, then steady up
+    rounds = "BBGGBBGGBBGG" + "G" * 20
+    out, m = play(p, rounds, done={2: ("takeover", True)})
+    names = [n for i in sorted(out) for n in out[i]]
+    assert names.count("TAKEOVER") == 1
+    assert names[:2] == ["ha_master_down", "TAKEOVER"]
+    flap_on = [i for i in sorted(out) if "ha_flapping" in out[i]]
+    assert len(flap_on) == 2  # on, then off once the window calmed down
+    # frozen in between: no failback while flapping even though the master was up long enough
+    assert "FAILBACK" not in [n for i in sorted(out) if flap_on[0] <= i < flap_on[1] for n in out[i]]
+    # after the thaw, the hold (10 s of continuous health) decides
+    assert "FAILBACK" in out[max(out)]
+    assert m.state == "failing_back"
+
+
+def test_event_data_carries_timing():
+    m = Machine(P, services="stopped")
+    acts = []
+    for i in range(3):
+        acts += m.observe(Round(10.0 + i, 10.4 + i, False, "sip_dead"))
+    down, takeover = acts
+    assert down.name == "ha_master_down"
+    assert down.data["reason"] == "sip_dead"
+    assert down.data["first_failure_mono"] == 10.0
+    assert down.data["detection_s"] == pytest.approx(2.4)
+    assert takeover.data["first_failure_mono"] == 10.0 and takeover.data["decided_mono"] == 12.4
+
+
+def test_flapping_then_state_reported_when_it_changed_meanwhile():
+    p = Params(role="slave", fall=1, rise=1, failback_hold=100.0, flap_window=5.0, flap_limit=2)
+    m = Machine(p, services="running")
+    names = []
+    for i, ch in enumerate("GBGBGBGGGGGGGG"):
+        names += [_name(a) for a in m.observe(Round(float(i), i + 0.5, ch == "G"))]
+    # frozen while flapping (no events, no failback); when it thaws, the state that changed
+    # meanwhile (the master is up again) is told once
+    assert names == ["ha_master_down", "ha_master_up", "ha_master_down", "ha_flapping", "ha_flapping", "ha_master_up"]
+
+
+POLICY_CASES = [
+    ("unreachable_or_sip_dead", [("icmp", True, True), ("sip", True, True)], (True, "ok")),
+    ("unreachable_or_sip_dead", [("icmp", False, False), ("sip", False, False)], (False, "unreachable")),
+    ("unreachable_or_sip_dead", [("icmp", True, True), ("sip", False, True)], (False, "sip_dead")),
+    ("unreachable_or_sip_dead", [("icmp", False, False), ("sip", True, True)], (True, "ok")),
+    ("unreachable", [("icmp", True, True), ("sip", False, True)], (True, "ok")),
+    ("unreachable", [("icmp", False, False)], (False, "unreachable")),
+    ("any_failed", [("icmp", True, True), ("tcp:5432", False, True)], (False, "failed:tcp:5432")),
+    ("any_failed", [], (False, "unreachable")),
+]
+
+
+@pytest.mark.parametrize("policy,results,expected", POLICY_CASES)
+def test_policy(policy, results, expected):
+    rs = [ProbeResult(p, "10.0.0.1", ok, reach) for p, ok, reach in results]
+    assert judge(policy, rs) == expected
+
+
+def test_unknown_policy_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown HA policy 'sometimes'"):
+        judge("sometimes", [])

@@ -1,0 +1,285 @@
+"""The HA decision as a pure state machine: probe rounds and monotonic time in, actions out.
+
+No I/O, no clock, no asyncio: the monitor feeds it, the tests feed it tables
+of rounds (in the style of Pacemaker's scheduler tests) and compare the exact
+actions out. Everything that makes failover safe lives here, where it can be
+proven round by round:
+
+* hysteresis: the peer is down after ``fall`` consecutive bad rounds and up
+  again after ``rise`` good ones (Wazo: one bad minute took over);
+* failback only after ``failback_hold`` seconds of continuous health;
+* witnesses: a slave that cannot reach any witness during the failing rounds
+  is the isolated one: ``ha_isolated``, no takeover (no split brain);
+* flap damping: more than ``flap_limit`` up/down transitions within
+  ``flap_window`` seconds freeze the node (``ha_flapping``) until the window
+  calms down;
+* services move only when the wanted state differs from the known one
+  (never a "stop" every round), one action at a time, failed actions retried
+  with exponential backoff;
+* start-up decides from fresh rounds and the real service state, so a slave
+  restarted while active keeps its services.
+
+States (``Machine.state``), slave role:
+
+=================  ============================================================
+starting           no verdict yet (fewer than fall/rise rounds since start)
+standby            master up, services stopped: the normal state of a slave
+master_down        master down, services not running and no action allowed yet
+                   (maintenance, backoff after a failure)
+isolated           master down but no witness reachable: not taking over
+taking_over        a takeover (services start) is running
+active             master down, this node holds the services
+failback_pending   master up again, waiting for failback_hold of continuous health
+failing_back       a failback (copy back, berofos, services stop) is running
+flapping           frozen: too many transitions in flap_window
+=================  ============================================================
+
+Master role: ``master`` (the slave is watched; only events come out).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["master", "slave"]
+
+
+@dataclass(frozen=True)
+class Params:
+    role: Role = "slave"
+    fall: int = 3
+    rise: int = 3
+    failback_hold: float = 20.0
+    flap_window: float = 120.0
+    flap_limit: int = 4
+    action_backoff: float = 10.0
+    max_backoff: float = 300.0
+    has_witnesses: bool = False
+
+    @classmethod
+    def from_config(cls, ha, role: Role) -> Params:
+        return cls(role=role, fall=ha.fall, rise=ha.rise, failback_hold=ha.failback_hold,
+                   flap_window=ha.flap_window, flap_limit=ha.flap_limit, action_backoff=ha.action_backoff,
+                   has_witnesses=bool(ha.witnesses))
+
+
+@dataclass(frozen=True)
+class Round:
+    """One probe round: when it ran (monotonic), its verdict, and whether a witness answered."""
+
+    started: float
+    ended: float
+    good: bool
+    reason: str = "ok"
+    witness_ok: bool | None = None  # None: no witness configured
+
+
+# --- actions -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Emit:
+    name: str
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """Start the services here (slave). ``data`` carries the timing of the detection."""
+
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Failback:
+    """Give the services back to the master: copy back, berofos mode 1, services stop."""
+
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+Action = Emit | Takeover | Failback
+ServicesState = Literal["running", "stopped", "unknown"]
+
+
+class Machine:
+    def __init__(self, params: Params, services: ServicesState = "unknown"):
+        self.p = params
+        self.services: ServicesState = services
+        self.peer_up: bool | None = None  # the hysteresis verdict; None until fall/rise rounds seen
+        self.reason = ""
+        self.fails = 0
+        self.goods = 0
+        self.fail_since: float | None = None  # start of the current failing streak
+        self.good_since: float | None = None  # start of the current good streak
+        self.down_since: float | None = None  # when the peer was declared down
+        self.witness_hist: deque[bool] = deque(maxlen=max(1, params.fall))
+        self.transitions: deque[float] = deque()
+        self.flapping = False
+        self.maintenance = False
+        self.isolated = False
+        self.pending: Literal["takeover", "failback"] | None = None
+        self.next_action_at = float("-inf")
+        self.backoff = params.action_backoff
+        self.last_reported: bool | None = None  # last up/down state told by an event
+
+    # --- inputs ----------------------------------------------------------------
+    def update_params(self, params: Params) -> None:
+        """New timings from a reloaded config; the observed state is kept."""
+        self.p = params
+        self.witness_hist = deque(self.witness_hist, maxlen=max(1, params.fall))
+
+    def set_services(self, state: ServicesState) -> None:
+        """The real service state (read at start-up, or after a manual change)."""
+        self.services = state
+
+    def observe(self, rnd: Round, maintenance: bool = False) -> list[Action]:
+        now = rnd.ended
+        out: list[Action] = []
+        self.maintenance = maintenance
+        if rnd.witness_ok is not None:
+            self.witness_hist.append(rnd.witness_ok)
+        if rnd.good:
+            if self.goods == 0:
+                self.good_since = rnd.started
+            self.goods += 1
+            self.fails = 0
+            self.fail_since = None
+        else:
+            if self.fails == 0:
+                self.fail_since = rnd.started
+            self.fails += 1
+            self.goods = 0
+            self.good_since = None
+            self.reason = rnd.reason
+        if self.peer_up is not False and self.fails >= self.p.fall:
+            self._transition(False, rnd, out)
+        elif self.peer_up is not True and self.goods >= self.p.rise:
+            self._transition(True, rnd, out)
+        self._check_flapping(now, out)
+        out += self._reconcile(now)
+        return out
+
+    def tick(self, now: float, maintenance: bool | None = None) -> list[Action]:
+        """Time passing without a round (e.g. maintenance ended): re-evaluate."""
+        if maintenance is not None:
+            self.maintenance = maintenance
+        out: list[Action] = []
+        self._check_flapping(now, out)
+        out += self._reconcile(now)
+        return out
+
+    def action_done(self, kind: str, ok: bool, now: float) -> list[Action]:
+        """The monitor finished a Takeover or Failback."""
+        self.pending = None
+        if ok:
+            self.services = "running" if kind == "takeover" else "stopped"
+            self.backoff = self.p.action_backoff
+            self.next_action_at = float("-inf")
+        else:
+            self.services = "unknown"
+            self.next_action_at = now + self.backoff
+            self.backoff = min(self.backoff * 2, self.p.max_backoff)
+        return self._reconcile(now)
+
+    # --- derived ---------------------------------------------------------------
+    @property
+    def frozen(self) -> str | None:
+        if self.flapping:
+            return "flapping"
+        if self.maintenance:
+            return "maintenance"
+        return None
+
+    @property
+    def state(self) -> str:
+        if self.p.role == "master":
+            return "master"
+        if self.flapping:
+            return "flapping"
+        if self.pending == "takeover":
+            return "taking_over"
+        if self.pending == "failback":
+            return "failing_back"
+        if self.peer_up is None:
+            return "starting"
+        if self.services == "running":
+            return "failback_pending" if self.peer_up else "active"
+        if self.peer_up:
+            return "standby" if self.services == "stopped" else "failback_pending"
+        return "isolated" if self.isolated else ("active" if self.services == "running" else "master_down")
+
+    # --- internals -------------------------------------------------------------
+    def _names(self) -> tuple[str, str]:
+        return ("ha_slave_up", "ha_slave_down") if self.p.role == "master" else ("ha_master_up", "ha_master_down")
+
+    def _transition(self, up: bool, rnd: Round, out: list[Action]) -> None:
+        previous = self.peer_up
+        self.peer_up = up
+        if previous is not None:
+            self.transitions.append(rnd.ended)
+        if up:
+            data = {"rounds": self.goods, "first_good_mono": self.good_since, "decided_mono": rnd.ended}
+            if self.down_since is not None:
+                data["down_for_s"] = round(rnd.ended - self.down_since, 3)
+            self.down_since = None
+            self.isolated = False
+        else:
+            self.down_since = rnd.ended
+            data = {"reason": self.reason, "rounds": self.fails, "first_failure_mono": self.fail_since,
+                    "decided_mono": rnd.ended,
+                    "detection_s": round(rnd.ended - self.fail_since, 3) if self.fail_since is not None else None}
+        if previous is None and up:
+            self.last_reported = True  # start-up with a healthy peer: nothing to tell
+            return
+        if not self.flapping:
+            self._report(up, data, out)
+
+    def _report(self, up: bool, data: dict[str, Any], out: list[Action]) -> None:
+        up_name, down_name = self._names()
+        out.append(Emit(up_name if up else down_name, data))
+        self.last_reported = up
+
+    def _check_flapping(self, now: float, out: list[Action]) -> None:
+        while self.transitions and self.transitions[0] <= now - self.p.flap_window:
+            self.transitions.popleft()
+        count = len(self.transitions)
+        if not self.flapping and count > self.p.flap_limit:
+            self.flapping = True
+            out.append(Emit("ha_flapping", {"active": True, "transitions": count,
+                                            "window_s": self.p.flap_window, "limit": self.p.flap_limit}))
+        elif self.flapping and count <= self.p.flap_limit:
+            self.flapping = False
+            out.append(Emit("ha_flapping", {"active": False, "transitions": count,
+                                            "window_s": self.p.flap_window, "limit": self.p.flap_limit}))
+            if self.peer_up is not None and self.peer_up != self.last_reported:
+                self._report(self.peer_up, {"after_flapping": True}, out)
+
+    def _witness_ok(self) -> bool:
+        if not self.p.has_witnesses:
+            return True
+        return any(self.witness_hist)
+
+    def _reconcile(self, now: float) -> list[Action]:
+        if self.p.role != "slave" or self.peer_up is None or self.pending is not None:
+            return []
+        out: list[Action] = []
+        if self.peer_up is False and self.services != "running":
+            if not self._witness_ok():
+                if not self.isolated:
+                    self.isolated = True
+                    out.append(Emit("ha_isolated", {"witnesses_reached": False, "master_down_since_mono": self.down_since}))
+                return out
+            if self.isolated:
+                self.isolated = False
+        if self.frozen or now < self.next_action_at:
+            return out
+        if self.peer_up is False and self.services != "running":
+            self.pending = "takeover"
+            out.append(Takeover({"reason": self.reason, "first_failure_mono": self.fail_since,
+                                 "decided_mono": self.down_since, "services_before": self.services}))
+        elif self.peer_up is True and self.services != "stopped":
+            held = now - self.good_since if self.good_since is not None else 0.0
+            if held >= self.p.failback_hold:
+                self.pending = "failback"
+                out.append(Failback({"master_up_for_s": round(held, 3), "services_before": self.services}))
+        return out
