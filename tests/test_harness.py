@@ -16,7 +16,7 @@ from pathlib import Path
 import aiomqtt
 import asyncpg
 import pytest
-from harness import NetnsLab, PgCluster, free_port, wait_for, wait_for_async
+from harness import NetnsLab, PgCluster, free_port, pg_bindir, wait_for, wait_for_async
 
 # --- PostgreSQL -----------------------------------------------------------
 
@@ -63,6 +63,24 @@ def test_pg_listen_all(make_pg_cluster):
     assert c.psql("SHOW listen_addresses").strip() == "*"
     hba = (c.datadir / "pg_hba.conf").read_text()
     assert "host all all 0.0.0.0/0 trust" in hba
+
+
+def test_pg_basebackup_into_empty_cluster(make_pg_cluster):
+    """``init=False`` + ``server_cmd`` let tests build a copy of another
+    cluster with PostgreSQL's own tools; the copy gets its own port."""
+    master = make_pg_cluster()
+    master.psql("CREATE TABLE copied (v text); INSERT INTO copied VALUES ('yes')")
+    copy = make_pg_cluster(init=False, start=False)
+    res = subprocess.run(copy.server_cmd([
+        str(pg_bindir() / "pg_basebackup"), "-D", str(copy.datadir), "-h", master.host,
+        "-p", str(master.port), "-U", "postgres", "-X", "fetch", "--no-sync"]),
+        capture_output=True, text=True, timeout=60, cwd="/")
+    assert res.returncode == 0, res.stderr
+    copy.start()
+    assert copy.port != master.port
+    assert copy.psql("SELECT v FROM copied").strip() == "yes"
+    copy.psql("CREATE TABLE only_copy (id int)")
+    assert master.psql("SELECT to_regclass('only_copy') IS NULL").strip() == "t"
 
 
 # --- mosquitto --------------------------------------------------------------

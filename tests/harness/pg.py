@@ -118,12 +118,20 @@ class PgCluster:
 
     ``netns``: name of a network namespace to run the server (and ``psql``)
     in; used by the two-host lab.
+
+    Settings go to ``<datadir>/harness.conf``, included at the end of
+    postgresql.conf and rewritten at every :meth:`start` (so changing
+    ``port``/``listen_addresses``/``extra_conf`` and restarting applies them);
+    ``ALTER SYSTEM`` (postgresql.auto.conf) still overrides them, as in
+    production.  ``init=False`` leaves ``datadir`` empty for the caller to
+    fill (e.g. ``cluster.server_cmd(['pg_basebackup', '-D', str(cluster.datadir),
+    ...])``); the harness settings are added at start.
     """
 
     def __init__(self, *, listen_addresses: str = "127.0.0.1", port: int | None = None,
                  template: Path | None = None, netns: str | None = None,
                  extra_conf: dict[str, str] | None = None,
-                 base_dir: str | None = None) -> None:
+                 base_dir: str | None = None, init: bool = True) -> None:
         self.listen_addresses = listen_addresses
         self.netns = netns
         self.extra_conf = dict(extra_conf or {})
@@ -136,14 +144,15 @@ class PgCluster:
         self.logfile = self.base / "postgres.log"
         self.sockdir.mkdir()
         _chown_tree(self.base)
-        if template is not None:
+        if not init:
+            pass  # caller fills self.datadir (e.g. pg_basebackup via server_cmd)
+        elif template is not None:
             # ``cp -a`` run as the server user is ~5x faster than copytree +
             # chown, and keeps the 0700 mode postgres insists on.
             run(_as_server_user(["cp", "-a", "--", str(template), str(self.datadir)]),
                 cwd="/")
         else:
             _initdb(self.datadir)
-        self._write_hba()
         self.proc: subprocess.Popen | None = None
         self._log_fh = None
         self._cleanup_token = register_cleanup(self.destroy)
@@ -158,18 +167,12 @@ class PgCluster:
             return "127.0.0.1"
         return la
 
-    def _write_hba(self) -> None:
-        hba = self.datadir / "pg_hba.conf"
-        with open(hba, "a") as fh:
-            fh.write(
-                "\n# wazod test harness: trust everything, we only listen where told\n"
-                "host all all 0.0.0.0/0 trust\n"
-                "host all all ::/0 trust\n"
-                "host replication all 0.0.0.0/0 trust\n"
-                "host replication all ::/0 trust\n"
-            )
+    _HBA_MARK = "# wazod test harness"
 
-    def _server_argv(self) -> list[str]:
+    def _prepare_datadir(self) -> None:
+        """Write harness.conf, include it and trust all hosts in pg_hba
+        (idempotent, so it also works on a data dir copied from another
+        harness cluster by pg_basebackup)."""
         conf = {
             "port": str(self.port),
             "listen_addresses": self.listen_addresses,
@@ -185,13 +188,42 @@ class PgCluster:
             "log_min_messages": "warning",
         }
         conf.update(self.extra_conf)
-        argv = [str(pg_bindir() / "postgres"), "-D", str(self.datadir)]
-        for key, value in conf.items():
-            argv += ["-c", f"{key}={value}"]
-        argv = _as_server_user(argv)
-        if self.netns:
-            argv = ["ip", "netns", "exec", self.netns, *argv]
+        lines = [f"{k} = '{str(v).replace(chr(39), chr(39) * 2)}'" for k, v in conf.items()]
+        harness_conf = self.datadir / "harness.conf"
+        harness_conf.write_text("# written by tests/harness/pg.py at each start\n"
+                                + "\n".join(lines) + "\n")
+        main_conf = self.datadir / "postgresql.conf"
+        text = main_conf.read_text() if main_conf.exists() else ""
+        if "include_if_exists 'harness.conf'" not in text:
+            with open(main_conf, "a") as fh:
+                fh.write("\ninclude_if_exists 'harness.conf'\n")
+        hba = self.datadir / "pg_hba.conf"
+        text = hba.read_text() if hba.exists() else ""
+        if self._HBA_MARK not in text:
+            with open(hba, "a") as fh:
+                fh.write(
+                    f"\n{self._HBA_MARK}: trust everything, we only listen where told\n"
+                    "host all all 0.0.0.0/0 trust\n"
+                    "host all all ::/0 trust\n"
+                    "host replication all 0.0.0.0/0 trust\n"
+                    "host replication all ::/0 trust\n"
+                )
+        ids = _server_user()
+        if ids is not None:
+            for f in (harness_conf, main_conf, hba):
+                os.chown(f, *ids)
+
+    def _server_argv(self) -> list[str]:
+        argv = self.server_cmd([str(pg_bindir() / "postgres"), "-D", str(self.datadir)])
         return argv
+
+    def server_cmd(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` wrapped to run as the server user (when root) inside the
+        cluster's namespace (if any); e.g. for pg_basebackup or pg_rewind."""
+        wrapped = _as_server_user(argv)
+        if self.netns:
+            wrapped = ["ip", "netns", "exec", self.netns, *wrapped]
+        return wrapped
 
     # -- lifecycle --------------------------------------------------------
     @property
@@ -212,6 +244,7 @@ class PgCluster:
             return self
         self._wait_old_group_gone()
         for attempt in range(5):
+            self._prepare_datadir()
             self._log_fh = open(self.logfile, "ab")
             self.proc = subprocess.Popen(
                 self._server_argv(), stdout=self._log_fh, stderr=subprocess.STDOUT,
