@@ -67,7 +67,7 @@ class MqttCollector:
         self._task: asyncio.Task | None = None
         self._subscribed = asyncio.Event()
 
-    async def __aenter__(self) -> "MqttCollector":
+    async def __aenter__(self) -> MqttCollector:
         self._task = asyncio.create_task(self._run())
         await asyncio.wait_for(self._subscribed.wait(), 10)
         return self
@@ -157,7 +157,7 @@ class Snmptrapd:
         self.proc: subprocess.Popen | None = None
         self._token = register_cleanup(self.stop)
 
-    def start(self) -> "Snmptrapd":
+    def start(self) -> Snmptrapd:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SNMP_PERSISTENT_DIR": str(self.base / "persist"),
                "SNMPCONFPATH": str(self.base), "MIBS": "", "MIBDIRS": str(self.base / "mibs")}
         with open(self.out, "ab") as fh:
@@ -195,7 +195,7 @@ class Snmptrapd:
     def log_text(self) -> str:
         return self.out.read_text(errors="replace") if self.out.exists() else ""
 
-    def __enter__(self) -> "Snmptrapd":
+    def __enter__(self) -> Snmptrapd:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

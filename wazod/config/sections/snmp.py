@@ -1,21 +1,64 @@
+"""``snmp``: notification targets for every event (see docs/bus.md, WAZOD-MIB)."""
+
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from . import Section
 
 
 class TrapTarget(Section):
     host: str = Field(..., description="trap receiver address")
-    port: int = Field(162, description="trap receiver port")
+    port: int = Field(162, ge=1, le=65535, description="trap receiver port")
     version: Literal["2c", "3"] = Field("2c", description="SNMP version")
+    notification: Literal["trap", "inform"] = Field(
+        "trap", description="trap (fire and forget) or inform (acknowledged by the receiver, retried)"
+    )
     community: str | None = Field(None, description="v2c community")
     user: str | None = Field(None, description="v3 user name")
-    auth_key: str | None = Field(None, description="v3 authentication key")
-    priv_key: str | None = Field(None, description="v3 privacy key")
+    auth_key: str | None = Field(None, description="v3 authentication key (at least 8 characters)")
+    priv_key: str | None = Field(None, description="v3 privacy key (at least 8 characters)")
+    auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] = Field(
+        "sha", description="v3 authentication protocol"
+    )
+    priv_protocol: Literal["des", "aes", "aes192", "aes256"] = Field("aes", description="v3 privacy protocol")
+    timeout: float = Field(2.0, gt=0, description="informs: seconds to wait for the receiver's answer")
+    retries: int = Field(3, ge=0, le=20, description="informs: resends before the notification is reported failed")
+
+    @model_validator(mode="after")
+    def _credentials(self):
+        if self.version == "2c" and not self.community:
+            raise ValueError("version 2c needs community")
+        if self.version == "3":
+            missing = [k for k in ("user", "auth_key", "priv_key") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"version 3 (authPriv) needs {', '.join(missing)}")
+            for key in ("auth_key", "priv_key"):
+                if len(getattr(self, key)) < 8:
+                    raise ValueError(f"{key} must be at least 8 characters (RFC 3414)")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 class SnmpSection(Section):
     traps: list[TrapTarget] = Field(default_factory=list, description="notification targets")
+    engine_id: str | None = Field(
+        None,
+        description="SNMPv3 engine ID of this node (hex); null: one generated once and kept in state_dir/snmp-engine-id",
+    )
+
+    @field_validator("engine_id")
+    @classmethod
+    def _hex_engine_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.lower().removeprefix("0x")
+        if not re.fullmatch(r"[0-9a-f]{10,64}", value) or len(value) % 2:
+            raise ValueError("must be 5 to 32 bytes in hexadecimal")
+        return value

@@ -1,0 +1,277 @@
+"""The MQTT publisher: the durable outbox drained in order to the broker, QoS 1.
+
+Why it is built this way:
+
+* The outbox (the SQLite event store) is the only source. In-process emits
+  wake the publisher at once; events appended by CLI processes (``wazod
+  backup`` run by hand) are found by polling the store's last seq every
+  ``bus.poll_interval`` seconds. Either way they go out in seq order.
+* An event leaves the outbox (the ``mqtt`` cursor moves) only after the
+  broker's PUBACK. Messages are pipelined (up to ``max_inflight`` awaiting
+  their PUBACK) and the cursor moves over the acknowledged prefix only, so a
+  broker that dies mid-batch costs re-sends (subscribers see duplicate seqs),
+  never a hole.
+* A broker down, restarting or unreachable at start-up is a normal state:
+  the publisher reconnects with exponential backoff and full jitter (so two
+  nodes, or fifty, do not reconnect in lock step) and never raises.
+* ``<prefix>/<node>/online`` is retained ``true`` once connected and the last
+  will (retained ``false``) tells subscribers the daemon died; a clean stop
+  publishes ``false`` itself. ``<prefix>/<node>/state`` is the status board,
+  retained, republished on every change and on every connection.
+* With no broker configured the component still runs, only to keep the
+  outbox bounded (``bus.outbox_max``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from wazod.bus.outbox import OutboxReader, StoredEvent, store_path
+from wazod.logsetup import get_logger
+
+log = get_logger("bus")
+
+CONSUMER = "mqtt"
+BATCH = 500
+PRUNE_EVERY = 60.0  # seconds between trims of the stored history
+
+
+def topic_part(value: str) -> str:
+    """A node or event name made safe as one topic level (no separators, no wildcards)."""
+    return "".join("_" if c in "/#+\0" else c for c in value) or "_"
+
+
+def topics(prefix: str, node: str) -> dict[str, str]:
+    base = f"{prefix}/{topic_part(node)}"
+    return {"events": f"{base}/events", "state": f"{base}/state", "online": f"{base}/online"}
+
+
+def read_password(path: str) -> str:
+    """First line of the password file. Errors name the file, never the content."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConnectionError(f"bus.mqtt.password_file {path}: cannot be read: {e.strerror}") from None
+    return text.splitlines()[0] if text else ""
+
+
+def tls_context(mqtt) -> ssl.SSLContext | None:
+    if not mqtt.uses_tls:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=mqtt.tls_ca)
+        if mqtt.tls_cert:
+            context.load_cert_chain(mqtt.tls_cert, mqtt.tls_key)
+    except (OSError, ssl.SSLError) as e:
+        raise ConnectionError(f"bus.mqtt TLS files: {e}") from None
+    return context
+
+
+def backoff_delay(attempt: int, low: float, high: float) -> float:
+    """Full jitter: uniform in [low, min(high, low * 2**attempt)]."""
+    return random.uniform(low, min(high, low * (2 ** min(attempt, 30))))
+
+
+class MqttPublisher:
+    """Component ``bus``: see the module docstring."""
+
+    name = "bus"
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self._wake = asyncio.Event()
+        self._state_dirty = True
+        self._reconnect = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected = False
+        self._error: str | None = None
+        self.reader = OutboxReader(store_path(ctx.config.state_dir), CONSUMER)
+        ctx.registry["bus"] = self
+
+    # -- wake-ups (may come from any thread) --------------------------------
+    def _poke(self, *_: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def _on_status(self, _snapshot: dict[str, Any]) -> None:
+        self._state_dirty = True
+        self._poke()
+
+    async def _sleep(self, seconds: float, also: asyncio.Future | None = None) -> None:
+        """Wait up to ``seconds`` for a wake-up (emit, status change, stop, reload, ``also`` done)."""
+        stop = asyncio.ensure_future(self.ctx.stopping.wait())
+        wake = asyncio.ensure_future(self._wake.wait())
+        waited = {stop, wake} | ({also} if also is not None else set())
+        try:
+            await asyncio.wait(waited, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            wake.cancel()
+        self._wake.clear()
+
+    def depth(self) -> int:
+        return self.reader.depth()
+
+    async def reload(self) -> None:
+        self._reconnect = True
+        self._poke()
+
+    # -- main loop -----------------------------------------------------------
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        unsubscribe = self.ctx.emitter.subscribe(self._poke)
+        self.ctx.status.subscribe(self._on_status)
+        attempt = 0
+        last_prune = 0.0
+        try:
+            while not self.ctx.stopping.is_set():
+                bus = self.ctx.config.bus
+                now = self._loop.time()
+                if now - last_prune > PRUNE_EVERY:
+                    last_prune = now
+                    self.reader.prune(bus.outbox_max)
+                self.reader.enforce_bound(bus.outbox_max)
+                if bus.mqtt.host is None:  # no broker: keep the outbox bounded, that is all
+                    await self._sleep(max(bus.poll_interval, 5.0))
+                    continue
+                self._reconnect = False
+                try:
+                    await self._session(bus)
+                    attempt = 0
+                except (TimeoutError, aiomqtt.MqttError, OSError, ConnectionError) as e:
+                    self._set_connected(False, error=str(e))
+                    delay = backoff_delay(attempt, bus.mqtt.reconnect_min, bus.mqtt.reconnect_max)
+                    level = log.warning if attempt == 0 or attempt % 10 == 0 else log.debug
+                    level("broker unreachable, retrying", broker=f"{bus.mqtt.host}:{bus.mqtt.port}",
+                          error=str(e), retry_in=round(delay, 2), pending=self.reader.depth())
+                    attempt += 1
+                    await self._sleep(delay)
+                    self._wake.clear()
+        finally:
+            unsubscribe()
+            self._set_connected(False)
+            self.reader.close()
+
+    def _set_connected(self, value: bool, error: str | None = None) -> None:
+        """Tell the status board (hence /status and the retained state) of a change, not of every retry."""
+        if (value, error) != (self.connected, self._error):
+            self.connected, self._error = value, error
+            self.ctx.status.update(bus={"connected": value, "error": error})
+
+    def _client(self, bus) -> aiomqtt.Client:
+        mqtt = bus.mqtt
+        t = topics(mqtt.topic_prefix, self.ctx.config.node_name)
+        return aiomqtt.Client(
+            mqtt.host, mqtt.port,
+            identifier=mqtt.client_id or f"wazod-{self.ctx.config.node_name}",
+            username=mqtt.username,
+            password=read_password(mqtt.password_file) if mqtt.password_file else None,
+            will=aiomqtt.Will(t["online"], b"false", qos=1, retain=True),
+            clean_session=True,
+            keepalive=mqtt.keepalive,
+            timeout=mqtt.timeout,
+            max_inflight_messages=mqtt.max_inflight,
+            tls_context=tls_context(mqtt),
+        )
+
+    async def _session(self, bus) -> None:
+        """One connection: publish until stopping or reload; raises when the connection fails."""
+        mqtt = bus.mqtt
+        t = topics(mqtt.topic_prefix, self.ctx.config.node_name)
+        async with self._client(bus) as client:
+            watcher = asyncio.create_task(self._watch_disconnect(client))
+            try:
+                await client.publish(t["online"], b"true", qos=1, retain=True)
+                self._state_dirty = True
+                self._set_connected(True)
+                log.info("connected to the broker", broker=f"{mqtt.host}:{mqtt.port}", pending=self.reader.depth())
+                await self._pump(client, bus, t, watcher)
+                if self.ctx.stopping.is_set():
+                    await self._drain(client, bus, t, watcher)
+                    await client.publish(t["online"], b"false", qos=1, retain=True)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await watcher
+
+    @staticmethod
+    async def _watch_disconnect(client: aiomqtt.Client) -> None:
+        """Returns (raising MqttError) when the connection drops: aiomqtt's public way to notice."""
+        async for _ in client.messages:
+            pass
+
+    async def _pump(self, client, bus, t, watcher) -> None:
+        while not self.ctx.stopping.is_set() and not self._reconnect:
+            if watcher.done():
+                watcher.result()  # raises the disconnection
+                raise aiomqtt.MqttError("disconnected")
+            self.reader.enforce_bound(bus.outbox_max)
+            batch = self.reader.pending(BATCH)
+            if batch:
+                await self._publish_batch(client, t["events"], batch, watcher)
+                continue
+            if self._state_dirty:
+                self._state_dirty = False
+                await client.publish(t["state"], json.dumps(self.ctx.status.snapshot(), default=str),
+                                     qos=1, retain=True)
+                continue
+            await self._sleep(bus.poll_interval, also=watcher)
+
+    async def _drain(self, client, bus, t, watcher) -> None:
+        """On stop: give what is pending (daemon_stopping included) up to drain_timeout to go out."""
+        deadline = asyncio.get_running_loop().time() + bus.drain_timeout
+        while asyncio.get_running_loop().time() < deadline:
+            batch = self.reader.pending(BATCH)
+            if not batch:
+                return
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self._publish_batch(client, t["events"], batch, watcher), max(left, 0.01))
+            except TimeoutError:
+                break
+        log.warning("stopping with events still in the outbox; they go out at next start",
+                    pending=self.reader.depth())
+
+    async def _publish_batch(self, client, events_topic: str, batch: list[StoredEvent], watcher) -> None:
+        """Publish in order, pipelined; acknowledge the confirmed prefix; raise if the connection failed."""
+        tasks = [
+            asyncio.ensure_future(client.publish(f"{events_topic}/{topic_part(ev.name)}", ev.body.encode(), qos=1))
+            for ev in batch
+        ]
+        everything = asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait({everything, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done_seq = 0
+            error: BaseException | None = None
+            for ev, task in zip(batch, tasks, strict=True):
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    done_seq = ev.seq
+                    continue
+                if task.done() and not task.cancelled():
+                    error = task.exception()
+                break
+            if done_seq:
+                self.reader.ack(done_seq)
+            if not everything.done():
+                for task in tasks:
+                    task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await everything
+        if done_seq != batch[-1].seq:
+            if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
+                raise watcher.exception()
+            raise error if error is not None else aiomqtt.MqttError("disconnected while publishing")
+
+
+def component(ctx):
+    return MqttPublisher(ctx)
