@@ -19,7 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from .util import free_port, kill_process_group, register_cleanup, unregister_cleanup, wait_for, wait_for_port
+from .util import (
+    GiveUp,
+    free_port,
+    kill_process_group,
+    register_cleanup,
+    unregister_cleanup,
+    wait_for,
+    wait_for_port,
+)
 
 __all__ = ["Mosquitto"]
 
@@ -35,6 +43,8 @@ class Mosquitto:
         of the lab's addresses)."""
         self.host = host
         self.netns = netns
+        self._fixed_port = port
+        self._started_once = False
         self.port = port or (free_port(host) if netns is None else free_port())
         self.base = Path(tempfile.mkdtemp(prefix="wzt-mqtt-"))
         self.persist_dir = self.base / "persist"
@@ -74,9 +84,26 @@ class Mosquitto:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
-        """Start the broker (again on the same port) and wait until it listens."""
+        """Start the broker (again on the same port) and wait until it listens.
+
+        Only the very first start may move to another port, if the one picked
+        by free_port() was grabbed in the meantime; restarts keep the port
+        because clients under test reconnect to it.
+        """
         if self.running:
             return self
+        for attempt in range(5):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError as exc:
+                if (self._started_once or self._fixed_port or attempt == 4
+                        or "in use" not in str(exc)):
+                    raise
+                self.port = free_port(self.host) if self.netns is None else free_port()
+                self._write_conf()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self, timeout: float) -> Mosquitto:
         offset = self.logfile.stat().st_size if self.logfile.exists() else 0
         self._log_fh = open(self.logfile, "ab")
         argv = [self.binary, "-c", str(self.conf)]
@@ -88,7 +115,7 @@ class Mosquitto:
 
         def _up() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError("mosquitto exited")
+                raise GiveUp("mosquitto exited")
             if self.netns:
                 # Not reachable from here: trust mosquitto's own log line.
                 with open(self.logfile, "rb") as fh:
@@ -99,9 +126,10 @@ class Mosquitto:
 
         try:
             wait_for(_up, timeout=timeout, interval=0.05)
-        except TimeoutError:
+        except (TimeoutError, GiveUp):
             self.kill()
             raise RuntimeError(f"mosquitto failed to start:\n{self.log_tail()}") from None
+        self._started_once = True
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

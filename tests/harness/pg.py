@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from .util import (
+    GiveUp,
     fast_tmpdir,
     free_port,
     group_alive,
@@ -255,7 +256,7 @@ class PgCluster:
                          message=f"postgres on port {self.port} not ready; "
                          f"log: {self.logfile}")
                 return self
-            except TimeoutError:
+            except (TimeoutError, GiveUp):
                 exited = self.proc.poll() is not None
                 kill_process_group(self.proc)
                 self.proc = None
@@ -268,7 +269,7 @@ class PgCluster:
 
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise TimeoutError("postmaster exited")
+            raise GiveUp("postmaster exited")
         res = subprocess.run(self._netns_prefix() + [
             str(pg_bindir() / "pg_isready"), "-q", "-h", self.host, "-p", str(self.port),
             "-U", "postgres", "-t", "1"], capture_output=True, timeout=10)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .util import free_port, kill_process_group, register_cleanup, run, unregister_cleanup, wait_for
+from .util import GiveUp, free_port, kill_process_group, register_cleanup, run, unregister_cleanup, wait_for
 
 __all__ = ["Sshd"]
 
@@ -41,6 +41,8 @@ class Sshd:
         self.host = listen
         self.netns = netns
         self.user = user
+        self._fixed_port = port
+        self._started_once = False
         self.port = port or (free_port(listen) if netns is None else free_port())
         self.base = Path(tempfile.mkdtemp(prefix="wzt-sshd-"))
         self.host_key = self.base / "ssh_host_ed25519_key"
@@ -143,8 +145,24 @@ class Sshd:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = 10.0) -> Sshd:
+        """Start sshd and wait for "Server listening".  The first start moves
+        to a new port if the chosen one was taken meanwhile; restarts keep it
+        (known_hosts entries name the port)."""
         if self.running:
             return self
+        for attempt in range(5):
+            try:
+                return self._start_once(timeout)
+            except RuntimeError as exc:
+                if (self._started_once or self._fixed_port or attempt == 4
+                        or "in use" not in str(exc)):
+                    raise
+                self.port = free_port(self.host) if self.netns is None else free_port()
+                self._write_config()
+                self.write_known_hosts()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self, timeout: float) -> Sshd:
         argv = [self.binary, "-D", "-e", "-f", str(self.config)]
         if self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
@@ -155,14 +173,15 @@ class Sshd:
 
         def _listening() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError("sshd exited")
+                raise GiveUp("sshd exited")
             return "Server listening on" in self.logfile.read_text(errors="replace")
 
         try:
             wait_for(_listening, timeout=timeout, interval=0.05)
-        except TimeoutError:
+        except (TimeoutError, GiveUp):
             self.stop()
             raise RuntimeError(f"sshd failed to start:\n{self.log_tail()}") from None
+        self._started_once = True
         return self
 
     def stop(self) -> None:

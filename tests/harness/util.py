@@ -25,6 +25,7 @@ from typing import Any, TypeVar, Union
 T = TypeVar("T")
 
 __all__ = [
+    "GiveUp",
     "free_port",
     "wait_for",
     "wait_for_async",
@@ -62,6 +63,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port  # pragma: no cover - extremely unlikely
 
 
+class GiveUp(Exception):
+    """Raise from a :func:`wait_for` predicate to stop waiting at once (e.g.
+    the server process being waited for has exited); it propagates as is."""
+
+
 def wait_for(
     predicate: Callable[[], T],
     timeout: float = 10.0,
@@ -73,7 +79,8 @@ def wait_for(
     Why: tests of an HA daemon are full of "eventually" conditions (a server is
     up, a failover happened).  Fixed sleeps are both slow and flaky; polling
     with a deadline is neither.  Exceptions raised by the predicate count as
-    "not yet" (the last one is chained to the TimeoutError for debugging).
+    "not yet" (the last one is chained to the TimeoutError for debugging),
+    except :class:`GiveUp`, which propagates immediately.
     """
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -83,6 +90,8 @@ def wait_for(
             if value:
                 return value
             last_exc = None
+        except GiveUp:
+            raise
         except Exception as exc:  # noqa: BLE001 - "not ready yet"
             last_exc = exc
         if time.monotonic() >= deadline:
@@ -115,6 +124,8 @@ async def wait_for_async(
             if value:
                 return value  # type: ignore[return-value]
             last_exc = None
+        except GiveUp:
+            raise
         except Exception as exc:  # noqa: BLE001
             last_exc = exc
         if loop.time() >= deadline:
