@@ -1,0 +1,83 @@
+"""The real daemon (``wazod run``) and the bus: last will on SIGKILL, seq across restarts."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from harness import kill_process_group, wait_for_async
+from harness.bus import MqttCollector, write_node_config
+
+pytestmark = pytest.mark.mqtt
+
+
+def start_daemon(config_path, log_path) -> subprocess.Popen:
+    with open(log_path, "ab") as fh:
+        return subprocess.Popen([sys.executable, "-m", "wazod", "run", "--config", str(config_path)],
+                                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+async def test_sigkill_sets_online_false_and_restart_continues_seq(tmp_path, mosquitto):
+    config = write_node_config(tmp_path, "pbx2", bus={"mqtt": {"host": mosquitto.host, "port": mosquitto.port,
+                                                              "keepalive": 5, "reconnect_min": 0.1},
+                                                     "poll_interval": 0.2})
+    log_path = tmp_path / "daemon.log"
+    async with MqttCollector(mosquitto.host, mosquitto.port, "wazod/pbx2/#") as sub:
+        daemon = start_daemon(config, log_path)
+        try:
+            await wait_for_async(lambda: any(e["name"] == "daemon_started" for e in sub.events()), timeout=30,
+                                 message=f"no daemon_started on the bus: {log_path.read_text()[-2000:]}")
+            await wait_for_async(lambda: (m := sub.last("/online")) and m.payload == b"true", timeout=10)
+            daemon.send_signal(signal.SIGKILL)
+            daemon.wait(10)
+            # the broker's last will: retained false
+            await wait_for_async(lambda: sub.last("/online").payload == b"false", timeout=15)
+            seen_before = {e["seq"] for e in sub.events()}
+
+            daemon = start_daemon(config, log_path)
+            await wait_for_async(lambda: sum(e["name"] == "daemon_started" for e in sub.events()) >= 2, timeout=30)
+            await wait_for_async(lambda: sub.last("/online").payload == b"true", timeout=10)
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(30) == 0
+            await wait_for_async(lambda: any(e["name"] == "daemon_stopping" for e in sub.events()), timeout=10)
+            await wait_for_async(lambda: sub.last("/online").payload == b"false", timeout=10)
+        finally:
+            kill_process_group(daemon)
+    events = sub.events()
+    seqs = sorted({e["seq"] for e in events})
+    assert seqs == list(range(1, seqs[-1] + 1)), "seq must continue across the SIGKILL and restart, no hole"
+    second_start = [e for e in events if e["name"] == "daemon_started"][1]
+    assert second_start["seq"] > max(seen_before)
+    assert all(e["node"] == "pbx2" for e in events)
+    assert len({e["origin_uuid"] for e in events}) == 1  # the kept installation UUID
+
+
+async def test_cli_events_command_reports_gaps(tmp_path, mosquitto):
+    """``wazod events --follow --json`` subscribes, prints JSON lines, and names a gap in seq."""
+    config = write_node_config(tmp_path, "pbx1", bus={"mqtt": {"host": mosquitto.host, "port": mosquitto.port}})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wazod", "events", "--follow", "--json", "--count", "3", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        import aiomqtt
+
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+            await asyncio.sleep(1.0)  # let the subscriber subscribe
+            for seq in (7, 8, 11):
+                body = json.dumps({"name": "sync_completed", "origin_uuid": "u", "node": "pbx9", "seq": seq,
+                                   "timestamp": "2026-11-27T09:30:00+00:00", "data": {"files": 2}})
+                await client.publish("wazod/pbx9/events/sync_completed", body, qos=1)
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [7, 8, 11]
+    assert "gap" in err.decode() and "9..10" in err.decode() and "pbx9" in err.decode()
