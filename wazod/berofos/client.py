@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import BasicAuth, DigestAuthMiddleware, hdrs
+from aiohttp import DigestAuthMiddleware, hdrs
 from yarl import URL
 
 from wazod.berofos.conf import Device
@@ -77,6 +77,11 @@ class DeviceState:
                    wdogdef=s["wdogdef"], confmap_version=values.get(MAGIC_KEY, ""))
 
 
+def _encode_basic(user: str, password: str) -> str:
+    encode = getattr(aiohttp, "encode_basic_auth", None)  # aiohttp >= 3.13; BasicAuth is deprecated there
+    return encode(user, password) if encode else aiohttp.BasicAuth(user, password).encode()
+
+
 class _AnyAuth:
     """Client middleware choosing basic or digest from the device's 401 challenge (CURLAUTH_ANY).
 
@@ -86,7 +91,7 @@ class _AnyAuth:
 
     def __init__(self, user: str, password: str):
         self.scheme: str | None = None
-        self._basic = BasicAuth(user, password).encode()
+        self._basic = _encode_basic(user, password)
         self._digest = DigestAuthMiddleware(user, password)
 
     async def __call__(self, request: aiohttp.ClientRequest, handler) -> aiohttp.ClientResponse:

@@ -191,7 +191,7 @@ async def berofos_lock(config, wait: float):
         lock.release()
 
 
-def _report(result: DeviceResult, emitter, reason: str | None) -> None:
+def report_result(result: DeviceResult, emitter, reason: str | None) -> None:
     """The journal line and, with an emitter, the event of one device's outcome."""
     data = {"device": result.name, "host": result.host, "mode": result.mode, "attempts": result.attempts}
     if reason:
@@ -224,14 +224,14 @@ async def apply_mode(config, mode: int, emitter=None, *, devices: list[str] | No
         targets = select_devices(load_devices(settings.config), devices, settings.config)
     except BnfosConfError as e:
         result = DeviceResult(settings.config, False, None, str(e))
-        _report(result, emitter, reason)
+        report_result(result, emitter, reason)
         return [result]
     if not targets:
         return []
 
     async def one(device: Device) -> DeviceResult:
         result = await switch_device(device, mode, settings)
-        _report(result, emitter, reason)
+        report_result(result, emitter, reason)
         return result
 
     try:
@@ -240,7 +240,7 @@ async def apply_mode(config, mode: int, emitter=None, *, devices: list[str] | No
     except LockHeld as e:
         results = [DeviceResult(d.name, False, None, f"{d}: not switched: {e}", d.address) for d in targets]
         for r in results:
-            _report(r, emitter, reason)
+            report_result(r, emitter, reason)
         return results
 
 

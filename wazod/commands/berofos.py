@@ -1,0 +1,102 @@
+"""``wazod berofos master|slave|status [-f fosN] [--json]``: the old ``xivo-berofos``, verified.
+
+``master`` puts the ISDN lines on the master (mode 1), ``slave`` on the slave
+(mode 0); both take the ``berofos`` lock (exit 3 if a switch is running),
+verify every device by reading its mode back, emit the same events as the
+daemon, and exit 1 if any device failed. ``status`` reads every device and
+warns about setup values that differ from what Wazo's procedure sets. It works
+on any node, whatever its HA role. Passwords are never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from wazod.berofos.conf import load_devices, select_devices
+from wazod.berofos.protocol import MODE_MASTER, MODE_SLAVE
+from wazod.berofos.switch import LINES_ON, apply_mode, read_status
+from wazod.commands import print_json
+from wazod.errors import ExitCode
+from wazod.events import open_emitter
+from wazod.locks import OperationLock
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser("berofos", parents=[common], help="set or read the relay mode of the berofos switches")
+    bsub = p.add_subparsers(dest="berofos_command", metavar="ACTION")
+    bsub.required = True
+    for action, helptext in (
+        ("master", "ISDN lines on the master (relay mode 1, A to B)"),
+        ("slave", "ISDN lines on the slave (relay mode 0, A to D)"),
+        ("status", "mode, default mode, watchdog and scenario of each device, with setup warnings"),
+    ):
+        a = bsub.add_parser(action, parents=[common], help=helptext)
+        a.add_argument("-f", "--fos", dest="fos", action="append", metavar="fosN",
+                       help="only this device of bnfos.conf (repeatable; default: all)")
+        a.add_argument("--json", action="store_true", help="print the result as JSON")
+        a.set_defaults(handler=_status if action == "status" else _set, berofos_mode=(
+            MODE_MASTER if action == "master" else MODE_SLAVE if action == "slave" else None))
+
+
+def _devices_or_none(args, config):
+    """The selected devices; None (after saying so) when bnfos.conf does not exist. Errors exit 2."""
+    path = config.berofos.config
+    devices = load_devices(path)  # BnfosConfError: exit 2 with file:line
+    if not devices:
+        why = "does not exist" if not Path(path).exists() else "lists no device"
+        msg = f"no berofos configured: {path} {why}"
+        if args.json:
+            print_json({"ok": True, "devices": [], "note": msg})
+        else:
+            print(msg)
+        return None
+    return select_devices(devices, args.fos, path)
+
+
+def _set(args, loaded) -> int:
+    config = loaded.config
+    mode = args.berofos_mode
+    devices = _devices_or_none(args, config)
+    if devices is None:
+        return ExitCode.OK
+    with OperationLock(config.state_dir, "berofos"):  # LockHeld: exit 3
+        emitter = open_emitter(config)
+        try:
+            results = asyncio.run(apply_mode(config, mode, emitter, devices=[d.name for d in devices],
+                                             reason="manual", lock=False))
+        finally:
+            emitter.store.close()
+    ok = all(r.ok for r in results)
+    if args.json:
+        print_json({"ok": ok, "mode": mode, "devices": [r.to_dict() for r in results]})
+    else:
+        for r in results:
+            if r.ok:
+                was = "" if r.previous is None else (" (unchanged)" if not r.changed else f" (was {r.previous})")
+                print(f"{r.name} {r.host}: mode {r.mode}, lines on the {LINES_ON[r.mode]}{was}")
+            else:
+                now = f"; it reports mode {r.mode}" if r.mode is not None else ""
+                print(f"{r.name} {r.host}: FAILED after {r.attempts} attempt(s): {r.error}{now}")
+    return ExitCode.OK if ok else ExitCode.FAILED
+
+
+def _status(args, loaded) -> int:
+    config = loaded.config
+    devices = _devices_or_none(args, config)
+    if devices is None:
+        return ExitCode.OK
+    statuses = asyncio.run(read_status(config, [d.name for d in devices]))
+    ok = all(s.ok for s in statuses)
+    if args.json:
+        print_json({"ok": ok, "devices": [s.to_dict() for s in statuses]})
+    else:
+        for s in statuses:
+            if not s.ok:
+                print(f"{s.name} {s.host}: UNREADABLE: {s.error}")
+                continue
+            print(f"{s.name} {s.host}: mode {s.mode} (lines on the {s.lines_on}), modedef {s.modedef}, "
+                  f"wdog {s.wdog}, wdogdef {s.wdogdef}, scenario {s.scenario}")
+            for w in s.warnings:
+                print(f"  warning: {w}")
+    return ExitCode.OK if ok else ExitCode.FAILED
