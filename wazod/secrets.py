@@ -32,8 +32,10 @@ def mask_text(text: str) -> str:
 def mask(value: Any, key: str | None = None) -> Any:
     """Return a copy of ``value`` with secrets masked, recursing into dicts and lists."""
     if key is not None and is_secret_key(key) and value not in (None, "", [], {}):
-        if isinstance(value, (dict, list)):
+        if isinstance(value, dict):
             return mask(value)
+        if isinstance(value, (list, tuple)):
+            return [mask(v, key) for v in value]
         return MASK
     if isinstance(value, dict):
         return {k: mask(v, str(k)) for k, v in value.items()}

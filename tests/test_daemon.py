@@ -1,0 +1,213 @@
+"""The supervisor as a real process: systemd notify, SIGHUP reload, ha.conf watching, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.util import free_port, wait_for
+
+
+def events_of(state_dir: Path) -> list[dict]:
+    db = state_dir / "events.sqlite3"
+    if not db.exists():
+        return []
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        return [json.loads(r[0]) for r in con.execute("SELECT body FROM events ORDER BY seq")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        con.close()
+
+
+class Daemon:
+    """``wazod run`` in a subprocess, with a real datagram NOTIFY_SOCKET."""
+
+    def __init__(self, tmp: Path, config_text: str, abstract: bool = False, watchdog_usec: int | None = None):
+        self.tmp = tmp
+        self.state_dir = tmp / "state"
+        self.config = tmp / "etc" / "config.yml"
+        self.config.parent.mkdir(parents=True, exist_ok=True)
+        (self.config.parent / "conf.d").mkdir(exist_ok=True)
+        self.config.write_text(config_text.replace("@STATE@", str(self.state_dir)).replace("@PORT@", str(free_port())))
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract:
+            name = f"wazod-test-{os.getpid()}-{time.monotonic_ns()}"
+            self.sock.bind("\0" + name)
+            self.notify_address = "@" + name
+        else:
+            path = str(tmp / "notify.sock")
+            self.sock.bind(path)
+            self.notify_address = path
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+        env = dict(os.environ, NOTIFY_SOCKET=self.notify_address)
+        if watchdog_usec:
+            env["WATCHDOG_USEC"] = str(watchdog_usec)
+        self.proc = subprocess.Popen([sys.executable, "-m", "wazod", "run", "--config", str(self.config)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+
+    def read_notify(self, seconds: float = 0.5) -> list[str]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            self.messages.extend(data.split("\n"))
+        return self.messages
+
+    def wait_notify(self, line: str, timeout: float = 20) -> bool:
+        def seen() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.output()[-2000:]}")
+            return line in self.read_notify(0.2)
+        return wait_for(seen, timeout=timeout)
+
+    def events(self, name: str | None = None) -> list[dict]:
+        evs = events_of(self.state_dir)
+        return [e for e in evs if name is None or e["name"] == name]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=90)
+        self.read_notify(0.1)
+        return code
+
+    def output(self) -> str:
+        return self.proc.stdout.read().decode() if self.proc.poll() is not None else ""
+
+
+BASE = """
+node: {name: testnode, state_dir: "@STATE@", uuid_file: /nonexistent}
+ha: {node_type: disabled, ha_conf: /nonexistent/ha.conf}
+status: {listen: "127.0.0.1:@PORT@"}
+"""
+
+
+@pytest.fixture
+def daemon_factory(tmp_path):
+    made: list[Daemon] = []
+
+    def make(config_text: str = BASE, **kw) -> Daemon:
+        d = Daemon(tmp_path, config_text, **kw)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        d.sock.close()
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path-socket", "abstract-socket"])
+def test_ready_watchdog_and_stopping_notifications(daemon_factory, abstract):
+    d = daemon_factory(abstract=abstract, watchdog_usec=400_000)
+    assert d.wait_notify("READY=1"), d.messages
+    assert any(m.startswith("STATUS=running as disabled") for m in d.messages)
+    # half of WATCHDOG_USEC = 0.2 s: several pings arrive while the loop is healthy
+    assert wait_for(lambda: d.read_notify(0.3).count("WATCHDOG=1") >= 3, timeout=10)
+    assert d.stop() == 0
+    assert "STOPPING=1" in d.messages
+    names = [e["name"] for e in d.events()]
+    assert names[0] == "daemon_started" and names[-1] == "daemon_stopping"
+
+
+def test_sigterm_stops_cleanly_and_logs_json(daemon_factory):
+    d = daemon_factory()
+    assert d.wait_notify("READY=1")
+    assert d.stop() == 0
+    lines = [line for line in d.output().splitlines() if line.strip()]
+    assert lines, "the daemon logged nothing"
+    for line in lines:
+        assert line.startswith("<"), line
+        prio, _, body = line[1:].partition(">")
+        assert prio.isdigit()
+        json.loads(body)  # one JSON object per line
+    assert any('"daemon stopped"' in line for line in lines)
+    status = json.loads((d.state_dir / "status.json").read_text())
+    assert status["daemon"] == "not running"
+
+
+def test_sighup_reload_applies_a_valid_change(daemon_factory):
+    d = daemon_factory()
+    assert d.wait_notify("READY=1")
+    (d.config.parent / "conf.d" / "10-purge.yml").write_text("purge: {days_to_keep: 42}\n")
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: d.events("config_reloaded"), timeout=15)
+    ev = d.events("config_reloaded")[-1]
+    assert ev["data"]["ok"] is True and "purge" in ev["data"]["changed"]
+    assert d.proc.poll() is None
+    assert d.stop() == 0
+
+
+def test_sighup_with_invalid_config_keeps_running_config(daemon_factory):
+    d = daemon_factory()
+    assert d.wait_notify("READY=1")
+    (d.config.parent / "conf.d" / "20-bad.yml").write_text("purge: {days_to_keep: [oops\n")
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: d.events("config_reloaded"), timeout=15)
+    ev = d.events("config_reloaded")[-1]
+    assert ev["data"]["ok"] is False
+    assert "20-bad.yml" in ev["data"]["error"]
+    time.sleep(1)
+    assert d.proc.poll() is None, "an invalid reload must not stop the daemon"
+    assert d.stop() == 0
+
+
+def test_ha_conf_rewrite_is_noticed_without_restart(daemon_factory, tmp_path):
+    ha_conf = tmp_path / "ha.conf"
+    ha_conf.write_text(json.dumps({"node_type": "disabled", "remote_address": "192.0.2.1"}))
+    text = BASE.replace("ha: {node_type: disabled, ha_conf: /nonexistent/ha.conf}", f"ha: {{ha_conf: {ha_conf}}}")
+    d = daemon_factory(text)
+    assert d.wait_notify("READY=1")
+    time.sleep(0.1)
+    ha_conf.write_text(json.dumps({"node_type": "disabled", "remote_address": "192.0.2.2"}))
+    os.utime(ha_conf, (time.time() + 5, time.time() + 5))  # a distinct mtime even on coarse clocks
+    assert wait_for(lambda: d.events("config_reloaded"), timeout=15)
+    ev = d.events("config_reloaded")[-1]
+    assert ev["data"]["ok"] is True and ev["data"]["reason"] == "ha.conf changed" and "ha" in ev["data"]["changed"]
+    assert d.stop() == 0
+
+
+def test_second_daemon_on_same_state_dir_exits_3(daemon_factory, tmp_path):
+    d = daemon_factory()
+    assert d.wait_notify("READY=1")
+    out = subprocess.run([sys.executable, "-m", "wazod", "run", "--config", str(d.config)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3
+    assert "lock" in out.stderr
+    assert d.stop() == 0
+
+
+def test_status_answers_from_saved_state_when_daemon_is_down(daemon_factory):
+    d = daemon_factory()
+    assert d.wait_notify("READY=1")
+    live = subprocess.run([sys.executable, "-m", "wazod", "status", "--json", "--config", str(d.config)],
+                          capture_output=True, text=True, timeout=60)
+    assert live.returncode == 0
+    assert json.loads(live.stdout)["daemon"] == "running"
+    assert d.stop() == 0
+    down = subprocess.run([sys.executable, "-m", "wazod", "status", "--json", "--config", str(d.config)],
+                          capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0
+    doc = json.loads(down.stdout)
+    assert doc["daemon"] == "not running"
+    assert doc["node"] == "testnode" and doc["role"] == "disabled"
+    assert set(doc["jobs"]) >= {"replication", "sync", "backup", "purge"}
+    text = subprocess.run([sys.executable, "-m", "wazod", "status", "--config", str(d.config)],
+                          capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0 and "NOT RUNNING" in text.stdout.splitlines()[0]
