@@ -211,3 +211,31 @@ def test_status_answers_from_saved_state_when_daemon_is_down(daemon_factory):
     text = subprocess.run([sys.executable, "-m", "wazod", "status", "--config", str(d.config)],
                           capture_output=True, text=True, timeout=60)
     assert text.returncode == 0 and "NOT RUNNING" in text.stdout.splitlines()[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the shipped config keeps state in /var/lib/wazod")
+def test_shipped_config_starts_on_a_plain_machine_and_stops_on_sigterm():
+    """`wazod run --config etc/wazod/config.yml`: HA disabled, no broker, JSON logs, clean SIGTERM."""
+    root = Path(__file__).resolve().parents[1]
+    if Path("/etc/xivo/ha.conf").exists():
+        pytest.skip("this machine is a Wazo node: its ha.conf would apply")
+    proc = subprocess.Popen([sys.executable, "-m", "wazod", "run", "--config", str(root / "etc/wazod/config.yml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        deadline = time.monotonic() + 30
+        lines = [first]
+        while '"daemon started"' not in lines[-1] and time.monotonic() < deadline:
+            lines.append(proc.stdout.readline())
+        assert '"daemon started"' in lines[-1], lines
+        assert '"role": "disabled"' in lines[-1]
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    for line in (lines + rest.splitlines()):
+        if line.strip():
+            assert line.startswith("<") and json.loads(line.split(">", 1)[1])
