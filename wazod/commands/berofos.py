@@ -77,7 +77,8 @@ def _set(args, loaded) -> int:
                 print(f"{r.name} {r.host}: mode {r.mode}, lines on the {LINES_ON[r.mode]}{was}")
             else:
                 now = f"; it reports mode {r.mode}" if r.mode is not None else ""
-                print(f"{r.name} {r.host}: FAILED after {r.attempts} attempt(s): {r.error}{now}")
+                error = (r.error or "").removeprefix(f"{r.name} ({r.host}): ")
+                print(f"{r.name} {r.host}: FAILED after {r.attempts} attempt(s): {error}{now}")
     return ExitCode.OK if ok else ExitCode.FAILED
 
 
@@ -93,7 +94,8 @@ def _status(args, loaded) -> int:
     else:
         for s in statuses:
             if not s.ok:
-                print(f"{s.name} {s.host}: UNREADABLE: {s.error}")
+                error = (s.error or "").removeprefix(f"{s.name} ({s.host}): ")
+                print(f"{s.name} {s.host}: UNREADABLE: {error}")
                 continue
             print(f"{s.name} {s.host}: mode {s.mode} (lines on the {s.lines_on}), modedef {s.modedef}, "
                   f"wdog {s.wdog}, wdogdef {s.wdogdef}, scenario {s.scenario}")
