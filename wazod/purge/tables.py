@@ -1,0 +1,94 @@
+"""What the purge needs to know about one table before touching it.
+
+The catalog tells whether the table exists in this Wazo version (a missing
+table is skipped, not an error), the type of its time column (timestamptz is
+compared with ``now()``, timestamp without time zone with ``localtimestamp``,
+as wazo-purge-db does), and how batches can find their rows without scanning
+the whole table each time: through a btree index on the time column when
+there is one, otherwise by walking the integer primary key in ranges, which
+reads the table once over the whole purge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TIMESTAMPTZ = "timestamp with time zone"
+TIMESTAMP = "timestamp without time zone"
+_INTEGER_TYPES = {"integer", "bigint", "smallint"}
+
+
+class TableError(Exception):
+    """This table cannot be purged as configured (the message says why)."""
+
+
+def quote_ident(name: str) -> str:
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    table: str
+    oid: int
+    column: str
+    naive: bool  # timestamp without time zone: compared with local time
+    walk: Literal["time index", "primary key"]
+    pk: str | None
+    columns: tuple[str, ...]
+
+    @property
+    def qtable(self) -> str:
+        return quote_ident(self.table)
+
+    @property
+    def qcolumn(self) -> str:
+        return quote_ident(self.column)
+
+    @property
+    def qpk(self) -> str:
+        assert self.pk is not None
+        return quote_ident(self.pk)
+
+
+async def inspect_table(conn, table: str, column: str) -> TablePlan | None:
+    """The plan for ``table``, None when the table does not exist; TableError when it cannot be purged."""
+    oid = await conn.fetchval("SELECT to_regclass($1)::oid", quote_ident(table))
+    if oid is None:
+        return None
+    col = await conn.fetchrow(
+        "SELECT attnum, format_type(atttypid, NULL) AS type FROM pg_attribute "
+        "WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
+        oid, column,
+    )
+    if col is None:
+        raise TableError(f"column {column} does not exist in table {table} (purge.tables names it as the time column)")
+    if col["type"] not in (TIMESTAMPTZ, TIMESTAMP):
+        raise TableError(f"{table}.{column} is of type {col['type']}; the time column must be a timestamp")
+    indexed = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+        "JOIN pg_am am ON am.oid = ic.relam WHERE i.indrelid = $1 AND i.indkey[0] = $2 "
+        "AND am.amname = 'btree' AND i.indpred IS NULL AND i.indisvalid)",
+        oid, col["attnum"],
+    )
+    pk_cols = await conn.fetch(
+        "SELECT a.attname, format_type(a.atttypid, NULL) AS type FROM pg_index i "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+        "WHERE i.indrelid = $1 AND i.indisprimary",
+        oid,
+    )
+    pk = pk_cols[0]["attname"] if len(pk_cols) == 1 and pk_cols[0]["type"] in _INTEGER_TYPES else None
+    if not indexed and pk is None:
+        raise TableError(
+            f"{table} has no index on {column} and no integer primary key: it cannot be purged in batches "
+            f"without reading the whole table for each one (create an index on {table}({column}))"
+        )
+    columns = await conn.fetch(
+        "SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        oid,
+    )
+    return TablePlan(
+        table=table, oid=oid, column=column, naive=col["type"] == TIMESTAMP,
+        walk="time index" if indexed else "primary key", pk=pk,
+        columns=tuple(r["attname"] for r in columns),
+    )
