@@ -173,11 +173,12 @@ class Snmptrapd:
         if self.proc is not None:
             kill_process_group(self.proc, sig=signal.SIGTERM)
             self.proc = None
+        self._final = self.log_text()  # what was received stays readable after the stop
         unregister_cleanup(self._token)
         shutil.rmtree(self.base, ignore_errors=True)
 
     def notifications(self) -> list[Notification]:
-        text = self.out.read_text(errors="replace") if self.out.exists() else ""
+        text = self.log_text()
         found = []
         for block in text.split("BEGIN ")[1:]:
             if "\nEND" not in block:
@@ -193,7 +194,7 @@ class Snmptrapd:
         return found
 
     def log_text(self) -> str:
-        return self.out.read_text(errors="replace") if self.out.exists() else ""
+        return self.out.read_text(errors="replace") if self.out.exists() else getattr(self, "_final", "")
 
     def __enter__(self) -> Snmptrapd:
         return self.start()

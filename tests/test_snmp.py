@@ -1,0 +1,187 @@
+"""SNMP notifications received by a real snmptrapd; WAZOD-MIB loaded by net-snmp's snmptranslate."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import wait_for_async
+from harness.bus import Snmptrapd, base_mib_dir, write_node_config
+
+from wazod.bus.mib import NOTIFICATION_NUMBERS, mib_name, notification_oid, render_mib
+from wazod.bus.snmp import SnmpNotifier, engine_id
+from wazod.config import load_config
+from wazod.context import Context
+from wazod.events import EVENT_NAMES, open_emitter
+from wazod.state import StateStore
+from wazod.statusboard import StatusBoard
+
+MIB_FILE = Path(__file__).resolve().parent.parent / "wazod" / "mibs" / "WAZOD-MIB.txt"
+ENGINE = "80007ed905a1b2c3d4e5f60718"
+EV = ".1.3.6.1.4.1.32473.7.1.1."  # wazodEvent
+
+
+def make_ctx(tmp_path, traps, **snmp):
+    path = write_node_config(tmp_path, "pbx1", snmp={"traps": traps, **snmp}, bus={"poll_interval": 0.2})
+    loaded = load_config(path)
+    config = loaded.config
+    state = StateStore(config.node.state_dir)
+    return Context(loaded, open_emitter(config), state, StatusBoard(state, config.node_name, config.role))
+
+
+@contextlib.asynccontextmanager
+async def running(ctx):
+    notifier = SnmpNotifier(ctx)
+    task = asyncio.create_task(notifier.run())
+    try:
+        await wait_for_async(lambda: notifier.senders, timeout=5)
+        yield notifier
+    finally:
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 15)
+        ctx.emitter.store.close()
+
+
+def ours(trapd: Snmptrapd, kind: str = ""):
+    return [n for n in trapd.notifications() if n.value(EV + "1") and kind in n.header]
+
+
+async def test_v2c_trap_and_inform_with_the_mib_varbinds(tmp_path):
+    with Snmptrapd() as trapd:
+        traps = [{"host": "127.0.0.1", "port": trapd.port, "community": "public"}]
+        ctx = make_ctx(tmp_path, traps)
+        async with running(ctx):
+            ctx.emit("ha_takeover_completed", {"duration": 2.5, "peer": "pbx2"})
+            ctx.emit("backup_failed", {"error": "disk full"})
+            ctx.emit("custom_thing", {})
+            await wait_for_async(lambda: len(ours(trapd)) >= 3, timeout=15)
+    first, second, third = ours(trapd)
+    assert "TRAP2, SNMP v2c, community public" in first.header
+    assert first.trap_oid == "." + ".".join(map(str, notification_oid("ha_takeover_completed")))
+    assert first.value(EV + "1") == 'STRING: "ha_takeover_completed"'
+    assert first.value(EV + "2") == 'STRING: "pbx1"'
+    assert first.value(EV + "4") == "Gauge32: 1"
+    assert first.value(EV + "6") == "INTEGER: 1"
+    assert json.loads(json.loads(first.value(EV + "7").removeprefix("STRING: "))) == {"duration": 2.5, "peer": "pbx2"}
+    assert second.value(EV + "6") == "INTEGER: 2"  # backup_failed is a warning
+    assert second.value(EV + "4") == "Gauge32: 2"
+    assert third.trap_oid.endswith(".32473.7.0.100")  # wazodOtherEvent
+
+
+async def test_v2c_inform_acknowledged(tmp_path):
+    with Snmptrapd() as trapd:
+        ctx = make_ctx(tmp_path, [{"host": "127.0.0.1", "port": trapd.port, "community": "public",
+                                   "notification": "inform", "timeout": 1, "retries": 1}])
+        async with running(ctx) as notifier:
+            ctx.emit("sync_completed", {"files": 1})
+            await wait_for_async(lambda: notifier.senders[0].sent == 1, timeout=15)
+            assert notifier.senders[0].ok is True
+    assert "INFORM, SNMP v2c" in ours(trapd)[0].header
+
+
+async def test_v3_authpriv_trap_and_inform(tmp_path):
+    users = [("trapuser", "authkey-123", "privkey-456", ENGINE), ("informuser", "authkey-123", "privkey-456", None)]
+    with Snmptrapd(users) as trapd:
+        v3 = {"host": "127.0.0.1", "port": trapd.port, "version": "3", "auth_key": "authkey-123",
+              "priv_key": "privkey-456"}
+        ctx = make_ctx(tmp_path, [{**v3, "user": "trapuser"}], engine_id=ENGINE)
+        async with running(ctx):
+            ctx.emit("ha_master_down", {"probes": 4})
+            await wait_for_async(lambda: ours(trapd, "SNMP v3"), timeout=15)
+        ctx2 = make_ctx(tmp_path / "n2", [{**v3, "user": "informuser", "notification": "inform", "timeout": 1}])
+        async with running(ctx2) as notifier:
+            ctx2.emit("ha_master_up", {})
+            await wait_for_async(lambda: notifier.senders[0].sent == 1, timeout=15)
+    v3_received = ours(trapd, "SNMP v3")
+    assert "TRAP2, SNMP v3, user trapuser" in v3_received[0].header
+    assert v3_received[0].value(EV + "1") == 'STRING: "ha_master_down"'
+    assert "INFORM, SNMP v3, user informuser" in v3_received[1].header
+
+
+async def test_wrong_v3_key_is_reported_without_blocking(tmp_path, mosquitto):
+    """A wrong key: the target is reported failing, the other target and MQTT go on, and it is retried."""
+    from harness.bus import MqttCollector
+
+    from wazod.bus.publisher import MqttPublisher
+
+    users = [("informuser", "authkey-123", "privkey-456", None)]
+    with Snmptrapd(users) as trapd, Snmptrapd() as good:
+        path = write_node_config(tmp_path, "pbx1", snmp={"traps": [
+            {"host": "127.0.0.1", "port": trapd.port, "version": "3", "user": "informuser",
+             "auth_key": "WRONG-key-1", "priv_key": "privkey-456", "notification": "inform", "timeout": 0.5,
+             "retries": 0},
+            {"host": "127.0.0.1", "port": good.port, "community": "public"}]},
+            bus={"poll_interval": 0.2, "mqtt": {"host": mosquitto.host, "port": mosquitto.port}})
+        loaded = load_config(path)
+        state = StateStore(loaded.config.node.state_dir)
+        ctx = Context(loaded, open_emitter(loaded.config), state, StatusBoard(state, "pbx1", "disabled"))
+        publisher = MqttPublisher(ctx)
+        pub_task = asyncio.create_task(publisher.run())
+        async with MqttCollector(mosquitto.host, mosquitto.port, "wazod/+/events/#") as sub, \
+                running(ctx) as notifier:
+            for i in range(3):
+                ctx.emit("purge_completed", {"i": i})
+            await wait_for_async(lambda: len(ours(good)) >= 3 and len(sub.events()) >= 3, timeout=20)
+            bad = notifier.senders[0]
+            await wait_for_async(lambda: bad.ok is False, timeout=10)
+            assert "digest" in bad.error.lower() or "authentication" in bad.error.lower()
+            status = ctx.status.get("snmp")["targets"][f"127.0.0.1:{trapd.port}"]
+            assert status["ok"] is False
+            assert bad.reader.depth() == 3  # kept for retry, not dropped
+        await asyncio.wait_for(pub_task, 15)
+    assert "Authentication failed for informuser" in trapd.log_text()
+    assert "WRONG-key-1" not in json.dumps(ctx.status.snapshot())
+
+
+def test_engine_id_is_kept_per_node(tmp_path):
+    config = load_config(write_node_config(tmp_path)).config
+    first = engine_id(config)
+    assert first.startswith("80007ed905") and len(first) == 26
+    assert engine_id(config) == first
+    assert (tmp_path / "state" / "snmp-engine-id").read_text().strip() == first
+
+
+def test_bad_target_config_is_a_clear_error(tmp_path):
+    from wazod.errors import ConfigError
+
+    path = write_node_config(tmp_path, snmp={"traps": [{"host": "h", "version": "3", "user": "u",
+                                                         "auth_key": "short", "priv_key": "longenough"}]})
+    with pytest.raises(ConfigError, match="auth_key must be at least 8"):
+        load_config(path)
+
+
+# --- the MIB ------------------------------------------------------------------------
+
+def test_shipped_mib_is_the_rendered_one():
+    assert MIB_FILE.read_text() == render_mib(), "regenerate: python -m wazod.bus.mib > wazod/mibs/WAZOD-MIB.txt"
+    assert set(NOTIFICATION_NUMBERS) >= EVENT_NAMES  # every contract event has its own notification
+
+
+def test_mib_loads_in_net_snmp(tmp_path):
+    base = base_mib_dir()
+    if base is None:
+        pytest.skip("no SNMPv2-SMI for net-snmp: install erlang-snmp or snmp-mibs-downloader")
+    mibs = tmp_path / "mibs"
+    mibs.mkdir()
+    for module in ("SNMPv2-SMI", "SNMPv2-TC", "SNMPv2-CONF"):
+        src = next(p for p in (base / f"{module}{e}" for e in ("", ".txt", ".mib")) if p.exists())
+        (mibs / f"{module}.txt").symlink_to(src)
+    env = {"PATH": os.environ["PATH"], "MIBS": "", "HOME": str(tmp_path)}
+    names = [f"WAZOD-MIB::{mib_name(n)}" for n in NOTIFICATION_NUMBERS] + ["WAZOD-MIB::wazodOtherEvent",
+                                                                          "WAZOD-MIB::wazodEventData"]
+    res = subprocess.run(["snmptranslate", "-M", f"{mibs}:{MIB_FILE.parent}", "-m", "+WAZOD-MIB", "-PW", "-On",
+                          *names], capture_output=True, text=True, env=env, timeout=30)
+    assert res.returncode == 0, res.stderr
+    oids = res.stdout.split()
+    expected = ["." + ".".join(map(str, notification_oid(n))) for n in NOTIFICATION_NUMBERS]
+    assert oids[: len(expected)] == expected
+    assert oids[-2:] == [".1.3.6.1.4.1.32473.7.0.100", ".1.3.6.1.4.1.32473.7.1.1.7"]
+    assert "WAZOD-MIB" not in res.stderr, res.stderr  # no warning about our module
+    # the full description is there for an NMS to show
+    res = subprocess.run(["snmptranslate", "-M", f"{mibs}:{MIB_FILE.parent}", "-m", "+WAZOD-MIB", "-Td",
+                          "WAZOD-MIB::wazodHaTakeoverCompleted"], capture_output=True, text=True, env=env, timeout=30)
+    assert "NOTIFICATION-TYPE" in res.stdout and "wazodEventSeq" in res.stdout
