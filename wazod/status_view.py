@@ -3,6 +3,11 @@
 The daemon writes ``status.json`` on every change; job records are
 ``job-<name>.json``. Whether the daemon runs is read from its lock (the
 kernel releases it when the process dies, so a crash cannot lie).
+
+The readable view is meant for an administrator at a glance: what is
+wrong comes first (daemon down, maintenance, failed jobs, health problems),
+the rest fits on a screen; colour only on a terminal (and never with
+``NO_COLOR``).
 """
 
 from __future__ import annotations
@@ -62,6 +67,12 @@ def collect_status(config) -> dict[str, Any]:
     for key, value in saved.items():
         doc.setdefault(key, value)
     doc["daemon"] = "running" if running else "not running"
+    if not running:
+        try:
+            mtime = os.stat(state.path("status")).st_mtime
+            doc["saved_at"] = dt.datetime.fromtimestamp(mtime).astimezone().isoformat()
+        except OSError:
+            doc["saved_at"] = None
     next_runs = saved.get("next_runs", {}) if running else {}
     for name, spec in JOBS.items():
         applies = spec.roles is None or config.role in spec.roles
@@ -69,45 +80,162 @@ def collect_status(config) -> dict[str, Any]:
         doc["jobs"][name] = {
             "last_result": rec.get("last_result"),
             "last_run": rec.get("last_run"),
+            "last_success": rec.get("last_success"),
             "duration": rec.get("duration"),
             "error": rec.get("error"),
             "next_run": (next_runs.get(name) or _next_run(config, name)) if applies else None,
             "applies": applies,
         }
     doc.pop("next_runs", None)
-    doc.pop("pid", None) if not running else None
+    if not running:
+        doc.pop("pid", None)
     return doc
 
 
-def _c(text: str, code: str, color: bool) -> str:
+# --- the readable view ----------------------------------------------------------
+
+GOOD = {"ok", "running", "standby", "active", "master", "started", "up", "connected", "true"}
+BAD = {"failed", "critical", "not running", "down", "error", "isolated", "unknown", "false"}
+
+
+def _paint(text: str, code: str, color: bool) -> str:
     return f"\033[{code}m{text}\033[0m" if color else text
 
 
-def render_status(doc: dict[str, Any], color: bool = False) -> str:
-    good = {"ok", "running", "standby", "active", "master", "started"}
+def _tone(value: Any, color: bool, text: str | None = None) -> str:
+    """Green for good words, red for bad ones, yellow for anything else (degraded, skipped, starting...)."""
+    word = str(value).lower()
+    shown = text if text is not None else str(value)
+    code = "32" if word in GOOD else ("31" if word in BAD else "33")
+    return _paint(shown, code, color)
+
+
+def _when(value: Any, now: dt.datetime | None = None) -> str:
+    """ISO time -> ``10:02 (12 min ago)`` today, ``Nov 26 06:25 (1 d ago)`` otherwise."""
+    if not value:
+        return "-"
+    try:
+        t = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    now = now or dt.datetime.now().astimezone()
+    if t.tzinfo is None:
+        t = t.astimezone()
+    t = t.astimezone(now.tzinfo)
+    clock = t.strftime("%H:%M") if t.date() == now.date() else t.strftime("%b %d %H:%M")
+    delta = (now - t).total_seconds()
+    if abs(delta) < 1:
+        return clock
+    return f"{clock} ({_span(delta)} ago)" if delta > 0 else f"{clock} (in {_span(-delta)})"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def _peer_line(peer: Any, color: bool) -> str:
+    if not isinstance(peer, dict):
+        return str(peer)
+    parts = []
+    name = peer.get("name") or peer.get("node") or peer.get("address")
+    if name:
+        parts.append(str(name))
+    if peer.get("address") and peer.get("address") != name:
+        parts[-1] += f" ({peer['address']})"
+    state = peer.get("state", peer.get("status", peer.get("up")))
+    if state is not None:
+        label = {True: "up", False: "down"}.get(state, state) if isinstance(state, bool) else state
+        parts.append(_tone(label, color))
+    for key in ("last_probe", "last_seen", "checked_at"):
+        if peer.get(key):
+            parts.append(f"last probe {_when(peer[key])}")
+            break
+    shown = {"name", "node", "address", "state", "status", "up", "last_probe", "last_seen", "checked_at"}
+    for key, value in peer.items():
+        if key not in shown and isinstance(value, (str, int, float, bool)) and value is not None:
+            parts.append(f"{key} {value}")
+    return "  ".join(parts)
+
+
+def _job_lines(doc: dict[str, Any], color: bool, running: bool) -> list[str]:
     lines = []
-    if doc["daemon"] != "running":
-        lines.append(_c("daemon: NOT RUNNING (showing the saved state)", "1;31", color))
-    lines.append(f"node      {doc['node']}  role {doc['role']}  daemon {doc['daemon']}")
-    since = f" since {doc['ha_since']}" if doc.get("ha_since") else ""
+    rows = [(n, j) for n, j in doc.get("jobs", {}).items() if j.get("applies", True)]
+    skipped = [n for n, j in doc.get("jobs", {}).items() if not j.get("applies", True)]
+    width = max((len(n) for n, _ in rows), default=0)
+    for name, job in rows:
+        res = job.get("last_result")
+        if res:
+            took = f" in {job['duration']:.1f} s" if job.get("duration") is not None else ""
+            last = f"{_tone(res, color)}{took} {_when(job.get('last_run'))}"
+        else:
+            last = _paint("never run", "33", color)
+        nxt = _when(job.get("next_run")) if running else f"{_when(job.get('next_run'))} if the daemon runs"
+        line = f"  {name:<{width}}  {last}  next {nxt}"
+        if res == "failed" and job.get("error"):
+            line += "\n" + " " * (width + 4) + _paint(f"error: {job['error']}", "31", color)
+        if res == "failed" and job.get("last_success"):
+            line += "\n" + " " * (width + 4) + f"last success {_when(job['last_success'])}"
+        lines.append(line)
+    if skipped:
+        lines.append(f"  ({', '.join(skipped)}: not run on a {doc.get('role')} node)")
+    return lines
+
+
+def _health_lines(health: dict[str, Any], color: bool) -> list[str]:
+    if not health:
+        return []
+    good, bad = [], []
+    for name, check in health.items():
+        level = check.get("level", "unknown") if isinstance(check, dict) else str(check)
+        if level in ("ok",):
+            good.append(name)
+        else:
+            summary = check.get("summary") if isinstance(check, dict) else None
+            since = f" since {_when(check.get('since'))}" if isinstance(check, dict) and check.get("since") else ""
+            bad.append(f"  {name:<12} {_tone(level, color)}{since}" + (f": {summary}" if summary else ""))
+    lines = ["health" + (f"    ok: {', '.join(good)}" if good else "")]
+    return lines + bad
+
+
+def render_status(doc: dict[str, Any], color: bool = False) -> str:
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        color = False
+    running = doc.get("daemon") == "running"
+    lines: list[str] = []
+    if not running:
+        saved = f" saved {_when(doc['saved_at'])}" if doc.get("saved_at") else ""
+        lines.append(_paint(f"DAEMON NOT RUNNING: showing the state{saved}", "1;31", color))
+    maint = doc.get("maintenance")
+    if isinstance(maint, dict) and maint.get("active"):
+        who = f" by {maint['set_by']}" if maint.get("set_by") else ""
+        until = f" until {_when(maint['until'])}" if maint.get("until") else ""
+        why = f": {maint['reason']}" if maint.get("reason") else ""
+        lines.append(_paint(f"MAINTENANCE ON{who}{until}{why} (HA takes no action)", "1;33", color))
+
     state = doc.get("ha_state") or "unknown"
-    lines.append(f"ha        {_c(state, '32' if state in good else '33', color)}{since}")
-    lines.append(f"services  {doc.get('services')}")
-    if doc.get("maintenance", {}) and doc["maintenance"].get("active"):
-        m = doc["maintenance"]
-        lines.append(_c(f"maintenance ON by {m.get('set_by')} until {m.get('until')}: {m.get('reason')}", "1;33", color))
+    since = f" since {_when(doc['ha_since'])}" if doc.get("ha_since") else ""
+    head = _paint(str(doc.get("node")), "1", color)
+    lines.append(f"{head}  {doc.get('role')}  HA {_tone(state, color)}{since}  "
+                 f"services {_tone(doc.get('services', 'unknown'), color)}")
     if doc.get("peer"):
-        lines.append(f"peer      {doc['peer']}")
-    for name, dev in (doc.get("berofos") or {}).items():
-        lines.append(f"berofos   {name}: mode {dev.get('mode')}")
+        lines.append(f"peer      {_peer_line(doc['peer'], color)}")
+    berofos = doc.get("berofos") or {}
+    if berofos:
+        where = {0: "lines on slave", 1: "lines on master"}
+        items = []
+        for name, dev in sorted(berofos.items()):
+            mode = dev.get("mode") if isinstance(dev, dict) else dev
+            err = dev.get("error") if isinstance(dev, dict) else None
+            text = f"{name} mode {mode}" + (f" ({where[mode]})" if mode in where else "")
+            items.append(_paint(f"{text} error: {err}", "31", color) if err else text)
+        lines.append("berofos   " + "  ".join(items))
     lines.append("jobs")
-    for name, job in doc["jobs"].items():
-        if not job.get("applies", True):
-            continue
-        res = job["last_result"] or "never run"
-        col = "32" if res in ("ok", "skipped") else ("31" if res == "failed" else "33")
-        lines.append(f"  {name:<12} {_c(res, col, color):<10} last {job['last_run'] or '-'}  next {job['next_run'] or '-'}")
-    for name, check in (doc.get("health") or {}).items():
-        lvl = check.get("level", "?") if isinstance(check, dict) else check
-        lines.append(f"health    {name}: {lvl}")
+    lines += _job_lines(doc, color, running)
+    lines += _health_lines(doc.get("health") or {}, color)
     return "\n".join(lines) + "\n"
