@@ -170,3 +170,18 @@ async def test_status_board_follows_switches_made_by_ha(tmp_path, sims):  # noqa
     ctx.stopping.set()
     await asyncio.wait_for(task, 5)
     ctx.emitter.store.close()
+
+
+async def test_fight_with_another_driver_stops_correcting_and_reports_once(tmp_path, sims):  # noqa: F811
+    a = await sims(mode=1)
+    ctx = make_ctx(tmp_path, [a], role="master", drift_interval=60)
+    drift = component(ctx)
+    for _ in range(5):
+        a.mode = 0  # the other node (split brain) or a watchdog puts it back each time
+        await drift.check_once()
+    assert len(a.mode_changes()) == 3  # three corrections, then hands off
+    assert a.mode == 0
+    fights = [e for e in berofos_events(ctx) if e["data"].get("reason") == "drift_fight"]
+    assert len(fights) == 1 and fights[0]["name"] == "berofos_failed"
+    assert "another node or the device's watchdog drives it" in fights[0]["data"]["error"]
+    ctx.emitter.store.close()

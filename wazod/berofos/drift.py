@@ -28,6 +28,8 @@ log = get_logger("berofos")
 
 DESIRED_BY_ROLE = {"master": MODE_MASTER, "slave": MODE_SLAVE}
 IDLE_RECHECK = 30.0  # seconds between looks at the config while the check is disabled
+FIGHT_CORRECTIONS = 3  # corrections of one device within FIGHT_WINDOW_ROUNDS rounds: someone else drives it
+FIGHT_WINDOW_ROUNDS = 10
 
 
 class BerofosDrift:
@@ -39,6 +41,8 @@ class BerofosDrift:
         self._unreachable: set[str] = set()
         self._drift_reported: set[str] = set()
         self._conf_error: str | None = None
+        self._corrections: dict[str, list[float]] = {}
+        self._fight_reported: set[str] = set()
         self.rounds = 0
 
     # --- who drives -------------------------------------------------------
@@ -133,6 +137,8 @@ class BerofosDrift:
                 wrong.append(s)
             else:
                 self._drift_reported.discard(s.name)
+                if not self._recent_corrections(s.name):
+                    self._fight_reported.discard(s.name)
         if wrong:
             await self._correct(wrong, desired, board)
         self.ctx.status.update(berofos=board)
@@ -149,6 +155,9 @@ class BerofosDrift:
                     self._drift_reported.add(s.name)
                     _report_drift_only(self.ctx, s, desired)
             return
+        wrong = self._without_fights(wrong, desired)
+        if not wrong:
+            return
         lock = OperationLock(config.state_dir, "berofos")
         try:
             lock.acquire()
@@ -163,12 +172,49 @@ class BerofosDrift:
                                        reason="drift", lock=False)
         finally:
             lock.release()
+        now = asyncio.get_running_loop().time()
         for r in results:
+            if r.ok and r.changed:
+                self._corrections.setdefault(r.name, []).append(now)
             if r.name in board:
                 board[r.name]["mode"] = r.mode
                 board[r.name]["ok"] = r.ok
                 if r.error:
                     board[r.name]["error"] = r.error
+
+    def _fight_window(self) -> float:
+        return FIGHT_WINDOW_ROUNDS * max(self.ctx.config.berofos.drift_interval, 0.1)
+
+    def _recent_corrections(self, name: str) -> list[float]:
+        now = asyncio.get_running_loop().time()
+        recent = [t for t in self._corrections.get(name, []) if now - t <= self._fight_window()]
+        self._corrections[name] = recent
+        return recent
+
+    def _without_fights(self, wrong: list, desired: int) -> list:
+        """Drop devices corrected again and again: another node (split brain) or a watchdog drives them.
+
+        Two nodes that both think they hold the services would otherwise flip the
+        relays back and forth every round, cutting every ISDN call each time (what
+        Wazo's pair did after a cut link). Correcting stops, and it is reported once,
+        until the device stays put for a whole window.
+        """
+        keep = []
+        for s in wrong:
+            recent = self._recent_corrections(s.name)
+            if len(recent) < FIGHT_CORRECTIONS:
+                self._fight_reported.discard(s.name)
+                keep.append(s)
+                continue
+            window = self._fight_window()
+            if s.name not in self._fight_reported:
+                self._fight_reported.add(s.name)
+                result = DeviceResult(
+                    s.name, False, s.mode,
+                    f"{s.name} {s.host}: switched back {len(recent)} times within {window:g} s: another node or "
+                    f"the device's watchdog drives it; not correcting it for the next {window:g} s", s.host)
+                report_result(result, self.ctx.emitter, "drift_fight")
+        return keep
 
     def _on_event(self, envelope: dict[str, Any]) -> None:
         """Keep the status board in step with switches done by HA or this part (same process)."""
