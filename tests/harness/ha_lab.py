@@ -1,0 +1,277 @@
+"""HA lab: real wazod daemons in the master and slave namespaces of a NetnsLab.
+
+Why: failover is only proven by the real thing: two daemons probing each other
+over a veth link that the test blackholes, cuts, flaps or makes lossy, the
+slave driving real processes through the ``command`` backend (the SIP
+stand-in playing Asterisk). Each node gets its own directory with a generated
+``config.yml``, Wazo's ``ha.conf`` (node_type and remote_address are read
+from it, as on a Wazo host), its state dir and its daemon log; events are
+read straight from the node's durable event store.
+
+Usage (pytest)::
+
+    from harness.ha_lab import FAST, ha_lab_fixture  # noqa: F401  (registers the ha_lab fixture)
+
+    def test_x(ha_lab):
+        pair = ha_lab()                     # NetnsLab + master and slave nodes
+        pair.start_master_asterisk()
+        pair.master.start(); pair.slave.start()
+        pair.slave.wait_state("standby")
+        pair.lab.blackhole("master")
+        pair.slave.wait_event("ha_takeover_completed")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .netns import NetnsLab, netns_unavailable_reason
+from .util import kill_process_group, wait_for
+
+PY = sys.executable
+SIP_PORT = 5060
+
+# short timings for quick lab tests (the defaults are exercised by their own test and the benchmark)
+FAST: dict[str, Any] = {
+    "probe_interval": 0.2, "fall": 2, "rise": 2, "failback_hold": 2.0, "retransmit_interval": 0.03,
+    "icmp_count": 6, "flap_window": 30.0, "flap_limit": 4, "action_backoff": 1.0,
+}
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def standin_argv(host: str, pidfile: Path, *extra: str) -> list[str]:
+    return [PY, "-m", "wazod.lab.sip_standin", "--host", host, "--port", str(SIP_PORT), "--pidfile", str(pidfile),
+            *extra]
+
+
+class HaNode:
+    """One wazod daemon inside one namespace of the lab."""
+
+    def __init__(self, lab: NetnsLab, role: str, root: Path, peer_addr: str, addr: str):
+        self.lab = lab
+        self.role = role
+        self.host = lab.host(role)
+        self.addr = addr
+        self.peer_addr = peer_addr
+        self.dir = root / role
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = self.dir / "state"
+        self.config_path = self.dir / "config.yml"
+        self.ha_conf = self.dir / "ha.conf"
+        self.pidfile = self.dir / "asterisk.pid"  # the slave's stand-in Asterisk (command backend)
+        self.log_path = self.dir / "daemon.log"
+        self.proc: subprocess.Popen | None = None
+        self.overrides: dict[str, Any] = {}
+
+    # --- configuration -------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        base = {
+            "node": {"name": f"lab-{self.role}", "state_dir": str(self.state_dir),
+                     "uuid_file": str(self.dir / "xivo_uuid.sh"), "stop_timeout": 15},
+            "ha": {"ha_conf": str(self.ha_conf), "marker_dir": None,
+                   "services": {
+                       "backend": "command",
+                       "start": [standin_argv(self.addr, self.pidfile, "--daemon")],
+                       "stop": [standin_argv(self.addr, self.pidfile, "--stop")],
+                       "status": standin_argv(self.addr, self.pidfile, "--status"),
+                       "retry_backoff": 0.2,
+                   }},
+            "berofos": {"config": str(self.dir / "bnfos.conf")},
+            "sync": {"ssh_key": str(self.dir / "no_such_key")},
+            "status": {"listen": "127.0.0.1:9599"},
+            "logging": {"level": "info"},
+        }
+        return _deep_merge(base, self.overrides)
+
+    def write_config(self, node_type: str | None = None, **ha: Any) -> None:
+        if ha:
+            self.overrides = _deep_merge(self.overrides, {"ha": ha})
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        if node_type is not None:
+            self.write_ha_conf(node_type)
+
+    def write_ha_conf(self, node_type: str) -> None:
+        """Rewrite Wazo's ha.conf as the web UI does (the daemon reloads on its change)."""
+        tmp = self.ha_conf.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"node_type": node_type, "remote_address": self.peer_addr}))
+        os.replace(tmp, self.ha_conf)
+
+    # --- the daemon -------------------------------------------------------------
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "daemon already running"
+        log = open(self.log_path, "ab")
+        self.proc = self.lab.popen(self.host, [PY, "-m", "wazod", "run", "--config", str(self.config_path)],
+                                   stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM and wait (the clean stop systemd does)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_process_group(self.proc)
+            return None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 60) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+    # --- observation ------------------------------------------------------------
+    def events(self, name: str | None = None, after: int = 0) -> list[dict[str, Any]]:
+        path = self.state_dir / "events.sqlite3"
+        if not path.exists():
+            return []
+        from wazod.events import EventStore
+
+        store = EventStore(path)
+        try:
+            evs = store.after(after, limit=100_000)
+        finally:
+            store.close()
+        return [e for e in evs if name is None or e["name"] == name]
+
+    def last_seq(self) -> int:
+        evs = self.events()
+        return evs[-1]["seq"] if evs else 0
+
+    def wait_event(self, name: str, timeout: float = 30.0, after: int = 0) -> dict[str, Any]:
+        def found():
+            assert self.proc is None or self.proc.poll() is None, f"{self.role} daemon died:\n{self.log_tail()}"
+            evs = self.events(name, after)
+            return evs[0] if evs else None
+
+        try:
+            return wait_for(found, timeout=timeout, interval=0.1)
+        except TimeoutError:
+            raise TimeoutError(f"{self.role}: no {name} within {timeout}s; events: "
+                               f"{[e['name'] for e in self.events(after=after)]}\n{self.log_tail()}") from None
+
+    def status(self) -> dict[str, Any]:
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads((self.state_dir / "status.json").read_text())
+        return {}
+
+    def wait_state(self, state: str, timeout: float = 30.0) -> None:
+        try:
+            wait_for(lambda: self.status().get("ha_state") == state, timeout=timeout, interval=0.1)
+        except TimeoutError:
+            raise TimeoutError(f"{self.role}: ha_state {self.status().get('ha_state')!r}, not {state!r} "
+                               f"after {timeout}s\n{self.log_tail()}") from None
+
+    def standin_pid(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(self.pidfile.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        return None
+
+    def sip_answers(self, from_host: str | None = None) -> bool:
+        """A real SIP OPTIONS to this node's address, from ``from_host``'s namespace (default: its own)."""
+        code = ("import asyncio,sys;from wazod.ha.probes import sip_probe;"
+                f"r=asyncio.run(sip_probe({self.addr!r},{SIP_PORT},timeout=1.0,spacing=0.1,count=10));"
+                "sys.exit(0 if r.ok else 1)")
+        res = self.lab.exec(from_host or self.role, [PY, "-c", code], timeout=20)
+        return res.returncode == 0
+
+    def kill_standin(self) -> None:
+        pid = self.standin_pid()
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class HaPair:
+    def __init__(self, lab: NetnsLab, root: Path):
+        self.lab = lab
+        self.root = root
+        self.master = HaNode(lab, "master", root, lab.slave.addr, lab.master.addr)
+        self.slave = HaNode(lab, "slave", root, lab.master.addr, lab.slave.addr)
+        self.master_asterisk: subprocess.Popen | None = None
+
+    def configure(self, **ha: Any) -> None:
+        """Both nodes, with the same ha timings; ha.conf says master / slave."""
+        self.master.write_config("master", **ha)
+        self.slave.write_config("slave", **ha)
+
+    def start_master_asterisk(self) -> subprocess.Popen:
+        """The master's Asterisk stand-in (on a Wazo master, services always run)."""
+        self.master_asterisk = self.lab.popen(
+            "master", standin_argv(self.lab.master.addr, self.master.pidfile), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        wait_for(lambda: self.master.sip_answers(), timeout=10, message="master SIP stand-in not answering")
+        return self.master_asterisk
+
+    def kill_master_asterisk(self) -> None:
+        kill_process_group(self.master_asterisk)
+
+    def start(self) -> None:
+        self.master.start()
+        self.slave.start()
+        self.slave.wait_state("standby", timeout=30)
+
+    def teardown(self) -> None:
+        for node in (self.slave, self.master):
+            node.stop(timeout=10)
+            node.kill_standin()  # daemonized by the command backend: outside the lab's process groups
+        kill_process_group(self.master_asterisk)
+
+
+@pytest.fixture(name="ha_lab")
+def ha_lab_fixture(make_netns_lab, tmp_path) -> Iterator:
+    """Factory ``ha_lab(witness=False, **ha) -> HaPair`` (configured, daemons not started)."""
+    reason = netns_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    pairs: list[HaPair] = []
+
+    def factory(witness: bool = False, **ha: Any) -> HaPair:
+        lab = make_netns_lab(witness=witness)
+        pair = HaPair(lab, tmp_path / f"pair{len(pairs)}")
+        if witness:
+            ha.setdefault("witnesses", [lab.witness.addr])
+        pair.configure(**ha)
+        pairs.append(pair)
+        return pair
+
+    yield factory
+    for pair in pairs:
+        pair.teardown()
+
+
+def flap_link(lab: NetnsLab, seconds: float, period: float = 1.0) -> int:
+    """Take the master<->slave link down and up every ``period`` s for ``seconds``; returns the cuts made."""
+    end = time.monotonic() + seconds
+    cuts = 0
+    while time.monotonic() < end:
+        lab.cut_link()
+        cuts += 1
+        time.sleep(period)
+        lab.restore_link()
+        time.sleep(period)
+    return cuts

@@ -1,0 +1,325 @@
+"""Probes of the peer, run together in rounds: ICMP echo, TCP connect, SIP OPTIONS, the peer's wazod.
+
+Why several transmissions per round: a round must survive heavy packet loss
+without taking long when the peer is really gone. Each probe sends a request
+every ``retransmit_interval`` (an echo request, an OPTIONS retransmission, a
+new TCP connect) until the first good answer or the round's deadline, so a
+healthy peer costs one packet per probe per round, and a round at 30 % loss
+in each direction fails only if all ~9 exchanges fail (about 0.2 %).
+
+Each probe returns a ``ProbeResult`` whose ``reachable`` says whether the host
+answered anything at all: an ICMP port unreachable to the SIP request means
+"host alive, Asterisk dead" (the case Wazo's ping-only check missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from icmplib import AsyncSocket, ICMPRequest, ICMPv4Socket, ICMPv6Socket
+from icmplib.exceptions import ICMPLibError, TimeoutExceeded
+
+from wazod.ha.policy import ProbeResult, judge
+from wazod.logsetup import get_logger
+
+log = get_logger("ha.probes")
+
+
+async def resolve(host: str) -> str:
+    """An IP address for ``host`` (literal addresses are returned as they are)."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    return infos[0][4][0]
+
+
+# --- ICMP -----------------------------------------------------------------------
+async def icmp_probe(host: str, *, timeout: float, spacing: float, count: int, name: str = "icmp") -> ProbeResult:
+    """Echo requests every ``spacing`` s (at most ``count``) until a reply or ``timeout``.
+
+    Raw socket as root; otherwise the kernel's unprivileged ICMP sockets
+    (net.ipv4.ping_group_range), as icmplib offers.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    deadline = start + timeout
+    try:
+        address = await asyncio.wait_for(resolve(host), timeout)
+    except (TimeoutError, OSError) as e:
+        return ProbeResult(name, host, False, False, detail=f"cannot resolve: {e}")
+    v6 = ipaddress.ip_address(address).version == 6
+    privileged = os.geteuid() == 0
+    try:
+        sock = (ICMPv6Socket if v6 else ICMPv4Socket)(privileged=privileged)
+    except ICMPLibError as e:
+        return ProbeResult(name, host, False, False, detail=f"no ICMP socket: {e}")
+    asock = AsyncSocket(sock)
+    ident = random.randrange(1, 0xFFFF)
+    echo_reply = 129 if v6 else 0
+    sent: dict[int, float] = {}
+    errors: list[str] = []
+
+    async def receive() -> float | None:
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            try:
+                reply = await asock.receive(None, remaining)
+            except TimeoutExceeded:
+                return None
+            except ICMPLibError as e:
+                errors.append(str(e))
+                return None
+            if reply.type != echo_reply or reply.sequence not in sent:
+                continue
+            if privileged and reply.id != ident:
+                continue  # a raw socket sees every echo reply of the host
+            return max(0.0, reply.time - sent[reply.sequence])
+
+    receiver = asyncio.create_task(receive())
+    try:
+        seq = 0
+        while seq < count and not receiver.done() and loop.time() < deadline:
+            request = ICMPRequest(address, ident, seq, payload_size=16)
+            try:
+                asock.send(request)
+                sent[seq] = request.time
+            except ICMPLibError as e:  # EPERM from a firewall, no route...
+                errors.append(str(e) or type(e).__name__)
+            seq += 1
+            await asyncio.wait({receiver}, timeout=max(0.0, min(spacing, deadline - loop.time())))
+        rtt = await receiver
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(Exception):
+            asock.close()
+    if rtt is not None:
+        return ProbeResult(name, host, True, True, rtt=rtt, sent=len(sent))
+    detail = f"no echo reply to {len(sent)} request(s)"
+    if errors:
+        detail += f" ({errors[-1]})"
+    return ProbeResult(name, host, False, False, sent=len(sent), detail=detail)
+
+
+# --- SIP ------------------------------------------------------------------------
+class _SipProtocol(asyncio.DatagramProtocol):
+    def __init__(self, call_id: str):
+        self.call_id = call_id.encode()
+        self.answer: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.refused = False
+        self.answered_at = 0.0
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if data.startswith(b"SIP/2.0 ") and self.call_id in data and not self.answer.done():
+            self.answered_at = time.monotonic()
+            self.answer.set_result(data.split(b"\r\n", 1)[0].decode(errors="replace"))
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionRefusedError):
+            self.refused = True  # ICMP port unreachable: the host is up, nothing listens
+
+
+def sip_options(host: str, port: int, local: tuple[str, int], call_id: str, branch: str, tag: str) -> bytes:
+    lhost, lport = local
+    if ":" in lhost:
+        lhost = f"[{lhost}]"
+    rhost = f"[{host}]" if ":" in host else host
+    lines = [
+        f"OPTIONS sip:{rhost}:{port} SIP/2.0",
+        f"Via: SIP/2.0/UDP {lhost}:{lport};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:wazod@{lhost}>;tag={tag}",
+        f"To: <sip:{rhost}:{port}>",
+        f"Call-ID: {call_id}",
+        "CSeq: 1 OPTIONS",
+        f"Contact: <sip:wazod@{lhost}:{lport}>",
+        "Accept: application/sdp",
+        "User-Agent: wazod-ha",
+        "Content-Length: 0",
+        "", "",
+    ]
+    return "\r\n".join(lines).encode()
+
+
+async def sip_probe(host: str, port: int, *, timeout: float, spacing: float, count: int) -> ProbeResult:
+    """SIP OPTIONS over UDP, retransmitted every ``spacing`` s; any SIP response means Asterisk is alive."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    target = f"{host}:{port}"
+    try:
+        address = await asyncio.wait_for(resolve(host), timeout)
+    except (TimeoutError, OSError) as e:
+        return ProbeResult("sip", target, False, False, detail=f"cannot resolve: {e}")
+    call_id = f"{uuid.uuid4().hex}@wazod"
+    try:
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: _SipProtocol(call_id), remote_addr=(address, port))
+    except OSError as e:
+        return ProbeResult("sip", target, False, False, detail=f"cannot send: {e.strerror or e}")
+    first_sent = None
+    sent = 0
+    try:
+        packet = sip_options(address, port, transport.get_extra_info("sockname")[:2], call_id,
+                             "z9hG4bK" + uuid.uuid4().hex[:16], uuid.uuid4().hex[:8])
+        while sent < count and not proto.answer.done() and loop.time() < deadline:
+            transport.sendto(packet)
+            if first_sent is None:
+                first_sent = time.monotonic()
+            sent += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proto.answer),
+                                       max(0.0, min(spacing, deadline - loop.time())))
+        if not proto.answer.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proto.answer), max(0.0, deadline - loop.time()))
+    finally:
+        transport.close()
+    if proto.answer.done():
+        return ProbeResult("sip", target, True, True, rtt=proto.answered_at - (first_sent or proto.answered_at),
+                           sent=sent, detail=proto.answer.result())
+    if proto.refused:
+        return ProbeResult("sip", target, False, True, sent=sent, detail="port unreachable: nothing listens")
+    return ProbeResult("sip", target, False, False, sent=sent, detail=f"no answer to {sent} OPTIONS")
+
+
+# --- TCP ------------------------------------------------------------------------
+async def tcp_probe(host: str, port: int, *, timeout: float, spacing: float) -> ProbeResult:
+    """TCP connects, a new attempt every 2 x ``spacing`` s (the kernel's SYN retry is 1 s: too slow)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    deadline = start + timeout
+    name = f"tcp:{port}"
+    attempts: set[asyncio.Task] = set()
+    refused = False
+    last_error = ""
+
+    async def attempt() -> float:
+        t0 = loop.time()
+        _reader, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        return loop.time() - t0
+
+    sent = 0
+    try:
+        while loop.time() < deadline:
+            attempts.add(asyncio.create_task(attempt()))
+            sent += 1
+            done, _ = await asyncio.wait(attempts, timeout=max(0.0, min(2 * spacing, deadline - loop.time())),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                attempts.discard(t)
+                if t.exception() is None:
+                    return ProbeResult(name, f"{host}:{port}", True, True, rtt=t.result(), sent=sent)
+                exc = t.exception()
+                if isinstance(exc, ConnectionRefusedError):
+                    refused = True
+                last_error = str(exc) or type(exc).__name__
+            if refused:
+                break
+    finally:
+        for t in attempts:
+            t.cancel()
+        for t in attempts:
+            with contextlib.suppress(BaseException):
+                await t
+    if refused:
+        return ProbeResult(name, f"{host}:{port}", False, True, sent=sent, detail="connection refused")
+    return ProbeResult(name, f"{host}:{port}", False, False, sent=sent,
+                       detail=f"no connection ({last_error})" if last_error else "no connection")
+
+
+# --- peer wazod -------------------------------------------------------------------
+async def peer_probe(url: str, *, timeout: float) -> ProbeResult:
+    """GET the other wazod's /health: ok when it answers ``{"status": "ok"}``."""
+    import aiohttp
+
+    t0 = time.monotonic()
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.get(url) as resp:
+                body = await resp.json(content_type=None) if resp.status == 200 else None
+                rtt = time.monotonic() - t0
+                status = body.get("status") if isinstance(body, dict) else None
+                ok = resp.status == 200 and status == "ok"
+                return ProbeResult("peer", url, ok, True, rtt=rtt, sent=1,
+                                   detail=f"HTTP {resp.status}" + (f" status {status}" if status else ""))
+    except aiohttp.ClientConnectorError as e:
+        refused = isinstance(getattr(e, "os_error", None), ConnectionRefusedError)
+        return ProbeResult("peer", url, False, refused, sent=1, detail=f"cannot connect: {e.strerror or e}")
+    except (TimeoutError, aiohttp.ClientError, ValueError) as e:
+        return ProbeResult("peer", url, False, False, sent=1, detail=f"{type(e).__name__}: {e}".strip(": "))
+
+
+# --- rounds -----------------------------------------------------------------------
+@dataclass
+class RoundResult:
+    started: float  # monotonic
+    ended: float
+    good: bool
+    reason: str
+    results: list[ProbeResult] = field(default_factory=list)
+    witnesses: list[ProbeResult] = field(default_factory=list)
+
+    @property
+    def witness_ok(self) -> bool | None:
+        if not self.witnesses:
+            return None
+        return any(w.ok for w in self.witnesses)
+
+    def summary(self) -> dict:
+        return {
+            "good": self.good, "reason": self.reason,
+            "probes": [r.to_dict() for r in self.results],
+            "witnesses": [w.to_dict() for w in self.witnesses],
+        }
+
+
+class Prober:
+    """Runs the configured probes of one target (and the witnesses) as one round."""
+
+    def __init__(self, ha, target: str, probes: list[str], *, witnesses: list[str] | None = None):
+        self.ha = ha
+        self.target = target
+        self.probes = list(probes)
+        self.witnesses = list(witnesses or [])
+
+    def _coros(self, timeout: float) -> list:
+        ha = self.ha
+        spacing, count = ha.retransmit_interval, ha.icmp_count
+        coros = []
+        for probe in self.probes:
+            if probe == "icmp":
+                coros.append(icmp_probe(self.target, timeout=timeout, spacing=spacing, count=count))
+            elif probe == "sip":
+                coros.append(sip_probe(self.target, ha.sip_port, timeout=timeout, spacing=spacing, count=count))
+            elif probe == "tcp":
+                coros += [tcp_probe(self.target, p, timeout=timeout, spacing=spacing) for p in ha.tcp_ports]
+            elif probe == "peer" and ha.peer_url:
+                coros.append(peer_probe(ha.peer_url.replace("{remote_address}", self.target), timeout=timeout))
+        return coros
+
+    async def round(self) -> RoundResult:
+        timeout = self.ha.effective_round_timeout
+        started = time.monotonic()
+        main = self._coros(timeout)
+        wit = [icmp_probe(w, timeout=timeout, spacing=self.ha.retransmit_interval, count=self.ha.icmp_count,
+                          name="witness") for w in self.witnesses]
+        outcome = await asyncio.gather(*main, *wit)
+        results, witnesses = list(outcome[: len(main)]), list(outcome[len(main):])
+        good, reason = judge(self.ha.policy, results)
+        return RoundResult(started, time.monotonic(), good, reason, results, witnesses)
