@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import uuid
 from types import SimpleNamespace
@@ -134,8 +135,8 @@ def test_processes_on_the_active_and_the_standby_node(tmp_path):
     name = f"wzt-ast-{uuid.uuid4().hex[:5]}"
     proc = NamedProcess(tmp_path, name)
     names = {"names": [name]}
-    master = SimpleNamespace(role="master", health=SimpleNamespace(processes=SimpleNamespace(**names)))
-    slave = SimpleNamespace(role="slave", health=SimpleNamespace(processes=SimpleNamespace(
+    master = SimpleNamespace(role="master", health=SimpleNamespace(process=SimpleNamespace(**names)))
+    slave = SimpleNamespace(role="slave", health=SimpleNamespace(process=SimpleNamespace(
         unexpected_level="warning", **names)))
 
     missing = check_processes(master, {})
@@ -158,7 +159,7 @@ def test_processes_on_the_active_and_the_standby_node(tmp_path):
 
 def test_process_names_longer_than_comm_are_found(tmp_path):
     name = f"wzt-long-daemon-{uuid.uuid4().hex[:6]}"  # > 15 characters: comm is truncated
-    cfg = SimpleNamespace(role="disabled", health=SimpleNamespace(processes=SimpleNamespace(names=[name])))
+    cfg = SimpleNamespace(role="disabled", health=SimpleNamespace(process=SimpleNamespace(names=[name])))
     proc = NamedProcess(tmp_path, name).start()
     try:
         wait_for(lambda: check_processes(cfg, {}).level == "ok", timeout=5)
@@ -281,6 +282,23 @@ async def test_ntp_dhcp_file_overriding_ntp_conf_is_reported(tmp_path, chrony_se
     assert (await check_ntp(section)).level == "ok"
 
 
+async def test_ntp_auto_skips_an_idle_chronyc_for_the_ntpd_that_runs(tmp_path, monkeypatch):
+    """chrony installed but not running, ntpd running: auto mode must read ntpd (recorded `ntpq -p`)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (tmp_path / "ntpq.out").write_text(NTPQ_SYNCED)
+    ntpq = bindir / "ntpq"
+    ntpq.write_text(f"#!/bin/sh\nexec cat {tmp_path / 'ntpq.out'}\n")
+    ntpq.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    section = NtpCheckSection(chronyc_host=str(tmp_path / "no-chronyd.sock"), dhcp_conf=str(tmp_path / "none"))
+    result = await check_ntp(section)
+    assert result.level == "ok" and result.values["tool"] == "ntpq" and result.values["source"] == "192.168.0.1"
+    ntpq.unlink()
+    result = await check_ntp(section)
+    assert result.level == "warning" and "chronyc could not read" in result.summary
+
+
 async def test_ntp_with_a_missing_tool_is_a_clear_warning(tmp_path):
     section = NtpCheckSection(tool="ntpq", dhcp_conf=str(tmp_path / "none"))
     result = await check_ntp(section)
@@ -350,3 +368,32 @@ async def test_postgresql_password_never_shown(pg_cluster):
     result = await check_postgres(section)
     assert result.level == "critical" and "nosuchdb" in result.summary
     assert "hunter2" not in repr(result)
+
+
+async def test_process_check_in_the_daemon_follows_the_slave_state(tmp_path):
+    """A standby slave running telephony: 'process' degraded; once the slave is active, all is right."""
+    name = f"wzt-agid-{uuid.uuid4().hex[:5]}"
+    cfg = write_config(tmp_path, {"ha": {"node_type": "slave"},
+                                  "health": {"fall": 2, "rise": 1, **quiet_health(process={"names": [name]})}})
+    ctx = make_context(cfg)
+    checks = HealthChecks(ctx)
+    ctx.status.update(ha_state="standby", services="stopped")
+    await checks.run_once("process")
+    assert checks.trackers["process"].level == "ok"
+    proc = NamedProcess(tmp_path, name).start()
+    try:
+        wait_for(lambda: psutil.pid_exists(proc.proc.pid))
+        await checks.run_once("process")
+        await checks.run_once("process")
+        [event] = events_named(ctx, "health_degraded")
+        assert event["data"]["check"] == "process" and event["data"]["values"]["unexpected"] == [name]
+        ctx.status.update(ha_state="active", services="running")  # takeover done: now expected
+        await checks.run_once("process")
+        [event] = events_named(ctx, "health_recovered")
+        assert event["data"]["check"] == "process" and event["data"]["level"] == "ok"
+    finally:
+        proc.stop()
+    await checks.run_once("process")
+    await checks.run_once("process")
+    assert events_named(ctx, "health_degraded")[-1]["data"]["level"] == "critical"
+    ctx.emitter.store.close()

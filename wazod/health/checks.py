@@ -52,7 +52,7 @@ def _postgresql(ctx) -> Awaitable[CheckResult]:
 
 CHECKS: dict[str, Callable[[Any], Awaitable[CheckResult]]] = {
     "disk": _disk,
-    "processes": _processes,
+    "process": _processes,
     "ntp": _ntp,
     "certificate": _certificate,
     "postgresql": _postgresql,

@@ -88,17 +88,14 @@ def _argv(tool: str, section) -> list[str]:
 PARSERS = {"chronyc": parse_chronyc_tracking, "ntpq": parse_ntpq_peers, "timedatectl": parse_timedatectl}
 
 
-def choose_tool(section) -> str | None:
+def candidate_tools(section) -> list[str]:
+    """The configured tool, or (auto) every installed one in order: chronyc, ntpq, timedatectl."""
     if section.tool != "auto":
-        return section.tool
-    return next((t for t in TOOLS if shutil.which(t)), None)
+        return [section.tool]
+    return [t for t in TOOLS if shutil.which(t)]
 
 
-async def read_clock(section) -> NtpReading:
-    """Run the node's tool and parse it; raises RuntimeError naming the tool when it cannot answer."""
-    tool = choose_tool(section)
-    if tool is None:
-        raise RuntimeError("no NTP tool installed (chronyc, ntpq or timedatectl)")
+async def _read_with(tool: str, section) -> NtpReading:
     try:
         done = await proc.run(_argv(tool, section), timeout=section.timeout)
     except FileNotFoundError:
@@ -108,6 +105,24 @@ async def read_clock(section) -> NtpReading:
         detail = (done.stderr_text(200) or text.strip()[:200]).replace("\n", " ")
         raise RuntimeError(f"{tool} could not read the NTP daemon: {detail}")
     return PARSERS[tool](text)
+
+
+async def read_clock(section) -> NtpReading:
+    """The first tool that answers; RuntimeError naming every tool tried when none does.
+
+    In auto mode an installed but idle client (chrony installed, ntpd running)
+    does not hide the daemon that really runs.
+    """
+    tools = candidate_tools(section)
+    if not tools:
+        raise RuntimeError("no NTP tool installed (chronyc, ntpq or timedatectl)")
+    errors = []
+    for tool in tools:
+        try:
+            return await _read_with(tool, section)
+        except (RuntimeError, ValueError, TimeoutError) as e:
+            errors.append(str(e))
+    raise RuntimeError("; ".join(errors))
 
 
 _SERVER_RE = re.compile(r"^\s*(server|pool|peer)\s+(\S+)", re.MULTILINE)
@@ -139,7 +154,7 @@ async def check_ntp(section) -> CheckResult:
     levels, notes, values = [], [], {}
     try:
         reading = await read_clock(section)
-    except (RuntimeError, ValueError, TimeoutError) as e:
+    except RuntimeError as e:
         levels.append(WARNING)
         notes.append(str(e))
         values["error"] = str(e)

@@ -4,7 +4,7 @@ On the active node (the master, a node without HA, or a slave that took over)
 Asterisk and the Wazo daemons must run: a missing one is critical, which is
 exactly weakness 1 of Wazo's HA ("Asterisk dead, host still answers ping").
 On a standby slave none of them should run: if some do, two nodes may answer
-phones (the level is ``processes.unexpected_level``).
+phones (the level is ``health.process.unexpected_level``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ def node_is_active(config, status: dict) -> bool:
     """Whether this node should be running the telephony services now."""
     if config.role != "slave":
         return True
-    return status.get("services") in ACTIVE_SERVICES
+    return status.get("services") in ACTIVE_SERVICES or status.get("ha_state") == "active"
 
 
 def expected_names(config) -> list[str]:
     """Configured names, or the services units that are installed here."""
-    section = config.health.processes
+    section = config.health.process
     if section.names is not None:
         return list(section.names)
     installed = []
@@ -85,6 +85,6 @@ def check_processes(config, status: dict) -> CheckResult:
     unexpected = [n for n in names if n in running]
     values["unexpected"] = unexpected
     if unexpected:
-        level = config.health.processes.unexpected_level
+        level = config.health.process.unexpected_level
         return CheckResult(level, "running on a standby slave: " + ", ".join(unexpected), values)
     return CheckResult(OK, "standby: no telephony process running", values)

@@ -85,7 +85,7 @@ class HealthSection(Section):
     fall: int = Field(2, ge=1, description="consecutive runs at a worse level before it is reported (health_degraded)")
     rise: int = Field(2, ge=1, description="consecutive runs at a better level before it is reported (health_recovered)")
     disk: DiskCheckSection = Field(default_factory=DiskCheckSection, description="free disk space")
-    processes: ProcessCheckSection = Field(default_factory=ProcessCheckSection, description="telephony processes")
+    process: ProcessCheckSection = Field(default_factory=ProcessCheckSection, description="telephony processes")
     ntp: NtpCheckSection = Field(default_factory=NtpCheckSection, description="clock synchronisation")
     certificate: CertificateCheckSection = Field(
         default_factory=CertificateCheckSection, description="TLS certificates: expiry and host name"
