@@ -199,13 +199,21 @@ def report_result(result: DeviceResult, emitter, reason: str | None) -> None:
     if result.ok:
         data.update(previous=result.previous, changed=result.changed, lines_on=LINES_ON.get(result.mode))
         log.info("berofos mode set", **data)
-        if emitter is not None:
-            emitter.emit("berofos_mode_changed", data)
+        _emit(emitter, "berofos_mode_changed", data)
     else:
         data["error"] = result.error
         log.error("berofos switch failed", **data)
-        if emitter is not None:
-            emitter.emit("berofos_failed", data)
+        _emit(emitter, "berofos_failed", data)
+
+
+def _emit(emitter, name: str, data: dict[str, Any]) -> None:
+    """An event store problem must not turn a switched device into an exception for the takeover."""
+    if emitter is None:
+        return
+    try:
+        emitter.emit(name, data)
+    except Exception:
+        log.exception("berofos event not recorded", event=name, device=data.get("device"))
 
 
 async def apply_mode(config, mode: int, emitter=None, *, devices: list[str] | None = None,
