@@ -45,9 +45,20 @@ def test_disk_levels_follow_the_configured_thresholds(tmp_path):
     assert crit.level == "critical" and "below" in crit.summary
 
 
-def test_disk_thresholds_must_be_ordered():
+def test_thresholds_must_be_ordered_and_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="critical_free_percent"):
         DiskCheckSection(warning_free_percent=5, critical_free_percent=10)
+    with pytest.raises(ValueError, match="critical_offset"):
+        NtpCheckSection(warning_offset=1.0, critical_offset=0.1)
+    with pytest.raises(ValueError, match="critical_days"):
+        CertificateCheckSection(critical_days=40)
+    from wazod.config import load_config
+    from wazod.errors import ConfigError
+
+    cfg = write_config(tmp_path, {"health": {"ntp": {"tool": "ntpdate"}, "disk": {"pathz": []}}})
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg)
+    assert str(cfg) in str(err.value) and "health.ntp.tool" in str(err.value) and "health.disk.pathz" in str(err.value)
 
 
 # --- hysteresis and events, through the daemon component ------------------------
@@ -363,10 +374,11 @@ async def test_postgresql_stopped_and_started(pg_cluster):
 
 
 @pytest.mark.pg
-async def test_postgresql_password_never_shown(pg_cluster):
+async def test_postgresql_refusing_the_check_is_up_and_the_password_never_shown(pg_cluster):
     section = SimpleNamespace(dsn=f"postgresql://postgres:hunter2@127.0.0.1:{pg_cluster.port}/nosuchdb", timeout=3.0)
     result = await check_postgres(section)
-    assert result.level == "critical" and "nosuchdb" in result.summary
+    assert result.level == "warning" and "refused the check" in result.summary and "nosuchdb" in result.summary
+    assert result.values["sqlstate"] == "3D000"
     assert "hunter2" not in repr(result)
 
 

@@ -48,8 +48,8 @@ class NtpCheckSection(CheckSection):
     interval: float | None = Field(300.0, gt=0, description="seconds between runs; null: health.interval")
     tool: str = Field(
         "auto", pattern="^(auto|chronyc|ntpq|timedatectl)$",
-        description="where synchronisation is read: auto (the first installed of chronyc, ntpq, timedatectl) "
-        "| chronyc | ntpq | timedatectl",
+        description="where synchronisation is read: auto (chronyc, ntpq, timedatectl: the first installed one "
+        "that answers) | chronyc | ntpq | timedatectl",
     )
     chronyc_host: str | None = Field(None, description="chronyc -h: chronyd's address or command socket; null: default")
     warning_offset: float = Field(0.5, ge=0, description="warning when the clock is off by more than this, in seconds")
@@ -60,6 +60,12 @@ class NtpCheckSection(CheckSection):
         description="ntpd's DHCP-provided configuration, used instead of ntp_conf when present (the guide's pitfall)",
     )
     timeout: float = Field(10.0, gt=0, description="seconds the tool may take")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.critical_offset < self.warning_offset:
+            raise ValueError("critical_offset must not be below warning_offset")
+        return self
 
 
 class CertificateCheckSection(CheckSection):
@@ -72,6 +78,12 @@ class CertificateCheckSection(CheckSection):
     critical_days: float = Field(7.0, ge=0, description="critical when a certificate expires within this many days")
     check_hostname: bool = Field(True, description="warn when the server certificate does not name this host")
     hostname: str | None = Field(None, description="the name the certificate must carry; null: this host's FQDN")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.critical_days > self.warning_days:
+            raise ValueError("critical_days must not exceed warning_days")
+        return self
 
 
 class PostgresCheckSection(CheckSection):
