@@ -93,6 +93,15 @@ async def test_node_not_holding_services_only_reports(tmp_path, sims):  # noqa: 
     ctx.emitter.store.close()
 
 
+async def test_master_with_stopped_services_does_not_drive(tmp_path, sims):  # noqa: F811
+    a = await sims(mode=0)
+    ctx = make_ctx(tmp_path, [a], role="master")
+    ctx.status.update(services="stopped")
+    await component(ctx).check_once()
+    assert a.mode == 0 and a.mode_changes() == []
+    ctx.emitter.store.close()
+
+
 async def test_no_correction_during_maintenance(tmp_path, sims):  # noqa: F811
     a = await sims(mode=0)
     ctx = make_ctx(tmp_path, [a], role="master")

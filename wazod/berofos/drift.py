@@ -53,8 +53,8 @@ class BerofosDrift:
             value = monitor.holds_services
             return bool(value() if callable(value) else value)
         role = self.ctx.config.role
-        if role == "master":
-            return True
+        if role == "master":  # the master holds them unless its services are known to be stopped
+            return self.ctx.status.get("services") != "stopped"
         if role == "slave":
             return self.ctx.status.get("services") == "running"
         return False
