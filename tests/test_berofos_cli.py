@@ -162,3 +162,23 @@ def test_simulator_process_control_and_bad_login_argument(sim_process):  # noqa:
     r = subprocess.run([sys.executable, "-m", "wazod.berofos.simulator", "--port", "0", "--login", "nocolon"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--login must be user:password" in r.stderr
+
+
+def test_simulator_process_power_cycle(sim_process):  # noqa: F811
+    import time
+    import urllib.error
+
+    p = sim_process(login="admin:x", mode=0)
+    p.control(down_for=1.0, reboot=True)
+    time.sleep(0.3)
+    with pytest.raises(urllib.error.URLError):
+        p.state()  # powered off: connection refused
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            state = p.state()
+            break
+        except urllib.error.URLError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert state["mode"] == 1  # rebooted into its default mode

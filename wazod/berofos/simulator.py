@@ -130,6 +130,7 @@ class BerofosSimulator:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._down_task: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
 
     # --- state the tests look at ---------------------------------------
     @property
@@ -394,6 +395,10 @@ class BerofosSimulator:
             "mode_changes": len(self.mode_changes()),
         }
 
+    async def _down_after_answer(self, seconds: float, reboot: bool) -> None:
+        await asyncio.sleep(0.05)  # let the control answer leave first
+        await self.down_for(seconds, reboot=reboot)
+
     async def _handle_sim_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.snapshot())
 
@@ -416,8 +421,9 @@ class BerofosSimulator:
             return web.json_response({"error": str(e)}, status=400)
         if "down_for" in body:
             # answer first, then disappear
-            asyncio.get_running_loop().call_soon(
-                lambda: asyncio.ensure_future(self.down_for(float(body["down_for"]), reboot=bool(body.get("reboot")))))
+            task = asyncio.create_task(self._down_after_answer(float(body["down_for"]), bool(body.get("reboot"))))
+            self._background.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._background.discard)
         return web.json_response(self.snapshot())
 
 
