@@ -89,7 +89,7 @@ class StatusServer:
         return web.json_response(doc, dumps=_dumps)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = await asyncio.to_thread(render, self.collector)
+        body = await asyncio.to_thread(render, self.collector, self.collector.capture())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     # -- authentication -----------------------------------------------------------

@@ -92,18 +92,30 @@ class DaemonCollector:
             self.transitions[str(state)] += 1
             self._ha_state = state
 
-    def collect(self) -> Iterator[Metric]:
+    def capture(self) -> dict:
+        """What lives in the event loop's objects, copied there (the rest is read from files in a thread)."""
         ctx = self.ctx
-        config = ctx.config
-        status = ctx.status.snapshot()
-        yield from self._node(config, status)
+        checks = ctx.registry.get("health")
+        active = ctx.registry.get("maintenance_active")
+        try:
+            maintenance = bool(active()) if active is not None else None
+        except Exception:
+            maintenance = None
+        return {"config": ctx.config, "status": ctx.status.snapshot(),
+                "levels": checks.levels() if checks is not None else None,
+                "maintenance": maintenance, "transitions": dict(self.transitions)}
+
+    def collect(self, captured: dict | None = None) -> Iterator[Metric]:
+        captured = captured or self.capture()
+        config, status = captured["config"], captured["status"]
+        yield from self._node(config, status, captured["transitions"])
         yield from self._jobs(config, status)
         yield from self._outbox(config)
         yield from self._berofos(status)
-        yield from self._health(status)
-        yield from self._maintenance(status)
+        yield from self._health(status, captured["levels"])
+        yield from self._maintenance(status, captured["maintenance"])
 
-    def _node(self, config, status) -> Iterator[Metric]:
+    def _node(self, config, status, transitions) -> Iterator[Metric]:
         info = GaugeMetricFamily("wazod_info", "This node and daemon", labels=["node", "role", "version"])
         info.add_metric([config.node_name, config.role, __version__], 1)
         yield info
@@ -120,7 +132,7 @@ class DaemonCollector:
                                     value=since)
         trans = CounterMetricFamily("wazod_ha_transitions", "HA state changes since the daemon started, by new state",
                                     labels=["to"])
-        for to, n in sorted(self.transitions.items()):
+        for to, n in sorted(transitions.items()):
             trans.add_metric([to], n)
         yield trans
         services = GaugeMetricFamily("wazod_services_state", "1 for the telephony services' state", labels=["state"])
@@ -177,37 +189,37 @@ class DaemonCollector:
                 mode.add_metric([device], value)
         yield mode
 
-    def _health(self, status) -> Iterator[Metric]:
+    def _health(self, status, levels) -> Iterator[Metric]:
         level = GaugeMetricFamily("wazod_health_check_level", "Reported level per check: 0 ok, 1 warning, 2 critical",
                                   labels=["check"])
-        checks = self.ctx.registry.get("health")
-        levels = checks.levels() if checks is not None else {
+        levels = levels if levels is not None else {
             name: (v.get("level") if isinstance(v, dict) else v) for name, v in (status.get("health") or {}).items()}
         for check, lvl in sorted(levels.items()):
             if lvl in SEVERITY and lvl != UNKNOWN:
                 level.add_metric([check], SEVERITY[lvl])
         yield level
 
-    def _maintenance(self, status) -> Iterator[Metric]:
-        active = self.ctx.registry.get("maintenance_active")
-        if active is not None:
-            on = bool(active())
-        else:
-            on = bool((status.get("maintenance") or {}).get("active"))
+    def _maintenance(self, status, active) -> Iterator[Metric]:
+        on = active if active is not None else bool((status.get("maintenance") or {}).get("active"))
         yield GaugeMetricFamily("wazod_maintenance_active", "1 while maintenance mode is on", value=1 if on else 0)
 
 
 class _Exposition:
     """The module's instruments plus one daemon's collector, as one registry-like object."""
 
-    def __init__(self, collector: DaemonCollector):
+    def __init__(self, collector: DaemonCollector, captured: dict | None):
         self._collector = collector
+        self._captured = captured
 
     def collect(self) -> Iterator[Metric]:
         yield from REGISTRY.collect()
-        yield from self._collector.collect()
+        yield from self._collector.collect(self._captured)
 
 
-def render(collector: DaemonCollector) -> bytes:
-    """The text exposition format of every metric."""
-    return generate_latest(_Exposition(collector))
+def render(collector: DaemonCollector, captured: dict | None = None) -> bytes:
+    """The text exposition format of every metric.
+
+    Call ``collector.capture()`` in the event loop and pass it here when
+    rendering in a thread, so live objects are never read from two threads.
+    """
+    return generate_latest(_Exposition(collector, captured))
