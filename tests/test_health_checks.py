@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from types import SimpleNamespace
 
@@ -409,3 +410,33 @@ async def test_process_check_in_the_daemon_follows_the_slave_state(tmp_path):
     await checks.run_once("process")
     assert events_named(ctx, "health_degraded")[-1]["data"]["level"] == "critical"
     ctx.emitter.store.close()
+
+
+# --- log files (guide section 8) ---------------------------------------------------
+
+
+def test_logs_large_live_file_and_stale_logrotate(tmp_path):
+    from wazod.config.sections.health import LogsCheckSection
+    from wazod.health.logs import check_logs
+
+    logdir = tmp_path / "log"
+    (logdir / "asterisk").mkdir(parents=True)
+    status = tmp_path / "logrotate.status"
+    status.write_text("logrotate state -- version 2\n")
+    full = logdir / "asterisk" / "full"
+    full.write_bytes(b"x" * (3 * 1024 * 1024))
+    (logdir / "asterisk" / "full.1").write_bytes(b"x" * (9 * 1024 * 1024))  # rotated: not counted
+    (logdir / "wazo-calld.log.2.gz").write_bytes(b"x" * (9 * 1024 * 1024))
+    section = LogsCheckSection(paths=[str(logdir), str(logdir / "asterisk")], warning_file_mb=2, critical_file_mb=8,
+                               logrotate_status=str(status))
+    r = check_logs(section)
+    assert r.level == "warning" and str(full) in r.summary and list(r.values["large_files"]) == [str(full)]
+    with open(full, "ab") as f:
+        f.write(b"x" * (6 * 1024 * 1024))
+    assert check_logs(section).level == "critical"
+    full.write_bytes(b"rotated\n")
+    assert check_logs(section).level == "ok"
+    old = time.time() - 72 * 3600
+    os.utime(status, (old, old))  # logrotate stopped running three days ago
+    r = check_logs(section)
+    assert r.level == "warning" and "logrotate has not run for 72 h" in r.summary

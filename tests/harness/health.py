@@ -39,7 +39,7 @@ def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
 def quiet_health(**enabled: dict) -> dict:
     """A ``health`` section with every check off except those given (their settings)."""
     section: dict[str, Any] = {name: {"enabled": False}
-                               for name in ("disk", "process", "ntp", "certificate", "postgresql")}
+                               for name in ("disk", "process", "ntp", "certificate", "postgresql", "logs")}
     for name, settings in enabled.items():
         section[name] = {"enabled": True, **settings}
     return section

@@ -1,5 +1,7 @@
 """The health-check component of the daemon: each check on its own interval, hysteresis, events.
 
+Checks: disk, process, ntp, certificate, postgresql, logs.
+
 Every enabled check runs at start, then every ``health.<check>.interval``
 seconds (``health.interval`` when null). Slow or blocking work (psutil,
 reading files) runs in a thread so the main loop keeps ticking. Reported
@@ -19,6 +21,7 @@ from typing import Any
 from wazod.health.certificates import check_certificates
 from wazod.health.disk import check_disk
 from wazod.health.levels import OVERALL, UNKNOWN, WARNING, CheckResult, LevelTracker, worst
+from wazod.health.logs import check_logs
 from wazod.health.ntp import check_ntp
 from wazod.health.postgres import check_postgres
 from wazod.health.processes import check_processes
@@ -50,12 +53,17 @@ def _postgresql(ctx) -> Awaitable[CheckResult]:
     return check_postgres(ctx.config.health.postgresql)
 
 
+def _logs(ctx) -> Awaitable[CheckResult]:
+    return asyncio.to_thread(check_logs, ctx.config.health.logs)
+
+
 CHECKS: dict[str, Callable[[Any], Awaitable[CheckResult]]] = {
     "disk": _disk,
     "process": _processes,
     "ntp": _ntp,
     "certificate": _certificate,
     "postgresql": _postgresql,
+    "logs": _logs,
 }
 
 

@@ -92,6 +92,28 @@ class PostgresCheckSection(CheckSection):
     timeout: float = Field(5.0, gt=0, description="seconds to connect and answer SELECT 1")
 
 
+class LogsCheckSection(CheckSection):
+    interval: float | None = Field(3600.0, gt=0, description="seconds between runs; null: health.interval")
+    paths: list[str] = Field(
+        default_factory=lambda: ["/var/log", "/var/log/asterisk"],
+        description="directories whose live log files are watched (not recursive; rotated files are ignored)",
+    )
+    warning_file_mb: float = Field(1024.0, gt=0, description="warning when a live log file reaches this size, in MiB")
+    critical_file_mb: float = Field(4096.0, gt=0, description="critical when a live log file reaches this size, in MiB")
+    logrotate_status: str | None = Field(
+        "/var/lib/logrotate/status", description="logrotate's state file, rewritten on every run; null: not checked"
+    )
+    logrotate_max_age_hours: float = Field(
+        48.0, gt=0, description="warning when logrotate's state file is older than this (logrotate runs daily)"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.critical_file_mb < self.warning_file_mb:
+            raise ValueError("critical_file_mb must not be below warning_file_mb")
+        return self
+
+
 class HealthSection(Section):
     interval: float = Field(60.0, gt=0, description="seconds between runs of each health check without its own interval")
     fall: int = Field(2, ge=1, description="consecutive runs at a worse level before it is reported (health_degraded)")
@@ -103,3 +125,4 @@ class HealthSection(Section):
         default_factory=CertificateCheckSection, description="TLS certificates: expiry and host name"
     )
     postgresql: PostgresCheckSection = Field(default_factory=PostgresCheckSection, description="local PostgreSQL")
+    logs: LogsCheckSection = Field(default_factory=LogsCheckSection, description="log files and logrotate")
