@@ -67,7 +67,11 @@ async def test_cli_events_command_reports_gaps(tmp_path, mosquitto):
         import aiomqtt
 
         async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
-            await asyncio.sleep(1.0)  # let the subscriber subscribe
+            first = b""
+            while b"following wazod/+/events/#" not in first:  # wait until it has subscribed
+                line = await asyncio.wait_for(proc.stderr.readline(), 30)
+                assert line, first
+                first += line
             for seq in (7, 8, 11):
                 body = json.dumps({"name": "sync_completed", "origin_uuid": "u", "node": "pbx9", "seq": seq,
                                    "timestamp": "2026-11-27T09:30:00+00:00", "data": {"files": 2}})
@@ -80,4 +84,5 @@ async def test_cli_events_command_reports_gaps(tmp_path, mosquitto):
     assert proc.returncode == 0, err.decode()
     lines = out.decode().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == [7, 8, 11]
-    assert "gap" in err.decode() and "9..10" in err.decode() and "pbx9" in err.decode()
+    err = first.decode() + err.decode()
+    assert "gap" in err and "9..10" in err and "pbx9" in err

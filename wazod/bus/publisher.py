@@ -170,7 +170,7 @@ class MqttPublisher:
     def _client(self, bus) -> aiomqtt.Client:
         mqtt = bus.mqtt
         t = topics(mqtt.topic_prefix, self.ctx.config.node_name)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             mqtt.host, mqtt.port,
             identifier=mqtt.client_id or f"wazod-{self.ctx.config.node_name}",
             username=mqtt.username,
@@ -182,6 +182,9 @@ class MqttPublisher:
             max_inflight_messages=mqtt.max_inflight,
             tls_context=tls_context(mqtt),
         )
+        # a full batch in flight is our normal state, not something to warn about on every publish
+        client.pending_calls_threshold = BATCH + 10
+        return client
 
     async def _session(self, bus) -> None:
         """One connection: publish until stopping or reload; raises when the connection fails."""

@@ -171,8 +171,7 @@ async def _follow_broker(config, printer: Printer) -> None:
                 keepalive=mqtt.keepalive, timeout=mqtt.timeout, tls_context=tls_context(mqtt),
             ) as client:
                 await client.subscribe(topic, qos=1)
-                if attempt:
-                    print(f"wazod events: connected to {mqtt.host}:{mqtt.port}", file=sys.stderr, flush=True)
+                print(f"wazod events: following {topic} on {mqtt.host}:{mqtt.port}", file=sys.stderr, flush=True)
                 attempt = 0
                 async for message in client.messages:
                     raw = bytes(message.payload).decode("utf-8", "replace")
