@@ -94,6 +94,7 @@ def collect_status(config) -> dict[str, Any]:
 
 # --- the readable view ----------------------------------------------------------
 
+SUMMARY_MAX = 120  # characters of a check's summary in the readable view (--json has it whole)
 GOOD = {"ok", "running", "standby", "active", "master", "started", "up", "connected", "true"}
 BAD = {"failed", "critical", "not running", "down", "error", "isolated", "unknown", "false"}
 
@@ -198,6 +199,8 @@ def _health_lines(health: dict[str, Any], color: bool) -> list[str]:
         else:
             summary = check.get("summary") if isinstance(check, dict) else None
             since = f" since {_when(check.get('since'))}" if isinstance(check, dict) and check.get("since") else ""
+            if summary and len(summary) > SUMMARY_MAX:
+                summary = summary[: SUMMARY_MAX - 3] + "..."
             bad.append(f"  {name:<12} {_tone(level, color)}{since}" + (f": {summary}" if summary else ""))
     lines = ["health" + (f"    ok: {', '.join(good)}" if good else "")]
     return lines + bad

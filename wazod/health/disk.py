@@ -3,7 +3,8 @@
 Wazo has no such check: a full /var kills Asterisk's recordings, PostgreSQL
 and the backups silently. Thresholds are in percent of the file system;
 a path that does not exist on this node is skipped (not every node has
-every directory), and paths on one file system are reported once each.
+every directory). Each path is reported with its file system's figures, so
+the administrator sees which of their paths is short of space.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ async def _read_with(tool: str, section) -> NtpReading:
         raise RuntimeError(f"{tool} is not installed") from None
     text = done.stdout.decode(errors="replace")
     if not done.ok:
-        detail = (done.stderr_text(200) or text.strip()[:200]).replace("\n", " ")
+        detail = (done.stderr_text(200) or text.strip()[:200] or f"exit {done.returncode}").splitlines()[0]
         raise RuntimeError(f"{tool} could not read the NTP daemon: {detail}")
     return PARSERS[tool](text)
 
