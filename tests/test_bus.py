@@ -160,3 +160,54 @@ async def test_password_file_and_bad_password_file(tmp_path, mosquitto):
         (tmp_path / "nope").write_text("s3cret\n")
         await wait_for_async(lambda: pub.connected, timeout=10)  # anonymous broker accepts any password
     assert "s3cret" not in json.dumps(ctx.status.snapshot())
+
+
+async def test_no_broker_keeps_the_outbox_bounded(tmp_path):
+    ctx = make_ctx(tmp_path, None, outbox_max=100)
+    for i in range(150):
+        ctx.emit("backup_completed", {"i": i})
+    async with running(ctx) as pub:
+        await wait_for_async(lambda: pub.reader.dropped == 50, timeout=10)
+    reader = OutboxReader(store_path(ctx.config.state_dir), "mqtt")
+    assert [e.seq for e in reader.last(1000)] == list(range(51, 151))  # history trimmed to the bound
+
+
+async def test_reload_moves_to_another_broker(tmp_path, mosquitto):
+    from harness.mqtt import Mosquitto
+
+    ctx = make_ctx(tmp_path, mosquitto)
+    with Mosquitto() as other:
+        async with running(ctx) as pub, MqttCollector(other.host, other.port, "wazod/#") as sub:
+            await wait_for_async(lambda: pub.connected, timeout=10)
+            path = write_node_config(tmp_path, "pbx1", bus={"mqtt": {"host": other.host, "port": other.port}})
+            ctx.loaded = load_config(path)
+            await pub.reload()
+            ctx.emit("config_reloaded", {"ok": True})
+            await wait_for_async(lambda: any(e["name"] == "config_reloaded" for e in sub.events()), timeout=15)
+
+
+async def test_tls_client_certificate_and_password_file(tmp_path):
+    """A broker requiring TLS, a client certificate and a password: the events get through."""
+    from harness.bus import make_secure_mosquitto, make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls")
+    (tmp_path / "mqtt.pw").write_text("Sekr3t-pw\n")
+    broker = make_secure_mosquitto(tls, {"wazod": "Sekr3t-pw"})
+    with broker:
+        ctx = make_ctx(tmp_path, broker, mqtt={"username": "wazod", "password_file": str(tmp_path / "mqtt.pw"),
+                                               "tls_ca": str(tls["ca"]), "tls_cert": str(tls["client"]),
+                                               "tls_key": str(tls["client_key"])})
+        async with running(ctx) as pub:
+            ctx.emit("backup_completed", {"tls": True})
+            await wait_for_async(lambda: pub.connected and pub.depth() == 0, timeout=20,
+                                 message=f"not published over TLS: {ctx.status.get('bus')}\n{broker.log_tail()}")
+        # a wrong password is refused by the broker, reported, and the event waits in the outbox
+        (tmp_path / "mqtt.pw").write_text("wrong\n")
+        ctx2 = make_ctx(tmp_path / "n2", broker, mqtt={"username": "wazod", "password_file": str(tmp_path / "mqtt.pw"),
+                                                      "tls_ca": str(tls["ca"]), "tls_cert": str(tls["client"]),
+                                                      "tls_key": str(tls["client_key"])})
+        async with running(ctx2) as pub2:
+            ctx2.emit("backup_completed", {})
+            await wait_for_async(lambda: (ctx2.status.get("bus") or {}).get("error"), timeout=20)
+            assert not pub2.connected and pub2.depth() == 1
+    assert "Sekr3t-pw" not in json.dumps(ctx.status.snapshot()) + json.dumps(ctx2.status.snapshot())

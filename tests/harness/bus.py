@@ -201,3 +201,45 @@ class Snmptrapd:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- TLS and authentication ----------------------------------------------------
+
+def make_tls_files(directory: Path) -> dict[str, Path]:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    from .util import run
+
+    directory.mkdir(parents=True, exist_ok=True)
+    d = {k: directory / f"{k}.pem" for k in ("ca", "ca_key", "server", "server_key", "client", "client_key")}
+    run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=wazod test CA",
+         "-keyout", str(d["ca_key"]), "-out", str(d["ca"])])
+    for who, extra in (("server", ["-addext", "subjectAltName=IP:127.0.0.1"]), ("client", [])):
+        csr = directory / f"{who}.csr"
+        run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=wazod test {who}",
+             "-keyout", str(d[f"{who}_key"]), "-out", str(csr), *extra])
+        ext = directory / f"{who}.ext"
+        ext.write_text("subjectAltName=IP:127.0.0.1\n" if who == "server" else "extendedKeyUsage=clientAuth\n")
+        run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(d["ca"]), "-CAkey", str(d["ca_key"]),
+             "-CAcreateserial", "-days", "2", "-out", str(d[who]), "-extfile", str(ext)])
+    return d
+
+
+def make_secure_mosquitto(tls: dict[str, Path], users: dict[str, str]):
+    """A harness Mosquitto that wants TLS with a client certificate, and a user name + password."""
+    from .mqtt import Mosquitto
+    from .util import run
+
+    class SecureMosquitto(Mosquitto):
+        def _write_conf(self) -> None:
+            super()._write_conf()
+            passwd = self.base / "passwd"
+            passwd.write_text("")
+            for user, password in users.items():
+                run(["mosquitto_passwd", "-b", str(passwd), user, password])
+            text = self.conf.read_text().replace("allow_anonymous true", "allow_anonymous false")
+            text += "\n".join([
+                f"password_file {passwd}", f"cafile {tls['ca']}", f"certfile {tls['server']}",
+                f"keyfile {tls['server_key']}", "require_certificate true", ""])
+            self.conf.write_text(text)
+
+    return SecureMosquitto()

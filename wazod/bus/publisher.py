@@ -131,7 +131,7 @@ class MqttPublisher:
         unsubscribe = self.ctx.emitter.subscribe(self._poke)
         self.ctx.status.subscribe(self._on_status)
         attempt = 0
-        last_prune = 0.0
+        last_prune = float("-inf")
         try:
             while not self.ctx.stopping.is_set():
                 bus = self.ctx.config.bus
