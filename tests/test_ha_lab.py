@@ -64,3 +64,98 @@ def test_dead_asterisk_on_pingable_master_is_taken_over(ha_lab):
     probes = {p["probe"]: p for p in down["data"]["last_round"]["probes"]}
     assert probes["icmp"]["ok"] and not probes["sip"]["ok"]  # host up, Asterisk dead
     assert pair.slave.sip_answers()
+
+
+def test_slave_cut_from_witness_and_master_is_isolated(ha_lab):
+    pair = ha_lab(witness=True, **FAST)
+    pair.start_master_asterisk()
+    pair.start()
+    pair.lab.cut_link()
+    pair.lab.cut_witness()
+    iso = pair.slave.wait_event("ha_isolated", timeout=15)
+    assert iso["data"]["witnesses_reached"] is False
+    time.sleep(2 * FAST["probe_interval"] * FAST["fall"] + 1)
+    assert not pair.slave.events("ha_takeover_started")
+    assert pair.slave.standin_pid() is None
+    assert pair.slave.status()["ha_state"] == "isolated"
+    # the witness comes back while the master stays unreachable: now the master really is the lost one
+    pair.lab.restore_witness()
+    pair.slave.wait_event("ha_takeover_completed", timeout=15)
+    assert pair.slave.standin_pid() is not None
+
+
+def test_restarted_slave_keeps_services_while_active(ha_lab):
+    pair = ha_lab(**FAST)
+    pair.start_master_asterisk()
+    pair.start()
+    pair.lab.blackhole("master")
+    pair.slave.wait_event("ha_takeover_completed", timeout=20)
+    pid = pair.slave.standin_pid()
+    assert pid
+    assert pair.slave.stop() == 0
+    mark = pair.slave.last_seq()
+    pair.slave.start()
+    pair.slave.wait_event("ha_master_down", after=mark, timeout=20)  # decided afresh: master still down
+    time.sleep(2.0)
+    after = _names(pair.slave, after=mark)
+    assert after == ["ha_master_down"]  # no stop, no second start
+    assert pair.slave.standin_pid() == pid and pair.slave.sip_answers()
+    assert pair.slave.status()["ha_state"] == "active"
+
+
+def test_ha_conf_switched_to_disabled_stops_the_slave_acting(ha_lab):
+    pair = ha_lab(**FAST)
+    pair.start_master_asterisk()
+    pair.start()
+    mark = pair.slave.last_seq()
+    # the web UI disables HA and, at the same moment, the master vanishes
+    pair.slave.write_ha_conf("disabled")
+    pair.lab.blackhole("master")
+    reloaded = pair.slave.wait_event("config_reloaded", after=mark, timeout=10)
+    assert reloaded["data"]["role"] == "disabled"
+    pair.slave.wait_state("disabled", timeout=10)
+    time.sleep(2 * FAST["probe_interval"] * FAST["fall"] + 1)
+    assert not pair.slave.events("ha_takeover_completed")
+    assert pair.slave.standin_pid() is None  # nothing started: the change won the race, under the ha lock
+    # and back to slave: the watch restarts from fresh rounds and takes over
+    pair.slave.write_ha_conf("slave")
+    pair.slave.wait_event("ha_takeover_completed", timeout=20)
+
+
+@pytest.mark.slow
+def test_link_flapping_for_a_minute_gives_at_most_one_takeover_then_flapping(ha_lab):
+    pair = ha_lab(**{**FAST, "flap_window": 10.0, "flap_limit": 4})
+    pair.start_master_asterisk()
+    pair.start()
+    flap_link(pair.lab, 60.0, period=1.0)
+    names = _names(pair.slave)
+    assert names.count("ha_takeover_started") <= 1
+    flapping = pair.slave.events("ha_flapping")
+    assert flapping and flapping[0]["data"]["active"] is True
+    assert not pair.slave.events("ha_failback_started")  # frozen while the link flaps
+    # the link is stable again: the window passes, the freeze ends and the state is reconciled
+    thaw = pair.slave.wait_event("ha_flapping", after=flapping[0]["seq"], timeout=30)
+    assert thaw["data"]["active"] is False
+    if "ha_takeover_completed" in names:
+        pair.slave.wait_event("ha_failback_completed", timeout=20)
+    pair.slave.wait_state("standby", timeout=20)
+    assert _names(pair.slave).count("ha_takeover_started") <= 1
+
+
+@pytest.mark.slow
+def test_thirty_percent_loss_for_a_minute_with_default_settings_no_takeover(ha_lab):
+    pair = ha_lab()  # the shipped defaults of probe_interval, fall, rise, failback_hold
+    pair.start_master_asterisk()
+    pair.start()
+    mark_s, mark_m = pair.slave.last_seq(), pair.master.last_seq()
+    pair.lab.drop_share("master", 30)
+    pair.lab.drop_share("slave", 30)  # 30 % in each direction: a round trip succeeds 49 % of the time
+    try:
+        time.sleep(60)
+    finally:
+        pair.lab.clear_drop("master")
+        pair.lab.clear_drop("slave")
+    assert _names(pair.slave, after=mark_s) == []
+    assert _names(pair.master, after=mark_m) == []
+    assert pair.slave.standin_pid() is None
+    assert pair.slave.status()["ha_state"] == "standby"
