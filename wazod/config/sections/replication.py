@@ -23,3 +23,13 @@ class ReplicationSection(Section):
         default_factory=lambda: list(WAZO_EXCLUDED_TABLES),
         description="tables never copied (Wazo's list plus infos, so each node keeps its UUID); remove infos to copy it",
     )
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to wait for each database connection")
+    lock_timeout: float = Field(
+        30.0, ge=0, description="seconds the slave waits for its table locks before the run fails (0: no limit)"
+    )
+    timeout: float = Field(1800.0, gt=0, description="seconds after which a replication run is abandoned (rolled back)")
+    full_copy_interval: float = Field(
+        86400.0,
+        ge=0,
+        description="seconds after which every table is copied again even when no change was detected (0: never)",
+    )

@@ -14,14 +14,40 @@ WAZO_SYNC_PATHS = [
     "/var/lib/wazo/sounds/tenants/*/*",
 ]
 
+# What the slave may have recorded while it held the services (Wazo layout).
+COPY_BACK_PATHS = [
+    "/var/spool/asterisk/voicemail",
+    "/var/spool/asterisk/monitor",
+    "/var/lib/wazo/sounds/tenants",
+]
+
 
 class SyncSection(Section):
     schedule: str = Field("0 * * * *", description="five-field crontab schedule of the master to slave file sync")
     jitter: int = Field(0, ge=0, description="random delay of up to this many seconds added to each scheduled run")
     ssh_key: str = Field("/root/.ssh/xivo_id_rsa", description="private key used for rsync over ssh")
     remote_root: str = Field("/", description="where the paths land on the other node")
-    ssh_port: int = Field(22, description="ssh port of the other node")
+    ssh_port: int = Field(22, ge=1, le=65535, description="ssh port of the other node")
+    remote_user: str = Field("root", description="ssh user on the other node")
+    known_hosts: str | None = Field(
+        None,
+        description="known_hosts file wazod keeps for the other node (null: <state_dir>/known_hosts); "
+        "written by `wazod sync --init`",
+    )
+    local_root: str = Field("/", description="where the paths are read on this node (the paths are relative to it)")
     paths: list[str] = Field(
         default_factory=lambda: list(WAZO_SYNC_PATHS),
         description="paths copied to the slave (globs allowed; tenant monitor and recording dirs are excluded)",
     )
+    glob_exclude: list[str] = Field(
+        default_factory=lambda: ["monitor", "recording"],
+        description="names left out when a glob of `paths` matches them (call recordings stay on each node)",
+    )
+    connect_timeout: int = Field(10, ge=1, description="seconds ssh waits for the other node to answer")
+    timeout: float = Field(3600.0, gt=0, description="seconds after which a sync run is stopped")
+    copy_back_paths: list[str] = Field(
+        default_factory=lambda: list(COPY_BACK_PATHS),
+        description="on failback, what the slave copies to the master (voicemail, recordings, custom sounds; "
+        "globs allowed); newer master files are kept, nothing is deleted",
+    )
+    copy_back_timeout: float = Field(300.0, gt=0, description="seconds the failback waits for the copy-back")

@@ -1,0 +1,274 @@
+"""Database replication against two real PostgreSQL clusters (harness ``pg_pair``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import asyncpg
+import pytest
+import wazo_schema
+
+from wazod.config import Config
+from wazod.replication import run
+
+MASTER_UUID = "00000000-0000-4000-8000-00000000000a"
+SLAVE_UUID = "00000000-0000-4000-8000-00000000000b"
+
+
+def make_config(tmp_path, master_dsn, slave_dsn, **replication):
+    return Config.model_validate({
+        "node": {"name": "pbx1", "state_dir": str(tmp_path / "state")},
+        "ha": {"node_type": "master", "remote_address": "127.0.0.1"},
+        "replication": {"source_dsn": master_dsn, "target_dsn": slave_dsn, **replication},
+    })
+
+
+@pytest.fixture
+def dbs(pg_pair):
+    master = pg_pair.master.create_database("asterisk")
+    slave = pg_pair.slave.create_database("asterisk")
+    wazo_schema.create_wazo_database(master, users=60, log_rows=50, node_uuid=MASTER_UUID)
+    wazo_schema.create_wazo_database(slave, users=7, log_rows=20, node_uuid=SLAVE_UUID)
+    # the slave's own rows in every table, so "untouched" and "replaced" are both visible
+    return master, slave
+
+
+async def table_rows(dsn: str, table: str) -> list[str]:
+    conn = await asyncpg.connect(dsn, server_settings={"TimeZone": "UTC", "DateStyle": "ISO, YMD"})
+    try:
+        return [r[0] for r in await conn.fetch(f'SELECT t::text FROM public."{table}" t ORDER BY 1')]
+    finally:
+        await conn.close()
+
+
+async def sql(dsn: str, query: str, *args):
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+async def sequences(dsn: str) -> dict[str, tuple]:
+    names = [r[0] for r in await sql(dsn, "SELECT relname FROM pg_class c JOIN pg_namespace n ON "
+                                          "n.oid = c.relnamespace WHERE nspname = 'public' AND relkind = 'S'")]
+    out = {}
+    for n in names:
+        r = (await sql(dsn, f'SELECT last_value, is_called FROM public."{n}"'))[0]
+        out[n] = (r[0], r[1])
+    return out
+
+
+async def all_tables(dsn: str) -> list[str]:
+    return [r[0] for r in await sql(dsn, "SELECT relname FROM pg_class c JOIN pg_namespace n ON "
+                                         "n.oid = c.relnamespace WHERE nspname = 'public' AND relkind = 'r'")]
+
+
+async def snapshot_db(dsn: str) -> dict[str, list[str]]:
+    return {t: await table_rows(dsn, t) for t in sorted(await all_tables(dsn))}
+
+
+async def test_full_replication_copies_tables_and_sequences_but_not_excluded(tmp_path, dbs):
+    master, slave = dbs
+    config = make_config(tmp_path, master, slave)
+    excluded = set(config.replication.exclude_tables)
+    slave_before = await snapshot_db(slave)
+    slave_seqs_before = await sequences(slave)
+
+    result = await run(config)
+
+    assert result.status == "ok", result.error
+    assert result.data["mode"] == "full"
+    replicated = [t for t in await all_tables(master) if t not in excluded]
+    assert result.data["tables"] == len(replicated)
+    assert result.data["rows"] > 60 * 5 and result.data["bytes"] > 0
+    for table in replicated:
+        assert await table_rows(slave, table) == await table_rows(master, table), table
+    for table in excluded & set(slave_before):
+        assert await table_rows(slave, table) == slave_before[table], f"excluded {table} was touched"
+    # each node keeps its installation UUID
+    assert (await sql(slave, "SELECT uuid FROM infos"))[0][0] == SLAVE_UUID
+    m_seqs, s_seqs = await sequences(master), await sequences(slave)
+    for name, value in m_seqs.items():
+        owner = name.removesuffix("_id_seq").removesuffix("_uniqueid_seq")
+        if owner in excluded:
+            assert s_seqs[name] == slave_seqs_before[name], f"sequence {name} of an excluded table changed"
+        else:
+            assert s_seqs[name] == value, name
+    # the circular keys hold on the slave: the replicated rows are consistent
+    orphans = await sql(slave, "SELECT count(*) FROM auth_user u LEFT JOIN auth_tenant t ON t.uuid = u.tenant_uuid "
+                               "WHERE t.uuid IS NULL")
+    assert orphans[0][0] == 0
+
+
+async def test_unchanged_run_is_skipped_and_one_row_change_is_copied(tmp_path, dbs):
+    master, slave = dbs
+    config = make_config(tmp_path, master, slave)
+    assert (await run(config)).status == "ok"
+
+    skipped = await run(config)
+    assert skipped.status == "skipped", skipped
+    assert skipped.data["tables"] == 0
+
+    await sql(master, "UPDATE userfeatures SET enablednd = 1 WHERE id = 3")
+    result = await run(config)
+    assert result.status == "ok", result.error
+    assert result.data["mode"] == "incremental"
+    assert result.data["tables_copied"] == ["userfeatures"]
+    assert await table_rows(slave, "userfeatures") == await table_rows(master, "userfeatures")
+    assert (await sql(slave, "SELECT enablednd FROM userfeatures WHERE id = 3"))[0][0] == 1
+    assert (await run(config)).status == "skipped"
+
+
+@pytest.mark.parametrize("change", [
+    "DELETE FROM extensions WHERE id = 5",
+    "TRUNCATE user_line",
+    "INSERT INTO context (name, tenant_uuid) VALUES ('other', '11111111-1111-4111-8111-111111111111')",
+    "SELECT nextval('voicemail_uniqueid_seq')",
+])
+async def test_every_kind_of_master_change_is_replicated(tmp_path, dbs, change):
+    master, slave = dbs
+    config = make_config(tmp_path, master, slave)
+    assert (await run(config)).status == "ok"
+    await sql(master, change)
+    result = await run(config)
+    assert result.status == "ok", (change, result)
+    for table in ("extensions", "user_line", "context"):
+        assert await table_rows(slave, table) == await table_rows(master, table)
+    assert (await sequences(slave))["voicemail_uniqueid_seq"] == (await sequences(master))["voicemail_uniqueid_seq"]
+    assert (await run(config)).status == "skipped"
+
+
+async def test_a_change_made_on_the_slave_is_undone(tmp_path, dbs):
+    master, slave = dbs
+    config = make_config(tmp_path, master, slave)
+    assert (await run(config)).status == "ok"
+    await sql(slave, "UPDATE userfeatures SET destunc = 'changed on the slave' WHERE id = 1")
+    result = await run(config)
+    assert result.status == "ok" and result.data["tables_copied"] == ["userfeatures"]
+    assert await table_rows(slave, "userfeatures") == await table_rows(master, "userfeatures")
+
+
+async def test_force_copies_everything_and_dry_run_writes_nothing(tmp_path, dbs):
+    master, slave = dbs
+    config = make_config(tmp_path, master, slave)
+    before = await snapshot_db(slave)
+    dry = await run(config, dry_run=True)
+    assert dry.status == "ok"
+    assert dry.data["would_copy"]["userfeatures"] == 60
+    assert dry.data["rows"] == sum(dry.data["would_copy"].values())
+    assert await snapshot_db(slave) == before
+
+    assert (await run(config)).status == "ok"
+    forced = await run(config, force=True)
+    assert forced.status == "ok" and forced.data["mode"] == "full"
+    assert forced.data["reason"].startswith("forced")
+
+
+async def test_schema_mismatch_is_refused_with_nothing_written(tmp_path, dbs):
+    master, slave = dbs
+    await sql(master, "ALTER TABLE userfeatures ADD COLUMN mobile_fallback_enabled boolean NOT NULL DEFAULT false")
+    await sql(slave, "ALTER TABLE linefeatures ALTER COLUMN ipfrom TYPE varchar(39)")
+    await sql(slave, "CREATE TABLE only_here (id int)")
+    await sql(slave, "UPDATE infos SET wazo_version = '26.07'")
+    before = await snapshot_db(slave)
+
+    result = await run(make_config(tmp_path, master, slave))
+
+    assert result.status == "failed"
+    err = result.error
+    assert "schema mismatch" in err
+    assert "infos.wazo_version is '26.08' on the master and '26.07' on the slave" in err
+    assert "table userfeatures: column mobile_fallback_enabled (boolean) exists only on the master" in err
+    assert "table linefeatures: column ipfrom is character varying(15) on the master and " \
+           "character varying(39) on the slave" in err
+    assert "table only_here exists only on the slave" in err
+    assert await snapshot_db(slave) == before
+
+
+async def test_excluded_table_referencing_a_replicated_one_is_untouched(tmp_path, dbs):
+    master, slave = dbs
+    # stat_switchboard_queue references queuefeatures: TRUNCATE would refuse or cascade into it
+    config = make_config(tmp_path, master, slave,
+                         exclude_tables=wazo_schema_excluded() + ["stat_switchboard_queue"])
+    before = await table_rows(slave, "stat_switchboard_queue")
+    result = await run(config)
+    assert result.status == "ok", result.error
+    assert await table_rows(slave, "stat_switchboard_queue") == before
+    assert await table_rows(slave, "queuefeatures") == await table_rows(master, "queuefeatures")
+
+
+def wazo_schema_excluded() -> list[str]:
+    from wazod.config.sections.replication import WAZO_EXCLUDED_TABLES
+    return list(WAZO_EXCLUDED_TABLES)
+
+
+async def _grow_master(master: str, rows: int) -> None:
+    # a big replicated table, so the copy lasts long enough to be interrupted
+    await sql(master, f"INSERT INTO endpoint_sip (label, name, tenant_uuid) SELECT repeat('x', 200) || g, "
+                      f"'big' || g, '11111111-1111-4111-8111-111111111111' FROM generate_series(1, {rows}) g")
+
+
+async def _wait_for_copy_on(slave_dsn: str, timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        rows = await sql(slave_dsn, "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%FROM STDIN%' "
+                                    "AND application_name = 'wazod-replication'")
+        if rows[0][0]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the copy never started")
+
+
+async def test_master_killed_mid_copy_leaves_the_slave_data_intact(tmp_path, dbs, pg_pair):
+    master, slave = dbs
+    await _grow_master(master, 200_000)
+    before = await snapshot_db(slave)
+    task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
+    await _wait_for_copy_on(slave)
+    pg_pair.master.kill()  # SIGKILL of the whole master cluster
+    result = await task
+    assert result.status == "failed"
+    assert "previous data" in result.error
+    assert await snapshot_db(slave) == before
+    # still consistent and usable: the slave's own users with their lines
+    assert (await sql(slave, "SELECT count(*) FROM userfeatures u JOIN user_line ul ON ul.user_id = u.id"))[0][0] == 7
+    assert not (tmp_path / "state" / "replication-record.json").exists()
+
+
+async def test_cancelled_mid_copy_rolls_back(tmp_path, dbs):
+    master, slave = dbs
+    await _grow_master(master, 200_000)
+    before = await snapshot_db(slave)
+    task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
+    await _wait_for_copy_on(slave)
+    task.cancel()  # what SIGTERM of the daemon does to a running job
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    async def slave_idle():
+        while (await sql(slave, "SELECT count(*) FROM pg_stat_activity "
+                                "WHERE application_name = 'wazod-replication'"))[0][0]:
+            await asyncio.sleep(0.05)
+    await asyncio.wait_for(slave_idle(), 30)
+    assert await snapshot_db(slave) == before
+
+
+async def test_unreachable_slave_fails_with_a_clear_error(tmp_path, dbs):
+    master, _ = dbs
+    from harness import free_port
+    config = make_config(tmp_path, master, f"postgresql://postgres@127.0.0.1:{free_port()}/asterisk",
+                         connect_timeout=3)
+    result = await run(config)
+    assert result.status == "failed"
+    assert "cannot connect to the slave database" in result.error
+
+
+async def test_target_dsn_uses_remote_address(tmp_path, dbs, pg_pair):
+    master, slave = dbs
+    config = make_config(tmp_path, master, f"postgresql://postgres@{{remote_address}}:{pg_pair.slave.port}/asterisk")
+    result = await run(config)
+    assert result.status == "ok", result.error
+    record = json.loads((tmp_path / "state" / "replication-record.json").read_text())
+    assert record["slave"]["counts"]["userfeatures"] == 60

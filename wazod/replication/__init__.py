@@ -1,0 +1,248 @@
+"""Master to slave replication of the ``asterisk`` database (the old
+``xivo-master-slave-db-replication``), atomic and incremental.
+
+``run(config, dry_run=False, force=False) -> JobResult`` is the job entry
+point (``wazod.replication:run``); ``wazod.jobs.run_job`` takes the lock,
+records the result and emits ``replication_completed|skipped|failed``.
+
+One run:
+
+1. connects to the master (``replication.source_dsn``) in a read-only
+   REPEATABLE READ transaction (one consistent snapshot for everything read)
+   and to the slave (``replication.target_dsn``) in one transaction with
+   ``session_replication_role = replica`` (circular foreign keys);
+2. compares the two schemas (tables, columns, types, sequences,
+   ``infos.wazo_version``) and stops, writing nothing, on any difference;
+3. finds the changed tables on both sides (see ``changes``) and compares
+   the sequences; nothing changed: ``skipped``, the slave is not touched;
+4. empties the changed tables on the slave, streams the master's rows in,
+   gives the sequences the master's values, and commits: the slave goes from
+   its old data to the new data at once, or not at all;
+5. records the snapshots and row counts the next run compares against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+import asyncpg
+
+from wazod.errors import ConfigError
+from wazod.events import now_iso
+from wazod.jobs import JobResult
+from wazod.logsetup import get_logger
+from wazod.replication import catalog as cat
+from wazod.replication.changes import SideState, changed_tables, read_sequences, record_problem, scan
+from wazod.replication.copy import SourceFailed, clear_tables, set_sequences, stream_tables
+from wazod.secrets import mask_text
+from wazod.state import StateStore
+
+log = get_logger("replication")
+
+RECORD_NAME = "replication-record"
+LIST_LIMIT = 50  # tables named in a result; more are counted only
+
+# Identical text rendering on both sides (text-format COPY of a few column types).
+SESSION_SETTINGS = {
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "3",
+    "TimeZone": "UTC",
+    "bytea_output": "hex",
+    "application_name": "wazod-replication",
+}
+
+
+class ReplicationError(Exception):
+    """A failure explained for the administrator (the job's ``error``)."""
+
+
+def target_dsn(config) -> str:
+    dsn = config.replication.target_dsn
+    if "{remote_address}" in dsn:
+        remote = config.ha.remote_address
+        if not remote:
+            raise ConfigError("replication.target_dsn uses {remote_address} but ha.remote_address is not set "
+                              "(set it, or ha.ha_conf's remote_address)")
+        host = f"[{remote}]" if ":" in remote and not remote.startswith("[") else remote
+        dsn = dsn.replace("{remote_address}", host)
+    return dsn
+
+
+async def _connect(dsn: str, side: str, timeout: float):
+    try:
+        return await asyncpg.connect(dsn, timeout=timeout, server_settings=SESSION_SETTINGS)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        raise ReplicationError(f"cannot connect to the {side} database {mask_text(dsn)}: "
+                               f"{type(e).__name__}: {e}") from None
+
+
+def _load_record(state: StateStore) -> dict[str, Any]:
+    return state.read(RECORD_NAME, {}) or {}
+
+
+def _side(record: dict, key: str) -> SideState | None:
+    try:
+        return SideState.from_dict(record[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _listed(names) -> list[str]:
+    names = sorted(names)
+    return names[:LIST_LIMIT] + ([f"... {len(names) - LIST_LIMIT} more"] if len(names) > LIST_LIMIT else [])
+
+
+async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResult:
+    rc = config.replication
+    try:
+        return await asyncio.wait_for(_replicate(config, dry_run=dry_run, force=force), rc.timeout)
+    except TimeoutError:
+        return JobResult("replication", "failed",
+                         error=f"abandoned after {rc.timeout:g} s (replication.timeout); "
+                               "the slave keeps its previous data")
+    except ReplicationError as e:
+        return JobResult("replication", "failed", error=str(e))
+    except SourceFailed as e:
+        return JobResult("replication", "failed",
+                         error=f"{mask_text(str(e))}; the slave keeps its previous data (the copy was rolled back)")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+        return JobResult("replication", "failed",
+                         error=f"{type(e).__name__}: {mask_text(str(e))}; the slave keeps its previous data "
+                               "(the copy was rolled back)")
+
+
+async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
+    rc = config.replication
+    state = StateStore(config.node.state_dir)
+    source, target = rc.source_dsn, target_dsn(config)
+    master = slave = None
+    committed = clean = False
+    try:
+        master, slave = await asyncio.gather(_connect(source, "master", rc.connect_timeout),
+                                             _connect(target, "slave", rc.connect_timeout),
+                                             return_exceptions=True)
+        for conn in (master, slave):
+            if isinstance(conn, BaseException):
+                raise conn
+        await master.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # READ COMMITTED (COPY FREEZE needs it); the change scan is one statement, hence one snapshot.
+        await slave.execute("BEGIN" + (" READ ONLY" if dry_run else ""))
+        await slave.execute("SET LOCAL session_replication_role = replica")
+        await slave.execute(f"SET LOCAL lock_timeout = '{int(rc.lock_timeout * 1000)}ms'")
+
+        m_cat, s_cat = await cat.read_catalog(master), await cat.read_catalog(slave)
+        diffs = cat.schema_differences(m_cat, s_cat, rc.exclude_tables)
+        if diffs:
+            raise ReplicationError("schema mismatch, nothing written (both nodes must run the same Wazo "
+                                   "version): " + "; ".join(diffs))
+        table_names = cat.replicated_tables(m_cat, rc.exclude_tables)
+        seq_names = cat.replicated_sequences(m_cat, rc.exclude_tables)
+        fingerprint = cat.fingerprint(m_cat, rc.exclude_tables)
+
+        record = _load_record(state)
+        rec_master, rec_slave = _side(record, "master"), _side(record, "slave")
+
+        async def look(conn, recorded):
+            return await scan(conn, table_names, recorded), await read_sequences(conn, seq_names)
+
+        (m_check, m_seqs), (s_check, s_seqs) = await asyncio.gather(look(master, rec_master),
+                                                                    look(slave, rec_slave))
+
+        reason = _full_copy_reason(record, fingerprint, rec_master, m_check, rec_slave, s_check, rc, force)
+        if reason:
+            to_copy = set(table_names)
+            seqs_to_set = dict(m_seqs)
+        else:
+            to_copy = changed_tables(rec_master, m_check) | changed_tables(rec_slave, s_check)
+            seqs_to_set = {s: v for s, v in m_seqs.items() if s_seqs.get(s) != v}
+            reason = "changes found" if to_copy or seqs_to_set else ""
+
+        if not to_copy and not seqs_to_set:
+            clean = True
+            return JobResult("replication", "skipped", data={
+                "reason": f"no change since the replication of {record.get('replicated_at')}",
+                "tables": 0, "rows": 0, "bytes": 0, "sequences": 0, "checked_tables": len(table_names)})
+
+        if dry_run:
+            would = {t: m_check.counts[t] for t in sorted(to_copy)}
+            clean = True
+            return JobResult("replication", "ok", data={
+                "reason": reason, "would_copy": would, "tables": len(would), "rows": sum(would.values()),
+                "sequences": len(seqs_to_set), "sequences_to_set": _listed(seqs_to_set)})
+
+        full = to_copy == set(table_names)
+        truncate = cat.truncatable(to_copy, s_cat)
+        tables = [m_cat.tables[t] for t in sorted(to_copy)]
+        t0 = time.monotonic()
+        await clear_tables(slave, truncate, to_copy - truncate)
+        stats = await stream_tables(master, slave, tables, frozen=truncate)
+        await set_sequences(slave, seqs_to_set)
+        own_xid = await slave.fetchval("SELECT pg_current_xact_id()::text")
+        await slave.execute("COMMIT")
+        committed = True
+        copy_seconds = time.monotonic() - t0
+        await master.execute("COMMIT")
+        clean = True
+
+        counts_master = dict(m_check.counts)
+        counts_slave = {t: (stats.per_table[t] if t in to_copy else s_check.counts[t]) for t in table_names}
+        now = now_iso()
+        state.write(RECORD_NAME, {
+            "fingerprint": fingerprint,
+            "replicated_at": now,
+            "full_copy_at": now if full else record.get("full_copy_at"),
+            "master": SideState(m_check.identity[0], m_check.identity[1], m_check.snapshot, None,
+                                counts_master).to_dict(),
+            "slave": SideState(s_check.identity[0], s_check.identity[1], s_check.snapshot, own_xid,
+                               counts_slave).to_dict(),
+        })
+        log.info("replicated", tables=len(tables), rows=stats.rows, bytes=stats.bytes, mode="full" if full else
+                 "incremental")
+        return JobResult("replication", "ok", data={
+            "mode": "full" if full else "incremental", "reason": reason,
+            "tables": len(tables), "rows": stats.rows, "bytes": stats.bytes,
+            "sequences": len(seqs_to_set), "tables_copied": _listed(to_copy),
+            "copy_seconds": round(copy_seconds, 3)})
+    finally:
+        await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
+                          clean=clean and not committed, graceful=clean)
+
+
+async def _disconnect(conns, *, clean: bool, graceful: bool) -> None:
+    """Close the sessions; an abnormal end drops them at once (the server rolls back)."""
+    for conn in conns:
+        if not graceful:
+            conn.terminate()
+            continue
+        try:
+            if clean and conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+            await asyncio.shield(conn.close(timeout=5))
+        except Exception:
+            conn.terminate()
+
+
+def _full_copy_reason(record, fingerprint, rec_master, m_check, rec_slave, s_check, rc, force) -> str:
+    if force:
+        return "forced (--force)"
+    if not record:
+        return "first replication"
+    if record.get("fingerprint") != fingerprint:
+        return "schema or exclusions changed since the last replication"
+    problem = record_problem(rec_master, m_check)
+    if problem:
+        return f"master: {problem}"
+    problem = record_problem(rec_slave, s_check)
+    if problem:
+        return f"slave: {problem}"
+    if rc.full_copy_interval and record.get("full_copy_at"):
+        age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(record["full_copy_at"])).total_seconds()
+        if age >= rc.full_copy_interval:
+            return f"last full copy is older than replication.full_copy_interval ({rc.full_copy_interval:g} s)"
+    elif rc.full_copy_interval:
+        return "no full copy recorded"
+    return ""
