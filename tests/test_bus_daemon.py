@@ -86,3 +86,31 @@ async def test_cli_events_command_reports_gaps(tmp_path, mosquitto):
     assert [json.loads(line)["seq"] for line in lines] == [7, 8, 11]
     err = first.decode() + err.decode()
     assert "gap" in err and "9..10" in err and "pbx9" in err
+
+
+def test_cli_events_reads_the_local_outbox_without_broker(tmp_path):
+    from wazod.config import load_config
+    from wazod.events import open_emitter
+
+    config = write_node_config(tmp_path, "pbx1")
+    emitter = open_emitter(load_config(config).config)
+    emitter.emit("backup_completed", {"files": 12, "password": "hunter2"})
+    emitter.emit("ha_master_down", {"probes": 4})
+    emitter.emit("ha_master_up", {})
+    emitter.store.close()
+
+    def wazod_events(*args):
+        return subprocess.run([sys.executable, "-m", "wazod", "events", "--config", str(config), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    res = wazod_events()
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 3
+    assert " pbx1 #1 backup_completed files=12 password=********" in lines[0]
+    assert "hunter2" not in res.stdout
+    res = wazod_events("--json", "--name", "ha_*", "--last", "2")
+    assert [json.loads(line)["name"] for line in res.stdout.splitlines()] == ["ha_master_down", "ha_master_up"]
+    assert "gap" not in res.stderr  # --name makes holes normal
+    res = wazod_events("--count", "0")
+    assert res.returncode == 2 and "--count" in res.stderr
