@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 from harness import free_port, wait_for
 from harness.health import make_context, quiet_health, write_config
+from harness.util import GiveUp
 
 from wazod.jobs import JobResult, run_job
 from wazod.locks import OperationLock
@@ -152,6 +153,9 @@ def test_the_real_daemon_serves_health_and_status_then_stops(tmp_path):
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         def get(path):
+            if daemon.poll() is not None:
+                raise GiveUp(f"wazod run exited with {daemon.returncode}: "
+                             f"{daemon.stderr.read().decode(errors='replace')[-3000:]}")
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
                 return resp.status, json.loads(resp.read())
 
