@@ -133,6 +133,15 @@ def test_no_color_environment_wins(saved_node):
         del os.environ["NO_COLOR"]
 
 
+def test_frozen_ha_and_disconnected_bus_are_shown():
+    doc = {"node": "pbx2", "role": "slave", "daemon": "running", "ha_state": "flapping", "ha_frozen": "flapping",
+           "services": "stopped", "bus": {"connected": False, "error": "connection refused"}, "jobs": {},
+           "berofos": {}}
+    lines = render_status(doc).splitlines()
+    assert lines[0] == "HA FROZEN (flapping): no automatic takeover or failback"
+    assert "bus       not connected: connection refused (events wait in the outbox)" in lines
+
+
 def test_maintenance_is_shown_near_the_top(tmp_path):
     doc = {"node": "pbx1", "role": "master", "daemon": "running", "ha_state": "active", "services": "running",
            "maintenance": {"active": True, "set_by": "alice", "reason": "upgrade to 25.01"},

@@ -221,6 +221,10 @@ def render_status(doc: dict[str, Any], color: bool = False) -> str:
         why = f": {maint['reason']}" if maint.get("reason") else ""
         lines.append(_paint(f"MAINTENANCE ON{who}{until}{why} (HA takes no action)", "1;33", color))
 
+    frozen = doc.get("ha_frozen")
+    if frozen and frozen != "maintenance":  # maintenance already said above
+        lines.append(_paint(f"HA FROZEN ({frozen}): no automatic takeover or failback", "1;31", color))
+
     state = doc.get("ha_state") or "unknown"
     since = f" since {_when(doc['ha_since'])}" if doc.get("ha_since") else ""
     head = _paint(str(doc.get("node")), "1", color)
@@ -238,6 +242,13 @@ def render_status(doc: dict[str, Any], color: bool = False) -> str:
             text = f"{name} mode {mode}" + (f" ({where[mode]})" if mode in where else "")
             items.append(_paint(f"{text} error: {err}", "31", color) if err else text)
         lines.append("berofos   " + "  ".join(items))
+    bus = doc.get("bus")
+    if isinstance(bus, dict) and "connected" in bus:
+        if bus["connected"]:
+            lines.append(f"bus       {_tone('connected', color)}")
+        else:
+            why = f": {bus['error']}" if bus.get("error") else ""
+            lines.append(f"bus       {_paint('not connected', '31', color)}{why} (events wait in the outbox)")
     lines.append("jobs")
     lines += _job_lines(doc, color, running)
     lines += _health_lines(doc.get("health") or {}, color)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 
 from aiohttp import web
@@ -122,6 +123,14 @@ class StatusServer:
         host, port = parse_listen(section.listen)
         if section.auth == "never" and not is_loopback(host):
             log.warning("status endpoint open to the network without authentication", listen=section.listen)
+        if section.token_file:
+            try:
+                if os.stat(section.token_file).st_mode & 0o077:
+                    log.warning("status token file is readable by other users: chmod 600 it",
+                                file=section.token_file)
+            except OSError as e:
+                log.error("status token file cannot be read: no static token", file=section.token_file,
+                          error=e.strerror)
         self.runner = web.AppRunner(self.build_app(), access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port, reuse_address=True)
