@@ -70,7 +70,7 @@ async def test_health_answers_200_then_503_with_the_failing_check(tmp_path):
         await wait_for_async(lambda: node.checks.trackers["disk"].level == "critical", timeout=10)
         status, body = await node.get("/health")
         doc = json.loads(body)
-        assert status == 503 and doc["status"] == "critical"
+        assert status == 503 and doc["status"] == "critical" and doc["failing"] == ["disk"]
         assert doc["checks"]["disk"]["level"] == "critical" and str(tmp_path) in doc["checks"]["disk"]["summary"]
 
 

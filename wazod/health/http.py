@@ -68,7 +68,8 @@ class StatusServer:
         if anonymous:
             doc["checks"] = {name: {"level": d["level"]} for name, d in detail.items()}
         else:
-            doc.update(node=self.ctx.config.node_name, role=self.ctx.config.role)
+            doc.update(node=self.ctx.config.node_name, role=self.ctx.config.role,
+                       failing=sorted(n for n, d in detail.items() if d["level"] not in ("ok", "unknown")))
         return doc
 
     async def health(self, request: web.Request) -> web.Response:
