@@ -1,0 +1,237 @@
+"""Services backends, the ``wazod services`` and ``wazod check-master`` commands, markers and config checks.
+
+Wazo's own tools cannot run here, so the ``wazo`` backend is exercised with
+real executables of the same names put first on PATH: each records its argv,
+so the test sees the exact sequence Wazo runs, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from harness import free_port
+
+from wazod.config import load_config
+from wazod.errors import ConfigError
+from wazod.events import EventStore
+from wazod.ha import services as svc
+from wazod.ha.monitor import marker_problem
+from wazod.locks import OperationLock
+
+WAZO_TOOLS = ["xivo-create-config", "xivo-update-config", "dhcpd-update", "service", "update-rc.d",
+              "wazo-confgen", "wazo-service", "wazo-agentd-cli"]
+
+
+@pytest.fixture
+def wazo_bin(tmp_path, monkeypatch):
+    """Stand-ins for Wazo's tools that log their argv; ``wazo-service status all`` reads a state file."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "calls.log"
+    running = tmp_path / "running"
+    for tool in WAZO_TOOLS:
+        extra = ""
+        if tool == "wazo-service":
+            extra = f'[ "$1" = status ] && {{ [ -e {running} ]; exit $?; }}\n'
+        if tool == "dhcpd-update":
+            extra = "exit 3\n"  # no DHCP configured on this node: Wazo goes on, so do we
+        (bindir / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n{extra}exit 0\n')
+        (bindir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return log, running
+
+
+def _services(**kw):
+    from wazod.config.sections.ha import ServicesSection
+
+    return ServicesSection(**{"retry_backoff": 0.01, **kw})
+
+
+async def test_wazo_backend_runs_wazos_exact_start_sequence_with_berofos_at_its_point(wazo_bin):
+    log, _running = wazo_bin
+
+    async def hook():
+        with open(log, "a") as f:
+            f.write("BEROFOS mode 0\n")
+        return []
+
+    report = await svc.run_action(_services(backend="wazo"), "start", hook=hook)
+    assert report.ok and not report.skipped
+    assert log.read_text().splitlines() == [
+        "wazo-service status all",
+        "xivo-create-config ",
+        "xivo-update-config ",
+        "dhcpd-update -dr",
+        "service isc-dhcp-server start",
+        "update-rc.d isc-dhcp-server defaults",
+        "BEROFOS mode 0",
+        "wazo-confgen asterisk/pjsip.conf --invalidate",
+        "wazo-service enable",
+        "wazo-service start",
+        "wazo-agentd-cli -c relog all --timeout 60",
+    ]
+    dhcp = [s for s in report.steps if s.step == "dhcpd-update"][0]
+    assert not dhcp.ok and dhcp.attempts == 1  # optional step: failure logged, sequence went on
+
+
+async def test_wazo_backend_skips_start_when_everything_runs_but_still_switches_berofos(wazo_bin):
+    log, running = wazo_bin
+    running.touch()
+    hooked = []
+
+    async def hook():
+        hooked.append(1)
+
+    report = await svc.run_action(_services(backend="wazo"), "start", hook=hook)
+    assert report.ok and report.skipped and hooked == [1]
+    assert log.read_text().splitlines() == ["wazo-service status all"]
+
+
+async def test_wazo_backend_stop_sequence(wazo_bin):
+    log, _ = wazo_bin
+    report = await svc.run_action(_services(backend="wazo"), "stop")
+    assert report.ok
+    assert log.read_text().splitlines() == [
+        "wazo-service stop wazo", "wazo-service disable", "update-rc.d isc-dhcp-server remove",
+        "service isc-dhcp-server stop", "wazo-service start",
+    ]
+
+
+async def test_systemd_backend_sequences():
+    steps, status = svc.sequence(_services(backend="systemd", units=["a", "b"]), "stop")
+    assert [s.argv for s in steps] == [("systemctl", "stop", "b"), ("systemctl", "stop", "a")]
+    steps, status = svc.sequence(_services(backend="systemd", units=["a", "b"]), "start")
+    assert [s.argv for s in steps] == [None, ("systemctl", "start", "a"), ("systemctl", "start", "b")]
+    assert status == ("systemctl", "is-active", "--quiet", "a", "b")
+
+
+async def test_command_backend_retries_a_failing_step_with_backoff(tmp_path):
+    counter = tmp_path / "attempts"
+    done = tmp_path / "done"
+    flaky = tmp_path / "flaky"
+    flaky.write_text(f'#!/bin/sh\necho x >> {counter}\n[ $(wc -l < {counter}) -ge 3 ] || exit 1\ntouch {done}\n')
+    flaky.chmod(0o755)
+    report = await svc.run_action(_services(backend="command", start=[[str(flaky)]], retries=3), "start")
+    assert report.ok and done.exists()
+    assert report.steps[-1].attempts == 3
+
+
+async def test_command_backend_reports_the_failing_step_and_stops_there(tmp_path):
+    after = tmp_path / "after"
+    report = await svc.run_action(
+        _services(backend="command", stop=[["true"], ["sh", "-c", "echo broken >&2; exit 4"], ["touch", str(after)]],
+                  retries=2), "stop")
+    assert not report.ok
+    assert report.failed_step == "stop 2: sh"
+    assert "exit 4" in report.error and "broken" in report.error
+    assert not after.exists()
+
+
+async def test_status_of_command_backend(tmp_path):
+    flag = tmp_path / "up"
+    s = _services(backend="command", status=["test", "-e", str(flag)])
+    assert await svc.status(s) == "stopped"
+    flag.touch()
+    assert await svc.status(s) == "running"
+    assert await svc.status(_services(backend="command")) == "unknown"
+
+
+def test_markers_honoured_as_wazo_does(tmp_path):
+    from wazod.config.sections.ha import HaSection
+
+    ha = HaSection(marker_dir=str(tmp_path))
+    assert "is-secondary is missing" in marker_problem(ha, "slave")
+    (tmp_path / "is-secondary").touch()
+    assert marker_problem(ha, "slave") is None
+    (tmp_path / "is-primary").touch()
+    assert "is-primary exists too" in marker_problem(ha, "slave")
+    assert marker_problem(HaSection(marker_dir=str(tmp_path / "absent")), "slave") is None  # not a Wazo host
+
+
+def _write_config(tmp_path: Path, ha: dict) -> Path:
+    cfg = {"node": {"name": "t", "state_dir": str(tmp_path / "state"), "uuid_file": str(tmp_path / "uuid")},
+           "ha": {"ha_conf": str(tmp_path / "ha.conf"), "marker_dir": None, **ha},
+           "berofos": {"config": str(tmp_path / "bnfos.conf")}}
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _wazod(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wazod", *argv], capture_output=True, text=True, timeout=60)
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    path = _write_config(tmp_path, {"probes": ["icmp", "tcp"]})
+    with pytest.raises(ConfigError, match="probes include tcp but tcp_ports is empty"):
+        load_config(path)
+    path = _write_config(tmp_path, {"services": {"backend": "command", "start": [[]]}})
+    with pytest.raises(ConfigError, match=r"services.start\[0\] must be a non-empty list"):
+        load_config(path)
+    path = _write_config(tmp_path, {"probe_interval": 0.5, "round_timeout": 2})
+    with pytest.raises(ConfigError, match="round_timeout"):
+        load_config(path)
+
+
+def test_services_command_runs_under_the_lock_and_emits(tmp_path):
+    flag = tmp_path / "asterisk-up"
+    path = _write_config(tmp_path, {"node_type": "slave", "remote_address": "127.0.0.1", "services": {
+        "backend": "command", "start": [["touch", str(flag)]], "stop": [["rm", "-f", str(flag)]],
+        "status": ["test", "-e", str(flag)]}})
+    res = _wazod("services", "start", "--config", str(path))
+    assert res.returncode == 0, res.stderr
+    assert flag.exists() and "services start: ok" in res.stdout
+    assert _wazod("services", "status", "--config", str(path)).returncode == 0
+    store = EventStore(tmp_path / "state" / "events.sqlite3")
+    try:
+        names = [e["name"] for e in store.after(0)]
+        assert names == ["ha_takeover_started", "ha_takeover_completed"]
+        assert store.after(0)[-1]["data"]["manual"] is True
+    finally:
+        store.close()
+    # a takeover in progress (the daemon holds the services lock): exit 3, nothing done
+    lock = OperationLock(tmp_path / "state", "services")
+    lock.acquire()
+    try:
+        res = _wazod("services", "stop", "--config", str(path))
+    finally:
+        lock.release()
+    assert res.returncode == 3 and "services" in res.stderr
+    assert flag.exists()
+    assert _wazod("services", "stop", "--config", str(path)).returncode == 0
+    assert not flag.exists()
+
+
+def test_check_master_prints_each_probe_and_the_verdict(tmp_path):
+    port = free_port()
+    standin = subprocess.Popen([sys.executable, "-m", "wazod.lab.sip_standin", "--host", "127.0.0.1",
+                                "--port", str(port)], start_new_session=True)
+    try:
+        path = _write_config(tmp_path, {"node_type": "slave", "remote_address": "127.0.0.1", "sip_port": port})
+
+        def check():
+            return _wazod("check-master", "--config", str(path))
+
+        res = check()
+        for _ in range(20):  # the stand-in may still be binding
+            if res.returncode == 0:
+                break
+            asyncio.run(asyncio.sleep(0.1))
+            res = check()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "icmp" in res.stdout and "sip" in res.stdout and "verdict: UP" in res.stdout
+        assert " ms " in res.stdout
+    finally:
+        standin.terminate()
+        standin.wait(10)
+    res = _wazod("check-master", "--config", str(path))
+    assert res.returncode == 1
+    assert "verdict: DOWN (sip_dead)" in res.stdout
+    res = _wazod("check-master", "--config", str(_write_config(tmp_path, {"node_type": "slave"})))
+    assert res.returncode == 2 and "remote_address" in res.stderr
