@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from harness import free_port, wait_for_async
-from harness.health import WazoAuthStandIn, make_context, quiet_health, write_config
+from harness.health import WazoAuthStandIn, make_context, make_tls_server_files, quiet_health, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from wazod.health.checks import HealthChecks
@@ -202,6 +202,28 @@ async def test_wazo_auth_acl_revocation_and_outage(tmp_path):
             fresh = auth.issue({"wazod.status.read"})
             await auth.stop()  # wazo-auth down: nobody gets in
             assert (await node.get("/status", headers={"X-Auth-Token": fresh}))[0] == 401
+    finally:
+        await auth.stop()
+
+
+async def test_wazo_auth_over_https_verified_with_its_certificate(tmp_path):
+    """Wazo's daemons reach wazo-auth over HTTPS with the node's certificate as CA; so does wazod."""
+    (tmp_path / "tls").mkdir()
+    crt, key = make_tls_server_files(tmp_path / "tls")
+    auth = await WazoAuthStandIn(tls=(crt, key)).start()
+    try:
+        async with Running(tmp_path, status={"auth": "always", "wazo_auth_url": auth.url,
+                                             "wazo_auth_verify": str(crt)}) as node:
+            token = auth.issue()
+            assert (await node.get("/health", headers={"X-Auth-Token": token}))[0] == 200
+            assert auth.requests == [token]
+            # the same server, but a CA that did not sign it: wazo-auth cannot be trusted, nobody gets in
+            (tmp_path / "other").mkdir()
+            other, _ = make_tls_server_files(tmp_path / "other")
+            node.ctx.config.status.wazo_auth_verify = str(other)
+            fresh = auth.issue()
+            assert (await node.get("/health", headers={"X-Auth-Token": fresh}))[0] == 401
+            assert fresh not in auth.requests  # the TLS handshake failed before any request
     finally:
         await auth.stop()
 

@@ -99,6 +99,32 @@ def make_certificate(path: Path, *, common_name: str, days: float, san: list[str
     return path
 
 
+def make_tls_server_files(directory: Path, ip: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for ``ip`` (SAN IP address) and its key, as Wazo's server.crt/.key."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    crt, pem_key = directory / "server.crt", directory / "server.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    pem_key.chmod(0o600)
+    return crt, pem_key
+
+
 # --- processes --------------------------------------------------------------
 
 class NamedProcess:
@@ -179,10 +205,11 @@ class WazoAuthStandIn:
     (403 when ``?scope=`` names an ACL the token lacks), 404 for an unknown one.
     Counts the requests it received, to observe caching."""
 
-    def __init__(self):
+    def __init__(self, tls: tuple[Path, Path] | None = None):
         self.tokens: dict[str, set[str]] = {}
         self.requests: list[str] = []
         self.port = free_port()
+        self.tls = tls  # (certificate, key): serve HTTPS like the real wazo-auth
         self._runner: web.AppRunner | None = None
 
     def issue(self, acls: set[str] | None = None) -> str:
@@ -202,14 +229,20 @@ class WazoAuthStandIn:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def start(self) -> WazoAuthStandIn:
+        import ssl
+
         app = web.Application()
         app.router.add_route("HEAD", "/0.1/token/{token}", self._head)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=context).start()
         return self
 
     async def stop(self) -> None:
