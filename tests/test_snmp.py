@@ -185,3 +185,45 @@ def test_mib_loads_in_net_snmp(tmp_path):
     res = subprocess.run(["snmptranslate", "-M", f"{mibs}:{MIB_FILE.parent}", "-m", "+WAZOD-MIB", "-Td",
                           "WAZOD-MIB::wazodHaTakeoverCompleted"], capture_output=True, text=True, env=env, timeout=30)
     assert "NOTIFICATION-TYPE" in res.stdout and "wazodEventSeq" in res.stdout
+
+
+async def test_agent_answers_get_and_walk(tmp_path):
+    from harness import free_port
+
+    port = free_port()
+    ctx = make_ctx(tmp_path, [], agent={"enabled": True, "listen": f"127.0.0.1:{port}", "community": "wazro"})
+    ctx.state.write("job-backup", {"last_result": "failed", "last_run": "2026-11-27T06:25:00+00:00"})
+    ctx.emit("backup_failed", {"error": "disk full"})
+    ctx.status.update(ha_state="standby", services="stopped")
+    notifier = SnmpNotifier(ctx)
+    task = asyncio.create_task(notifier.run())
+    env = {"PATH": os.environ["PATH"], "MIBS": "", "HOME": str(tmp_path)}
+
+    async def snmp(tool, *args):
+        proc = await asyncio.create_subprocess_exec(
+            tool, "-v2c", "-On", "-t", "1", "-r", "1", *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=env)
+        return (await proc.communicate())[0].decode()
+
+    try:
+        await wait_for_async(lambda: notifier.agent is not None, timeout=10)
+        walk = await wait_for_async(lambda: snmp("snmpwalk", "-c", "wazro", f"127.0.0.1:{port}",
+                                                 ".1.3.6.1.4.1.32473.7.1"), timeout=15)
+        role = await snmp("snmpget", "-c", "wazro", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1.2.2.0")
+        denied = await snmp("snmpget", "-c", "not-it", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1.2.2.0")
+        ctx.status.update(ha_state="active")  # read live, at each request
+        state = await snmp("snmpget", "-c", "wazro", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1.2.3.0")
+    finally:
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 15)
+        ctx.emitter.store.close()
+    assert '.1.3.6.1.4.1.32473.7.1.2.1.0 = STRING: "pbx1"' in walk
+    assert '.1.3.6.1.4.1.32473.7.1.2.3.0 = STRING: "standby"' in walk
+    assert '.1.3.6.1.4.1.32473.7.1.2.5.0 = STRING: "stopped"' in walk
+    assert ".1.3.6.1.4.1.32473.7.1.2.6.0 = Gauge32: 1" in walk
+    assert '.1.3.6.1.4.1.32473.7.1.3.5.0 = STRING: "failed"' in walk  # backup: job 3 -> LastResult 5
+    assert '.1.3.6.1.4.1.32473.7.1.3.6.0 = STRING: "2026-11-27T06:25:00+00:00"' in walk
+    assert '.1.3.6.1.4.1.32473.7.1.3.1.0 = STRING: "none"' in walk  # replication never ran
+    assert 'STRING: "disabled"' in role
+    assert "Timeout" in denied
+    assert 'STRING: "active"' in state

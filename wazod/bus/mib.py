@@ -55,6 +55,32 @@ EVENT_OBJECTS = [
      "The event data as compact JSON in UTF-8, cut at 1024 octets (then it ends with an ellipsis)."),
 ]
 
+STATUS_OID = ENTERPRISE_OID + (1, 2)
+JOBS_OID = ENTERPRISE_OID + (1, 3)
+
+# read-only scalars of the optional agent: (sub-identifier, MIB name, syntax, description)
+STATUS_OBJECTS = [
+    (1, "wazodNodeName", "DisplayString", "Name of this node (node.name)."),
+    (2, "wazodRole", "DisplayString", "HA role of this node: master, slave or disabled."),
+    (3, "wazodHaState", "DisplayString", "HA state of the daemon (for example standby, active, starting)."),
+    (4, "wazodHaSince", "DisplayString", "When the HA state last changed, ISO 8601."),
+    (5, "wazodServices", "DisplayString", "Telephony services of this node: running, stopped or unknown."),
+    (6, "wazodLastEventSeq", "Unsigned32", "seq of the newest event of this node (modulo 2^32)."),
+]
+JOB_NAMES = ["replication", "sync", "backup", "purge"]  # job k: LastResult = 2k-1, LastRun = 2k under wazodJobs
+
+
+def job_objects() -> list[tuple[int, str, str, str]]:
+    out = []
+    for k, job in enumerate(JOB_NAMES, start=1):
+        cap = job.capitalize()
+        out.append((2 * k - 1, f"wazod{cap}LastResult", "DisplayString",
+                    f"Result of the last {job} run: ok, failed, skipped, or none when it never ran."))
+        out.append((2 * k, f"wazod{cap}LastRun", "DisplayString",
+                    f"When the last {job} run started, ISO 8601; empty when it never ran."))
+    return out
+
+
 _WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded)$")
 
 
@@ -118,8 +144,22 @@ def render_mib() -> str:
         "wazodObjects       OBJECT IDENTIFIER ::= { wazodMIB 1 }",
         "wazodConformance   OBJECT IDENTIFIER ::= { wazodMIB 2 }",
         "wazodEvent         OBJECT IDENTIFIER ::= { wazodObjects 1 }",
+        "wazodStatus        OBJECT IDENTIFIER ::= { wazodObjects 2 }",
+        "wazodJobs          OBJECT IDENTIFIER ::= { wazodObjects 3 }",
         "",
     ]
+    readable = [(STATUS_OBJECTS, "wazodStatus"), (job_objects(), "wazodJobs")]
+    for table, parent in readable:
+        for sub, name, syntax, description in table:
+            out += [
+                f"{name} OBJECT-TYPE",
+                f"    SYNTAX      {syntax}",
+                "    MAX-ACCESS  read-only",
+                "    STATUS      current",
+                f'    DESCRIPTION "{description}"',
+                f"    ::= {{ {parent} {sub} }}",
+                "",
+            ]
     for column, name, syntax, description in EVENT_OBJECTS:
         out += [
             f"{name} OBJECT-TYPE",
@@ -142,6 +182,7 @@ def render_mib() -> str:
             "",
         ]
     names.append("wazodOtherEvent")
+    status_names = [name for _, name, _, _ in STATUS_OBJECTS + job_objects()]
     out += [
         "wazodOtherEvent NOTIFICATION-TYPE",
         f"    OBJECTS     {{ {objects} }}",
@@ -157,6 +198,8 @@ def render_mib() -> str:
         '    DESCRIPTION "A wazod node sends every notification with all the event objects."',
         "    MODULE",
         "        MANDATORY-GROUPS { wazodEventGroup, wazodNotificationGroup }",
+        "        GROUP wazodStatusGroup",
+        '        DESCRIPTION "Only when the agent is enabled (snmp.agent.enabled)."',
         "    ::= { wazodCompliances 1 }",
         "",
         "wazodEventGroup OBJECT-GROUP",
@@ -172,6 +215,14 @@ def render_mib() -> str:
         "    STATUS      current",
         '    DESCRIPTION "The notifications of wazod."',
         "    ::= { wazodGroups 2 }",
+        "",
+        "wazodStatusGroup OBJECT-GROUP",
+        "    OBJECTS     {",
+        *[f"        {n}{',' if i < len(status_names) - 1 else ''}" for i, n in enumerate(status_names)],
+        "    }",
+        "    STATUS      current",
+        '    DESCRIPTION "What the optional agent answers."',
+        "    ::= { wazodGroups 3 }",
         "",
         "END",
         "",

@@ -155,14 +155,14 @@ class TargetSender:
         ctx = self.notifier.ctx
         attempt = 0
         try:
-            while not ctx.stopping.is_set():
+            while not ctx.stopping.is_set() and not self.notifier.restarting:
                 self.reader.enforce_bound(ctx.config.bus.outbox_max)
                 batch = self.reader.pending(100)
                 if not batch:
                     await self.notifier.sleep(self.wake, ctx.config.bus.poll_interval)
                     continue
                 for stored in batch:
-                    if ctx.stopping.is_set():
+                    if ctx.stopping.is_set() or self.notifier.restarting:
                         return
                     try:
                         error = await self._send(json.loads(stored.body))
@@ -201,7 +201,13 @@ class SnmpNotifier:
         self.senders: list[TargetSender] = []
         self._restart = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.agent = None
+        self._agent_settings = None
         ctx.registry["snmp"] = self
+
+    @property
+    def restarting(self) -> bool:
+        return self._restart.is_set()
 
     def uptime_ticks(self) -> int:
         return int((time.monotonic() - self.started) * 100)
@@ -233,6 +239,28 @@ class SnmpNotifier:
     async def reload(self) -> None:
         self._restart.set()
 
+    def _start_agent(self) -> None:
+        """(Re)start the optional agent as configured; a failure is logged, never fatal."""
+        from wazod.bus.agent import StatusAgent
+
+        settings = self.ctx.config.snmp.agent
+        if self.agent is not None and settings == self._agent_settings:
+            return
+        if self.agent is not None:
+            self.agent.stop()
+            self.agent = None
+        self._agent_settings = settings
+        if not settings.enabled:
+            return
+        agent = StatusAgent(self.ctx)
+        try:
+            agent.start()
+        except Exception as e:
+            log.error("snmp agent cannot start", listen=settings.listen, error=f"{type(e).__name__}: {e}")
+            agent.stop()
+            return
+        self.agent = agent
+
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         unsubscribe = self.ctx.emitter.subscribe(self._poke)
@@ -241,6 +269,7 @@ class SnmpNotifier:
         try:
             while not self.ctx.stopping.is_set():
                 self._restart.clear()
+                self._start_agent()
                 self.senders = [TargetSender(self, t, self.engine_hex) for t in self.ctx.config.snmp.traps]
                 self.publish_status()
                 tasks = [asyncio.create_task(s.run(), name=f"snmp:{s.target.label}") for s in self.senders]
@@ -260,13 +289,18 @@ class SnmpNotifier:
                         task.cancel()
                     if pending:
                         await asyncio.wait(pending, timeout=2)
+                if not tasks:
+                    continue
                 if not self.ctx.stopping.is_set() and not self._restart.is_set():
                     await self.sleep(None, 5.0)  # a crashed sender: restart them all, gently
         finally:
             unsubscribe()
+            if self.agent is not None:
+                self.agent.stop()
+                self.agent = None
 
 
 def component(ctx):
-    if not ctx.config.snmp.traps:
+    if not ctx.config.snmp.traps and not ctx.config.snmp.agent.enabled:
         return None
     return SnmpNotifier(ctx)

@@ -46,8 +46,34 @@ class TrapTarget(Section):
         return f"{self.host}:{self.port}"
 
 
+class AgentSection(Section):
+    enabled: bool = Field(False, description="answer SNMP GET/WALK for role, HA state and last job results")
+    listen: str = Field("127.0.0.1:1161", description="host:port of the agent (UDP)")
+    community: str | None = Field(None, description="v2c read-only community of the agent (required when enabled)")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _community_when_enabled(self):
+        if self.enabled and not self.community:
+            raise ValueError("an enabled agent needs community")
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class SnmpSection(Section):
     traps: list[TrapTarget] = Field(default_factory=list, description="notification targets")
+    agent: AgentSection = Field(default_factory=AgentSection, description="small read-only SNMP agent, off by default")
     engine_id: str | None = Field(
         None,
         description="SNMPv3 engine ID of this node (hex); null: one generated once and kept in state_dir/snmp-engine-id",
