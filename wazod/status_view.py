@@ -96,7 +96,7 @@ def collect_status(config) -> dict[str, Any]:
 
 SUMMARY_MAX = 120  # characters of a check's summary in the readable view (--json has it whole)
 GOOD = {"ok", "running", "standby", "active", "master", "started", "up", "connected", "true"}
-BAD = {"failed", "critical", "not running", "down", "error", "isolated", "unknown", "false"}
+BAD = {"failed", "critical", "not running", "down", "error", "isolated", "false"}
 
 
 def _paint(text: str, code: str, color: bool) -> str:
