@@ -22,13 +22,17 @@ class HaMonitorStandIn:
         self.holds_services = holds
 
 
-def make_ctx(tmp_path, sim_list, role="master", **berofos) -> Context:
+def make_ctx(tmp_path, sim_list, role="master", master_holds=True, **berofos) -> Context:
+    """A context; a master's HA monitor says whether it holds the services (without it, a master never drives)."""
     conf = write_bnfos_conf(tmp_path / "bnfos.conf",
                             [(f"fos{i}", s.host, s.port, "admin:secret") for i, s in enumerate(sim_list, 1)])
     config = Config.model_validate(berofos_config_dict(tmp_path / "state", conf, role=role, **berofos))
     state = StateStore(config.state_dir)
-    return Context(LoadedConfig(config, tmp_path / "config.yml"), open_emitter(config), state,
-                   StatusBoard(state, config.node_name, config.role))
+    ctx = Context(LoadedConfig(config, tmp_path / "config.yml"), open_emitter(config), state,
+                  StatusBoard(state, config.node_name, config.role))
+    if role == "master":
+        ctx.registry["ha_monitor"] = HaMonitorStandIn(master_holds)
+    return ctx
 
 
 def berofos_events(ctx):
@@ -95,7 +99,7 @@ async def test_node_not_holding_services_only_reports(tmp_path, sims):  # noqa: 
 
 async def test_master_with_stopped_services_does_not_drive(tmp_path, sims):  # noqa: F811
     a = await sims(mode=0)
-    ctx = make_ctx(tmp_path, [a], role="master")
+    ctx = make_ctx(tmp_path, [a], role="master", master_holds=False)
     ctx.status.update(services="stopped")
     await component(ctx).check_once()
     assert a.mode == 0 and a.mode_changes() == []
@@ -193,4 +197,14 @@ async def test_fight_with_another_driver_stops_correcting_and_reports_once(tmp_p
     fights = [e for e in berofos_events(ctx) if e["data"].get("reason") == "drift_fight"]
     assert len(fights) == 1 and fights[0]["name"] == "berofos_failed"
     assert "another node or the device's watchdog drives it" in fights[0]["data"]["error"]
+    ctx.emitter.store.close()
+
+
+async def test_master_without_monitor_word_never_drives(tmp_path, sims):  # noqa: F811
+    """Master back but failback pending: only the slave may drive (no fight over the relays)."""
+    a = await sims(mode=0)
+    ctx = make_ctx(tmp_path, [a], role="master")
+    del ctx.registry["ha_monitor"]
+    await component(ctx).check_once()
+    assert a.mode == 0 and a.mode_changes() == []
     ctx.emitter.store.close()

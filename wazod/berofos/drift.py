@@ -53,8 +53,10 @@ class BerofosDrift:
             value = monitor.holds_services
             return bool(value() if callable(value) else value)
         role = self.ctx.config.role
-        if role == "master":  # the master holds them unless its services are known to be stopped
-            return self.ctx.status.get("services") != "stopped"
+        if role == "master":
+            # Without the monitor's word the master cannot know whether the slave holds the
+            # services (master back, failback pending): as in Wazo, only the slave drives then.
+            return False
         if role == "slave":
             return self.ctx.status.get("services") == "running"
         return False
