@@ -1,0 +1,71 @@
+"""``wazod replicate`` and ``wazod sync`` from the command line: roles, exit codes, records, events."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+import wazo_schema
+import yaml
+
+
+def wazod(config_path, *args):
+    return subprocess.run([sys.executable, "-m", "wazod", "--config", str(config_path), *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "WAZOD_CONFIG": str(config_path)})
+
+
+def write_config(tmp_path, node_type, **sections):
+    doc = {"node": {"name": "pbx1", "state_dir": str(tmp_path / "state")},
+           "ha": {"node_type": node_type, "remote_address": "127.0.0.1"}, **sections}
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize("command", [["replicate"], ["sync"], ["replicate", "--dry-run"]])
+def test_off_the_master_exit_4(tmp_path, command):
+    proc = wazod(write_config(tmp_path, "slave"), *command)
+    assert proc.returncode == 4, proc.stderr
+    assert "master" in proc.stderr
+
+
+def test_sync_init_refused_on_a_disabled_node(tmp_path):
+    proc = wazod(write_config(tmp_path, "disabled"), "sync", "--init")
+    assert proc.returncode == 4
+
+
+def test_replicate_cli_records_result_and_emits_events(tmp_path, pg_pair):
+    master = pg_pair.master.create_database("asterisk")
+    slave = pg_pair.slave.create_database("asterisk")
+    wazo_schema.create_wazo_database(master, users=10, log_rows=10)
+    wazo_schema.create_wazo_database(slave, users=3, log_rows=10,
+                                     node_uuid="00000000-0000-4000-8000-00000000000b")
+    cfg = write_config(tmp_path, "master", replication={
+        "source_dsn": master, "target_dsn": f"postgresql://postgres@{{remote_address}}:{pg_pair.slave.port}/asterisk"})
+
+    dry = wazod(cfg, "replicate", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    doc = json.loads(dry.stdout)
+    assert doc["dry_run"] is True and doc["data"]["would_copy"]["userfeatures"] == 10
+
+    first = wazod(cfg, "replicate", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["status"] == "ok"
+    second = wazod(cfg, "replicate")
+    assert second.returncode == 0 and "replication: skipped" in second.stdout
+
+    record = json.loads((tmp_path / "state" / "job-replication.json").read_text())
+    assert record["last_result"] == "skipped"
+    with sqlite3.connect(tmp_path / "state" / "events.sqlite3") as db:
+        names = [r[0] for r in db.execute("SELECT name FROM events ORDER BY seq")]
+    assert names == ["replication_completed", "replication_skipped"]
+
+    pg_pair.slave.psql("UPDATE infos SET wazo_version = '26.01'", db="asterisk")
+    failed = wazod(cfg, "replicate", "--force")
+    assert failed.returncode == 1
+    assert "wazo_version" in failed.stdout
