@@ -211,3 +211,24 @@ async def test_tls_client_certificate_and_password_file(tmp_path):
             await wait_for_async(lambda: (ctx2.status.get("bus") or {}).get("error"), timeout=20)
             assert not pub2.connected and pub2.depth() == 1
     assert "Sekr3t-pw" not in json.dumps(ctx.status.snapshot()) + json.dumps(ctx2.status.snapshot())
+
+
+async def test_stop_while_connecting_to_a_silent_broker_is_prompt(tmp_path):
+    """A broker that accepts TCP but never answers CONNECT must not hold the daemon's stop."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(5)
+    port = silent.getsockname()[1]
+    try:
+        ctx = make_ctx(tmp_path, None, mqtt={"host": "127.0.0.1", "port": port, "timeout": 60})
+        pub = MqttPublisher(ctx)
+        task = asyncio.create_task(pub.run())
+        await asyncio.sleep(0.5)
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 5)  # not the 60 s connect timeout
+        assert not pub.connected and task.exception() is None
+        ctx.emitter.store.close()
+    finally:
+        silent.close()

@@ -145,7 +145,7 @@ class MqttPublisher:
                     continue
                 self._reconnect = False
                 try:
-                    await self._session(bus)
+                    await self._session_unless_stopped(bus)
                     attempt = 0
                 except (TimeoutError, aiomqtt.MqttError, OSError, ConnectionError) as e:
                     self._set_connected(False, error=str(e))
@@ -160,6 +160,23 @@ class MqttPublisher:
             unsubscribe()
             self._set_connected(False)
             self.reader.close()
+
+    async def _session_unless_stopped(self, bus) -> None:
+        """Run a session; a stop while still connecting (a blackholed broker) cancels it at once."""
+        session = asyncio.create_task(self._session(bus))
+        stop = asyncio.ensure_future(self.ctx.stopping.wait())
+        try:
+            await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not session.done() and not self.connected:
+                session.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await session
+                return
+            await session  # connected: the session drains and says offline itself
+        finally:
+            stop.cancel()
+            if not session.done():
+                session.cancel()
 
     def _set_connected(self, value: bool, error: str | None = None) -> None:
         """Tell the status board (hence /status and the retained state) of a change, not of every retry."""
