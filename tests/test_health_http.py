@@ -107,10 +107,14 @@ async def test_metrics_parsed_by_prometheus_client(tmp_path):
         ctx, config = node.ctx, node.ctx.config
 
         async def backup(config, **kw):
-            return JobResult("backup", "ok", data={"bytes": 123456})
+            return JobResult("backup", "ok", data={  # as wazod.backup reports it
+                "data": {"archive": "data.tgz", "size": 123456, "members": 12, "files": 10, "bytes": 999999},
+                "db": {"archive": "db.tgz", "size": 65536, "members": 2}})
 
         async def purge(config, **kw):
-            return JobResult("purge", "ok", data={"rows_deleted": 4242})
+            return JobResult("purge", "ok", data={  # as wazod.purge reports it
+                "days_to_keep": 365, "deleted": 4242,
+                "tables": {"cel": {"status": "ok", "deleted": 4000}, "queue_log": {"status": "ok", "deleted": 242}}})
 
         await run_job("backup", config, ctx.emitter, entry=backup)
         await run_job("purge", config, ctx.emitter, entry=purge)
@@ -135,8 +139,10 @@ async def test_metrics_parsed_by_prometheus_client(tmp_path):
     assert samples("wazod_job_last_result")[(("job", "backup"), ("result", "failed"))] == 0
     assert samples("wazod_job_last_success_timestamp_seconds")[(("job", "purge"),)] == pytest.approx(time.time(), abs=60)
     assert (("job", "backup"),) in samples("wazod_job_last_duration_seconds")
-    assert samples("wazod_backup_bytes")[()] == 123456
+    assert samples("wazod_backup_bytes") == {(("kind", "data"),): 123456, (("kind", "db"),): 65536}
+    assert samples("wazod_backup_source_bytes")[()] == 999999
     assert samples("wazod_purge_rows_deleted")[()] == 4242
+    assert samples("wazod_purge_table_rows_deleted") == {(("table", "cel"),): 4000, (("table", "queue_log"),): 242}
     assert depth == 1 and samples("wazod_outbox_depth")[(("consumer", "mqtt"),)] == depth
     assert samples("wazod_berofos_mode") == {(("device", "fos1"),): 0, (("device", "fos2"),): 1}
     assert samples("wazod_health_check_level") == {(("check", "disk"),): 0}

@@ -147,7 +147,12 @@ class DaemonCollector:
         result = GaugeMetricFamily("wazod_job_last_result", "1 for the last run's result", labels=["job", "result"])
         nxt = GaugeMetricFamily("wazod_job_next_run_timestamp_seconds", "Next scheduled run", labels=["job"])
         rows = GaugeMetricFamily("wazod_purge_rows_deleted", "Rows deleted by the last purge", labels=[])
-        backup = GaugeMetricFamily("wazod_backup_bytes", "Bytes written by the last backup", labels=[])
+        table_rows = GaugeMetricFamily("wazod_purge_table_rows_deleted", "Rows deleted by the last purge, per table",
+                                       labels=["table"])
+        backup = GaugeMetricFamily("wazod_backup_bytes", "Size of the archives written by the last backup",
+                                   labels=["kind"])
+        source = GaugeMetricFamily("wazod_backup_source_bytes", "Bytes of files read by the last data backup",
+                                   labels=[])
         next_runs = status.get("next_runs") or {}
         for name in JOBS:
             rec = self.ctx.state.read(f"job-{name}", {}) or {}
@@ -161,15 +166,34 @@ class DaemonCollector:
                 for r in RESULTS:
                     result.add_metric([name, r], 1 if rec["last_result"] == r else 0)
             data = rec.get("data") or {}
-            if name == "purge" and not rec.get("data", {}).get("dry_run"):
-                value = _number(data, "rows_deleted", "deleted", "rows", "tables")
-                if value is not None:
-                    rows.add_metric([], value)
-            if name == "backup":
-                value = _number(data, "bytes", "size", "total_bytes")
-                if value is not None:
-                    backup.add_metric([], value)
-        yield from (last_ok, last_run, duration, result, nxt, rows, backup)
+            if name == "purge":
+                self._purge(data, rows, table_rows)
+            elif name == "backup":
+                self._backup(data, backup, source)
+        yield from (last_ok, last_run, duration, result, nxt, rows, table_rows, backup, source)
+
+    @staticmethod
+    def _purge(data: dict, rows: GaugeMetricFamily, table_rows: GaugeMetricFamily) -> None:
+        """The purge job's data: ``deleted`` (total) and ``tables: {name: {deleted: n}}``."""
+        total = _number(data, "deleted", "rows_deleted")
+        tables = data.get("tables") if isinstance(data.get("tables"), dict) else {}
+        for table, entry in sorted(tables.items()):
+            value = entry.get("deleted") if isinstance(entry, dict) else entry
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                table_rows.add_metric([table], value)
+        if total is not None:
+            rows.add_metric([], total)
+
+    @staticmethod
+    def _backup(data: dict, backup: GaugeMetricFamily, source: GaugeMetricFamily) -> None:
+        """The backup job's data: ``data``/``db`` entries with the archive ``size``, ``data.bytes`` read."""
+        for kind in ("data", "db"):
+            entry = data.get(kind)
+            if isinstance(entry, dict) and isinstance(entry.get("size"), (int, float)):
+                backup.add_metric([kind], entry["size"])
+        entry = data.get("data")
+        if isinstance(entry, dict) and isinstance(entry.get("bytes"), (int, float)):
+            source.add_metric([], entry["bytes"])
 
     def _outbox(self, config) -> Iterator[Metric]:
         store = self.ctx.emitter.store
