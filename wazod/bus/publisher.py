@@ -90,6 +90,7 @@ class MqttPublisher:
         self._wake = asyncio.Event()
         self._state_dirty = True
         self._reconnect = False
+        self._session_mqtt = None  # the bus.mqtt settings of the current connection
         self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
         self._error: str | None = None
@@ -122,7 +123,9 @@ class MqttPublisher:
         return self.reader.depth()
 
     async def reload(self) -> None:
-        self._reconnect = True
+        """Reconnect only when the broker settings changed; other changes are read live."""
+        if self.ctx.config.bus.mqtt != self._session_mqtt:
+            self._reconnect = True
         self._poke()
 
     # -- main loop -----------------------------------------------------------
@@ -207,6 +210,7 @@ class MqttPublisher:
         """One connection: publish until stopping or reload; raises when the connection fails."""
         mqtt = bus.mqtt
         t = topics(mqtt.topic_prefix, self.ctx.config.node_name)
+        self._session_mqtt = mqtt
         async with self._client(bus) as client:
             watcher = asyncio.create_task(self._watch_disconnect(client))
             try:
