@@ -440,3 +440,34 @@ def test_logs_large_live_file_and_stale_logrotate(tmp_path):
     os.utime(status, (old, old))  # logrotate stopped running three days ago
     r = check_logs(section)
     assert r.level == "warning" and "logrotate has not run for 72 h" in r.summary
+
+
+async def test_stopping_interrupts_a_hanging_check_and_kills_its_tool(tmp_path, monkeypatch):
+    """SIGTERM while an NTP tool hangs: the component returns at once and the tool's process is gone."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    pidfile = tmp_path / "tool.pid"
+    hang = bindir / "chronyc"
+    hang.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 600\n")
+    hang.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    cfg = write_config(tmp_path, {"health": quiet_health(ntp={"tool": "chronyc", "timeout": 300,
+                                                              "dhcp_conf": str(tmp_path / "none")})})
+    ctx = make_context(cfg)
+    checks = HealthChecks(ctx)
+    task = asyncio.create_task(checks.run())
+    try:
+        await wait_for_async(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10)
+        pid = int(pidfile.read_text())
+        assert psutil.pid_exists(pid)
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 10)
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                 timeout=10)
+        assert checks.trackers["ntp"].last is None  # no half-recorded result
+        assert events_named(ctx, "health_degraded") == []
+    finally:
+        ctx.stopping.set()
+        if not task.done():
+            task.cancel()
+        ctx.emitter.store.close()
