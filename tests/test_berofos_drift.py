@@ -208,3 +208,16 @@ async def test_master_without_monitor_word_never_drives(tmp_path, sims):  # noqa
     await component(ctx).check_once()
     assert a.mode == 0 and a.mode_changes() == []
     ctx.emitter.store.close()
+
+
+async def test_no_correction_while_an_ha_action_holds_the_lock(tmp_path, sims):  # noqa: F811
+    """During a failback the slave's services still run; the drift check must not undo the switch."""
+    from wazod.locks import OperationLock
+
+    a = await sims(mode=1)  # failback just set it to 1, services not yet stopped
+    ctx = make_ctx(tmp_path, [a], role="slave")
+    ctx.status.update(services="running")
+    with OperationLock(ctx.config.node.state_dir, "ha"):
+        await component(ctx).check_once()
+    assert a.mode == 1 and a.mode_changes() == []
+    ctx.emitter.store.close()

@@ -68,7 +68,19 @@ class BerofosDrift:
         maintenance = self.ctx.registry.get("maintenance_active")
         if callable(maintenance) and maintenance():
             return None
+        if self._ha_action_running():
+            return None  # a takeover or failback is moving the lines itself right now
         return DESIRED_BY_ROLE.get(self.ctx.config.role)
+
+    def _ha_action_running(self) -> bool:
+        """True while the HA monitor holds its lock (a takeover or failback in progress)."""
+        probe = OperationLock(self.ctx.config.node.state_dir, "ha")
+        try:
+            probe.acquire()
+        except LockHeld:
+            return True
+        probe.release()
+        return False
 
     # --- the loop -----------------------------------------------------------
     async def run(self) -> None:

@@ -156,7 +156,7 @@ def write_configs(lab: Lab, master: Node, slave: Node, *, sip_port: int, status_
         }
         broker = None
         if mqtt_port:
-            broker = lab.broker_addr if not lab.netns_mode else (lab.broker_addr if node is master else lab.slave_side_host)
+            broker = lab.broker_addr
         cfg: dict[str, Any] = {
             "node": {"name": node.name, "state_dir": str(node.state_dir),
                      "uuid_file": str(node.tree / "etc/profile.d/xivo_uuid.sh"), "stop_timeout": 20.0},
@@ -277,7 +277,7 @@ async def run_story(lab: Lab, story: Story) -> None:
         target = peer.host.addr if peer.ssh_port == 22 else f"[{peer.host.addr}]:{peer.ssh_port}"
         kh.write_text(f"{target} {peer.host_key}\n")
         known_hosts[node.role] = kh
-    sim_host = lab.broker_addr if not lab.netns_mode else lab.slave_side_host
+    sim_host = lab.broker_addr
     sim_port = 8080 if lab.netns_mode else lab_free_port(sim_host)
     sim_env = dict(os.environ, BNFOS_SIM_LOGIN="admin:demo-secret")
     lab.spawn([PY, "-m", "wazod.berofos.simulator", "--host", sim_host, "--port", str(sim_port), "--digest",
@@ -285,7 +285,7 @@ async def run_story(lab: Lab, story: Story) -> None:
     wait_port(sim_host, sim_port)
     (lab.root / "bnfos.conf").write_text(f"[fos1]\nmac = 00:19:32:00:12:1D\nhost = {sim_host}:{sim_port}\n"
                                          "login = admin:demo-secret\n")
-    mqtt_port = start_mosquitto(lab, [lab.broker_addr] + ([lab.slave_side_host] if lab.netns_mode else []))
+    mqtt_port = start_mosquitto(lab, [lab.broker_addr])
     sip_port = 5060 if lab.netns_mode else lab_free_port(master.host.addr)
     status_port = 9599 if lab.netns_mode else lab_free_port(master.host.addr)
     write_configs(lab, master, slave, sip_port=sip_port, status_port=status_port, mqtt_port=mqtt_port, key=key,

@@ -136,6 +136,9 @@ class Lab:
                 ip("link", "set", ifname, "up")
                 ip("-n", host.netns, "addr", "add", f"{host.mgmt_addr}/30", "dev", f"n{ifname}")
                 ip("-n", host.netns, "link", "set", f"n{ifname}", "up")
+            # the slave reaches this host's master-side address too (a host answers on any of its
+            # addresses), so the broker and the simulator listen on one address for both nodes
+            ip("-n", s_ns, "route", "add", f"{lab.broker_addr}/32", "via", slave_side_host)
             lab._host_ifaces = [f"hm{tag}", f"hs{tag}"]
             lab.slave_side_host = slave_side_host
         except BaseException:
