@@ -1,0 +1,101 @@
+"""Telling the other node of the pair: ``POST /maintenance`` on its status endpoint.
+
+Maintenance applies to the pair (the slave must not take over while the
+master is being upgraded, and the master must not replicate to a slave being
+upgraded), so the node that receives the command passes it on. The request
+goes through the peer's status endpoint, with the same ``X-Auth-Token``
+authentication as everything else there (the static token of
+``maintenance.peer_token_file``, else ``status.token_file``). The peer applies
+it to its own state file and emits its own event; it never passes it further,
+so there is no ping-pong.
+
+The remaining time is sent, not the end time, so a clock difference between
+the nodes does not shorten or stretch the peer's maintenance.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from wazod.health.listen import parse_listen
+from wazod.health.tokens import read_static_token
+
+PATH = "/maintenance"
+
+
+@dataclass
+class PeerAnswer:
+    ok: bool
+    url: str | None
+    detail: str  # what happened, for the administrator (never a token)
+    changed: bool = False
+    record: dict[str, Any] | None = None
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def peer_base_url(config) -> str | None:
+    """Where the peer's status endpoint is, or None when there is no peer to tell."""
+    remote = config.ha.remote_address
+    if config.role == "disabled" or not remote:
+        return None
+    section = config.maintenance
+    if section.peer_url:
+        return section.peer_url.replace("{remote_address}", _host(remote)).rstrip("/")
+    if config.ha.peer_url:
+        parts = urlsplit(config.ha.peer_url.replace("{remote_address}", _host(remote)))
+        return f"{parts.scheme}://{parts.netloc}"
+    _, port = parse_listen(config.status.listen)
+    return f"http://{_host(remote)}:{port}"
+
+
+def peer_headers(config) -> dict[str, str]:
+    token = read_static_token(config.maintenance.peer_token_file or config.status.token_file)
+    return {"X-Auth-Token": token} if token else {}
+
+
+def request_for(record: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """The body that makes the peer match ``record`` (this node's latest change)."""
+    now = time.time() if now is None else now
+    if record.get("active"):
+        return {"action": "on", "id": record.get("id"), "remaining_s": round(record["until_ts"] - now, 3),
+                "reason": record.get("reason"), "user": record.get("set_by_user"), "node": record.get("set_by_node")}
+    by = record.get("ended_by") or ""
+    user, _, node = by.partition("@")
+    return {"action": "off", "id": record.get("id"), "user": user or None, "node": node or None}
+
+
+async def tell_peer(config, body: dict[str, Any]) -> PeerAnswer:
+    """POST ``body`` to the peer; never raises for network or HTTP errors (they are in the answer)."""
+    base = peer_base_url(config)
+    if base is None:
+        return PeerAnswer(False, None, "no peer: HA is disabled or ha.remote_address is not set")
+    url = base + PATH
+    timeout = aiohttp.ClientTimeout(total=config.maintenance.peer_timeout)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                session.post(url, json=body, headers=peer_headers(config)) as resp:
+            try:
+                doc = await resp.json(content_type=None)
+            except ValueError:
+                doc = None
+            if resp.status == 200 and isinstance(doc, dict):
+                return PeerAnswer(True, url, "done", bool(doc.get("changed")), doc.get("maintenance"))
+            if resp.status == 401:
+                return PeerAnswer(False, url, "the peer refused our token (401): check maintenance.peer_token_file "
+                                  "or status.token_file on both nodes")
+            error = doc.get("error") if isinstance(doc, dict) else None
+            return PeerAnswer(False, url, f"the peer answered {resp.status}" + (f": {error}" if error else ""))
+    except TimeoutError:
+        return PeerAnswer(False, url, f"no answer within {config.maintenance.peer_timeout:g} s")
+    except aiohttp.ClientConnectorError as e:
+        return PeerAnswer(False, url, f"cannot connect: {e.os_error.strerror or e.os_error}")
+    except aiohttp.ClientError as e:
+        return PeerAnswer(False, url, f"{type(e).__name__}: {e}")
