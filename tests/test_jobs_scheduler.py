@@ -27,9 +27,14 @@ from wazod.statusboard import StatusBoard
 @pytest.fixture
 def loaded(tmp_path):
     cfg = tmp_path / "config.yml"
+    backups = tmp_path / "existing-backups"  # a backup set exists: no initial backup at start
+    backups.mkdir()
+    for name in ("data.tgz", "db.tgz"):
+        (backups / name).write_bytes(b"x")
     cfg.write_text(textwrap.dedent(f"""
         node: {{name: n1, state_dir: {tmp_path / 'state'}, uuid_file: /nonexistent}}
         ha: {{node_type: master, remote_address: 127.0.0.1, ha_conf: /nonexistent}}
+        backup: {{dir: {backups}}}
     """))
     return load_config(cfg)
 
@@ -198,3 +203,33 @@ def test_seq_is_shared_by_processes_and_survives_restart(loaded):
     dt.datetime.fromisoformat(last["timestamp"])  # ISO 8601 with offset
     assert last["timestamp"][-6] in "+-"
     assert json.loads(json.dumps(last)) == last
+
+
+async def test_first_backup_runs_at_start_when_none_exists(loaded, tmp_path, monkeypatch):
+    """A fresh install (no data.tgz/db.tgz in backup.dir) gets its first backup right after start."""
+    marker = tmp_path / "ran"
+
+    async def entry(config, **_):
+        return await counting_job(config, marker=marker)
+
+    monkeypatch.setattr(JobSpec, "load", lambda self: entry)
+    monkeypatch.setattr("wazod.scheduler.CATCH_UP_DELAY", 0.1)
+    cfg = loaded.config
+    cfg.backup.dir = str(tmp_path / "backups")
+    ctx = _ctx(loaded)
+    task = asyncio.create_task(JobScheduler(ctx).run())
+    for _ in range(50):
+        if marker.exists():
+            break
+        await asyncio.sleep(0.1)
+    ctx.stopping.set()
+    await asyncio.wait_for(task, 10)
+    assert marker.exists(), "no initial backup was started"
+    # with a backup set present, a restart takes none
+    (tmp_path / "backups").mkdir(exist_ok=True)
+    for name in ("data.tgz", "db.tgz"):
+        (tmp_path / "backups" / name).write_bytes(b"x")
+    marker.unlink()
+    from wazod.backup import needs_initial_backup
+
+    assert not needs_initial_backup(cfg)

@@ -8,7 +8,8 @@
   next fire time after its last recorded run is already past) runs once soon
   after start, not once per missed period;
 - jobs that do not apply to the node's role are not scheduled; jobs held in
-  maintenance mode are skipped while it is on.
+  maintenance mode are skipped while it is on;
+- a node with no backup at all (a fresh install) takes one soon after start.
 """
 
 from __future__ import annotations
@@ -130,6 +131,17 @@ class JobScheduler:
         self.scheduler.add_job(self._fire, "date", run_date=when, args=[name], id=f"{name}-once",
                                replace_existing=True, misfire_grace_time=None)
 
+    def _needs_initial_backup(self) -> bool:
+        try:
+            from wazod.backup import needs_initial_backup
+        except ImportError:
+            return False
+        try:
+            return bool(needs_initial_backup(self.ctx.config))
+        except Exception:
+            log.exception("could not tell whether a backup exists")
+            return False
+
     async def reload(self) -> None:
         if self.scheduler is not None:
             self._configure()
@@ -138,9 +150,14 @@ class JobScheduler:
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         self._configure()
         self.scheduler.start()
-        for name in self.catch_up():
+        due = self.catch_up()
+        for name in due:
             log.info("missed while down: runs once soon", job=name)
             self.start_extra(name, CATCH_UP_DELAY)
+        if "backup" in self.applicable_jobs() and "backup" not in due and self._needs_initial_backup():
+            # Wazo's logrotate-based backup made none on a fresh install: take the first one now
+            log.info("no backup exists yet: the first one runs soon", job="backup")
+            self.start_extra("backup", CATCH_UP_DELAY)
         try:
             await self.ctx.stopping.wait()
         finally:
