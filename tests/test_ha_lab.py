@@ -8,9 +8,12 @@ observable: events in the nodes' durable stores, a process answering SIP OPTIONS
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
+from harness import wait_for
 from harness.ha_lab import FAST, flap_link, ha_lab_fixture  # noqa: F401  (registers the ha_lab fixture)
 
 pytestmark = [pytest.mark.lab]
@@ -159,3 +162,41 @@ def test_thirty_percent_loss_for_a_minute_with_default_settings_no_takeover(ha_l
     assert _names(pair.master, after=mark_m) == []
     assert pair.slave.standin_pid() is None
     assert pair.slave.status()["ha_state"] == "standby"
+
+
+def _berofos_mode(pair, port: int) -> int:
+    code = ("import json,urllib.request;"
+            f"print(json.load(urllib.request.urlopen('http://127.0.0.1:{port}/_sim/state', timeout=5))['mode'])")
+    res = pair.lab.exec("slave", [sys.executable, "-c", code], timeout=20)
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout.strip())
+
+
+def test_takeover_sets_the_berofos_to_mode_0_and_failback_back_to_1(ha_lab):
+    pytest.importorskip("wazod.berofos.simulator")
+    pair = ha_lab(**FAST)
+    port = 18080
+    # the switch sits beside the slave: its simulator listens on the slave's loopback
+    pair.lab.popen("slave", [sys.executable, "-m", "wazod.berofos.simulator", "--port", str(port),
+                             "--login", "admin:s3cret-pw", "--digest", "--mode", "1"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: _berofos_mode(pair, port) == 1, timeout=15)
+    (pair.slave.dir / "bnfos.conf").write_text(
+        f"[fos1]\nmac = 00:19:32:00:12:1D\nhost = 127.0.0.1:{port}\nlogin = admin:s3cret-pw\n")
+    pair.start_master_asterisk()
+    pair.start()
+    assert _berofos_mode(pair, port) == 1
+
+    pair.lab.blackhole("master")
+    done = pair.slave.wait_event("ha_takeover_completed", timeout=30)
+    assert done["data"]["berofos"] == [{"name": "fos1", "ok": True, "mode": 0, "error": None}]
+    assert _berofos_mode(pair, port) == 0
+    assert pair.slave.events("berofos_mode_changed")
+
+    pair.lab.unblackhole("master")
+    back = pair.slave.wait_event("ha_failback_completed", timeout=30)
+    assert back["data"]["berofos"][0]["mode"] == 1
+    assert _berofos_mode(pair, port) == 1
+    # the password never reached the events or the log
+    assert "s3cret-pw" not in str(pair.slave.events())
+    assert "s3cret-pw" not in pair.slave.log_path.read_text()
