@@ -44,6 +44,10 @@ MIB = 1024 * 1024
 async def _connect(section) -> asyncpg.Connection:
     settings = {
         "application_name": "wazod-purge",
+        # a batch's probe (ORDER BY time LIMIT n) must walk the index in order, never
+        # collect the whole remaining range and sort it (what stale statistics can suggest)
+        "enable_sort": "off",
+        "enable_bitmapscan": "off",
         "lock_timeout": f"{int(section.lock_timeout * 1000)}ms",
         "statement_timeout": f"{int(section.statement_timeout * 1000)}ms",
     }
@@ -92,6 +96,8 @@ async def _purge_one(section, conn, plan, cutoff, archivers, entry: dict[str, An
     finally:
         entry.update(deleted=progress.deleted, batches=progress.batches,
                      longest_batch_seconds=round(progress.longest_batch, 3))
+        if progress.walk:
+            entry["walk"] = progress.walk
         archives = []
         for name, sink in sinks:
             try:
@@ -127,8 +133,7 @@ async def _table(section, conn_factory, table, column, days, cutoffs, archivers,
             return {"status": "skipped", "reason": "table does not exist in this database", "deleted": 0}
         days_t = section.days_for(table, days)
         cutoff = cutoffs[(days_t, plan.naive)]
-        entry: dict[str, Any] = {"status": "ok", "days_to_keep": days_t, "cutoff": cutoff.isoformat(),
-                                 "walk": plan.walk}
+        entry: dict[str, Any] = {"status": "ok", "days_to_keep": days_t, "cutoff": cutoff.isoformat()}
         if dry_run:
             entry["would_delete"] = await conn.fetchval(
                 f"SELECT count(*) FROM {plan.qtable} WHERE {plan.qcolumn} < $1", cutoff)

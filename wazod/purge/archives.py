@@ -70,6 +70,8 @@ def load_archives(names: list[str], config) -> tuple[list[tuple[str, Archiver]],
     group; an unknown name or a plugin that cannot be loaded is an error before
     anything is deleted.
     """
+    if not names:
+        return [], []
     wazod_eps = _entry_points(WAZOD_GROUP)
     legacy_eps = _entry_points(LEGACY_GROUP)
     archivers: list[tuple[str, Archiver]] = []

@@ -1,39 +1,51 @@
 """Deleting one table's old rows in short batches, each its own transaction.
 
 Why batches: wazo-purge-db deletes everything in one transaction, so a purge
-after a long pause holds millions of row locks and a huge transaction for
-minutes. Here each batch deletes a key range, commits, and the next one
-starts where it stopped (keyset on the time index, or a primary-key range when
-the time column has no index), so no batch rereads what the previous ones
-saw and none takes more than about ``batch_seconds``: the batch size adapts
-after every batch. DELETE takes only row locks (and the table's ROW EXCLUSIVE
-lock, which INSERT shares), so Asterisk's inserts go on all along.
+after a long pause holds a huge transaction for minutes. Here each batch
+deletes one key range, commits, and the next starts where it stopped, so no
+batch rereads what the previous ones saw, and the batch size adapts after
+every batch to stay near ``batch_seconds``. DELETE takes row locks and the
+table's ROW EXCLUSIVE lock, which INSERT shares: Asterisk's inserts go on.
+
+The walk follows what PostgreSQL's planner would do for the single DELETE:
+
+* few rows to delete and an index on the time column: keyset on that index
+  (``time >= last AND time <= upper``, upper being the size-th oldest time);
+* a large share of the table (after a long pause, or a lowered retention) or
+  no index on the time column: block ranges of the heap (TID range scans,
+  ``ctid >= '(b,0)' AND ctid < '(b+n,0)'``), one sequential pass in all, as
+  fast as the single DELETE's sequential scan;
+* PostgreSQL before 14 without such an index: ranges of the integer primary key.
 
 With archives, the rows reach the archive sinks from ``COPY (DELETE ...
 RETURNING *) TO STDOUT``: the statement that deletes is the one that produces
 the archived rows, and the sinks make them durable before the batch commits.
 
-Cancellation (SIGTERM) lets the running batch finish (commit or roll back, it
-is short) and then propagates: the table is left consistent, every deleted
-row archived.
+Cancellation (SIGTERM) lets the running batch finish (it is short) and then
+propagates: the table is left consistent, every deleted row archived.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from wazod.logsetup import get_logger
 from wazod.purge.archives import ArchiveFailed, ArchiveSink
-from wazod.purge.tables import TablePlan
+from wazod.purge.tables import TablePlan, Walk
 
 log = get_logger("purge")
 
-FIRST_BATCH_ROWS = 1000
+FIRST_BATCH_ROWS = 2000
 MIN_BATCH_ROWS = 100
+# Above this estimated share of the table, reading every block once costs less
+# than finding the rows through the index (measured: a heap block walk reads a
+# row in ~1/4 of the time an index walk takes to delete one).
+HEAP_WALK_SHARE = 0.25
 
 
 @dataclass
@@ -41,20 +53,42 @@ class TableProgress:
     deleted: int = 0
     batches: int = 0
     longest_batch: float = 0.0
-    batch_sizes: list[int] = field(default_factory=list)
+    walk: Walk | None = None
+
+
+async def choose_walk(conn, plan: TablePlan, cutoff: dt.datetime) -> Walk:
+    if plan.indexed:
+        if not plan.tid_range:
+            return "time index"
+        reltuples = await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = $1", plan.oid)
+        if reltuples is not None and reltuples < 0:  # never analyzed: estimates would be guesses
+            await conn.execute(f"ANALYZE {plan.qtable}")
+            reltuples = await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = $1", plan.oid)
+        if reltuples is None or reltuples <= 0:
+            return "time index"
+        explain = await conn.fetchval(
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {plan.qtable} WHERE {plan.qcolumn} < $1", cutoff)
+        estimate = json.loads(explain)[0]["Plan"]["Plan Rows"]
+        return "heap blocks" if estimate / reltuples >= HEAP_WALK_SHARE else "time index"
+    return "heap blocks" if plan.tid_range else "primary key"
 
 
 class _Batcher:
-    def __init__(self, conn, plan: TablePlan, cutoff: dt.datetime, *, max_rows: int, target_seconds: float,
-                 sinks: list[tuple[str, ArchiveSink]], progress: TableProgress):
+    def __init__(self, conn, plan: TablePlan, cutoff: dt.datetime, walk: Walk, *, max_rows: int,
+                 target_seconds: float, sinks: list[tuple[str, ArchiveSink]], progress: TableProgress):
         self.conn = conn
         self.plan = plan
         self.cutoff = cutoff
+        self.walk = walk
         self.max_rows = max_rows
         self.target = target_seconds
         self.sinks = sinks
         self.progress = progress
         self.size = min(FIRST_BATCH_ROWS, max_rows)
+        self.position: Any = None
+        self.end: Any = None
+        self.rows_per_block = 1.0
+        self.done = False
 
     # -- one batch -----------------------------------------------------------
     async def _delete(self, predicate: str, args: list[Any]) -> int:
@@ -71,7 +105,8 @@ class _Batcher:
                 async def collect(data: bytes) -> None:
                     chunks.append(bytes(data))
 
-                status = await self.conn.copy_from_query(sql + " RETURNING *", *args, output=collect, format="csv")
+                status = await self.conn.copy_from_query(
+                    _inline(sql, args) + " RETURNING *", output=collect, format="csv")
                 count = int(status.split()[-1])
                 if count:
                     data = b"".join(chunks)
@@ -87,71 +122,105 @@ class _Batcher:
                 sink.discard_last()
             raise
 
-    async def _time_batch(self, lower: Any) -> tuple[int, Any, bool]:
-        """Next keyset batch on the time index: rows with lower < time <= (the size-th oldest time)."""
+    async def _time_batch(self) -> int:
+        """Rows with last <= time <= the size-th oldest remaining time (deleted rows are invisible: no overlap)."""
         col, args = self.plan.qcolumn, [self.cutoff]
         lower_sql = ""
-        if lower is not None:
-            args.append(lower)
-            lower_sql = f"{col} > $2 AND "
+        if self.position is not None:
+            args.append(self.position)
+            lower_sql = f"{col} >= $2 AND "
         upper = await self.conn.fetchval(
             f"SELECT max({col}) FROM (SELECT {col} FROM {self.plan.qtable} WHERE {lower_sql}{col} < $1 "
             f"ORDER BY {col} LIMIT {int(self.size)}) s",
             *args,
         )
         if upper is None:
-            return 0, lower, True
-        n = len(args) + 1
-        deleted = await self._delete(f"{lower_sql}{col} <= ${n} AND {col} < $1", [*args, upper])
-        return deleted, upper, False
+            self.done = True
+            return 0
+        deleted = await self._delete(f"{lower_sql}{col} <= ${len(args) + 1} AND {col} < $1", [*args, upper])
+        self.position = upper
+        return deleted
 
-    async def _pk_batch(self, lower: int, end: int) -> tuple[int, int, bool]:
-        """Next primary-key range [lower, lower + size) among rows older than the cutoff."""
-        upper = lower + int(self.size)
+    async def _block_batch(self) -> int:
+        """Heap blocks [position, position + n) read once, by a TID range scan."""
+        blocks = max(1, int(self.size / self.rows_per_block))
+        lower, upper = self.position, self.position + blocks
+        deleted = await self._delete(
+            f"ctid >= '({lower},0)'::tid AND ctid < '({upper},0)'::tid AND {self.plan.qcolumn} < $1",
+            [self.cutoff],
+        )
+        self.position = upper
+        self.done = upper > self.end
+        return deleted
+
+    async def _pk_batch(self) -> int:
+        """Primary-key range [position, position + size)."""
+        lower, upper = self.position, self.position + int(self.size)
         deleted = await self._delete(
             f"{self.plan.qpk} >= $2 AND {self.plan.qpk} < $3 AND {self.plan.qcolumn} < $1",
             [self.cutoff, lower, upper],
         )
-        return deleted, upper, upper > end
+        self.position = upper
+        self.done = upper > self.end
+        return deleted
 
     # -- the loop ------------------------------------------------------------
     async def run(self) -> None:
-        if self.plan.walk == "primary key":
+        if self.walk == "primary key":
             bounds = await self.conn.fetchrow(
-                f"SELECT min({self.plan.qpk}) AS lo, max({self.plan.qpk}) AS hi FROM {self.plan.qtable}"
-            )
+                f"SELECT min({self.plan.qpk}) AS lo, max({self.plan.qpk}) AS hi FROM {self.plan.qtable}")
             if bounds["lo"] is None:
                 return
             self.position, self.end = bounds["lo"], bounds["hi"]
-        else:
-            self.position, self.end = None, None
-        self.done = False
+        elif self.walk == "heap blocks":
+            blocks = await self.conn.fetchval(
+                "SELECT pg_relation_size($1::oid) / current_setting('block_size')::int", self.plan.oid)
+            # blocks added after this instant hold rows inserted during the purge: new, never older than the cutoff
+            self.position, self.end = 0, blocks
+            if blocks == 0:
+                return
+            # rows per block, from the first blocks (statistics may be missing or stale)
+            sample = min(blocks, 32)
+            rows = await self.conn.fetchval(
+                f"SELECT count(*) FROM {self.plan.qtable} WHERE ctid < '({sample},0)'::tid")
+            self.rows_per_block = max(1.0, rows / sample)
         while not self.done:
             await finish_even_if_cancelled(self._step())
 
     async def _step(self) -> None:
         """One batch, counted even when a cancellation is waiting for it to end."""
         t0 = time.monotonic()
-        if self.plan.walk == "primary key":
-            deleted, self.position, self.done = await self._pk_batch(self.position, self.end)
-        else:
-            deleted, self.position, self.done = await self._time_batch(self.position)
+        batch = {"time index": self._time_batch, "heap blocks": self._block_batch,
+                 "primary key": self._pk_batch}[self.walk]
+        deleted = await batch()
         elapsed = time.monotonic() - t0
         self.progress.deleted += deleted
         if deleted or not self.done:
             self.progress.batches += 1
-            self.progress.batch_sizes.append(int(self.size))
             self.progress.longest_batch = max(self.progress.longest_batch, elapsed)
         self._adapt(elapsed)
 
     def _adapt(self, elapsed: float) -> None:
         """Aim each batch at the target duration: grow at most 2x, shrink as much as needed."""
-        if elapsed <= 0:
-            factor = 2.0
-        else:
-            factor = min(2.0, (self.target * 0.8) / elapsed)
+        factor = 2.0 if elapsed <= 0 else min(2.0, (self.target * 0.8) / elapsed)
         if factor < 1.0 or elapsed < self.target * 0.5:
             self.size = max(MIN_BATCH_ROWS, min(self.max_rows, int(self.size * factor)))
+
+
+def _literal(value: Any) -> str:
+    """SQL literal of a batch bound: COPY takes no parameters, and these are only ints and timestamps."""
+    if isinstance(value, bool) or not isinstance(value, (int, dt.datetime)):
+        raise TypeError(f"unexpected batch bound {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    return f"'{value.isoformat()}'::" + ("timestamptz" if value.tzinfo else "timestamp")
+
+
+def _inline(sql: str, args: list[Any]) -> str:
+    """``sql`` with $1..$n replaced by literals (highest first, so $1 never eats the start of $10)."""
+    for i in range(len(args), 0, -1):
+        sql = sql.replace(f"${i}", _literal(args[i - 1]))
+    return sql
 
 
 async def finish_even_if_cancelled(coro):
@@ -176,5 +245,7 @@ async def finish_even_if_cancelled(coro):
 
 async def purge_table(conn, plan: TablePlan, cutoff: dt.datetime, *, max_rows: int, target_seconds: float,
                       sinks: list[tuple[str, ArchiveSink]], progress: TableProgress) -> None:
-    await _Batcher(conn, plan, cutoff, max_rows=max_rows, target_seconds=target_seconds,
+    walk = await choose_walk(conn, plan, cutoff)
+    progress.walk = walk
+    await _Batcher(conn, plan, cutoff, walk, max_rows=max_rows, target_seconds=target_seconds,
                    sinks=sinks, progress=progress).run()

@@ -5,8 +5,10 @@ table is skipped, not an error), the type of its time column (timestamptz is
 compared with ``now()``, timestamp without time zone with ``localtimestamp``,
 as wazo-purge-db does), and how batches can find their rows without scanning
 the whole table each time: through a btree index on the time column when
-there is one, otherwise by walking the integer primary key in ranges, which
-reads the table once over the whole purge.
+there is one (few rows to delete), or by walking the table's heap in block
+ranges (many rows to delete, or no index: one sequential pass over the whole
+purge, like the single DELETE's sequential scan), or, on PostgreSQL before 14
+(no TID range scans), by walking the integer primary key in ranges.
 """
 
 from __future__ import annotations
@@ -27,14 +29,18 @@ def quote_ident(name: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
 
 
+Walk = Literal["time index", "heap blocks", "primary key"]
+
+
 @dataclass(frozen=True)
 class TablePlan:
     table: str
     oid: int
     column: str
     naive: bool  # timestamp without time zone: compared with local time
-    walk: Literal["time index", "primary key"]
-    pk: str | None
+    indexed: bool  # a btree index leads with the time column
+    pk: str | None  # single integer primary key, if any
+    tid_range: bool  # the server has TID range scans (PostgreSQL 14+)
     columns: tuple[str, ...]
 
     @property
@@ -78,7 +84,8 @@ async def inspect_table(conn, table: str, column: str) -> TablePlan | None:
         oid,
     )
     pk = pk_cols[0]["attname"] if len(pk_cols) == 1 and pk_cols[0]["type"] in _INTEGER_TYPES else None
-    if not indexed and pk is None:
+    tid_range = int(await conn.fetchval("SELECT current_setting('server_version_num')")) >= 140000
+    if not indexed and pk is None and not tid_range:
         raise TableError(
             f"{table} has no index on {column} and no integer primary key: it cannot be purged in batches "
             f"without reading the whole table for each one (create an index on {table}({column}))"
@@ -89,6 +96,6 @@ async def inspect_table(conn, table: str, column: str) -> TablePlan | None:
     )
     return TablePlan(
         table=table, oid=oid, column=column, naive=col["type"] == TIMESTAMP,
-        walk="time index" if indexed else "primary key", pk=pk,
+        indexed=bool(indexed), pk=pk, tid_range=tid_range,
         columns=tuple(r["attname"] for r in columns),
     )

@@ -65,7 +65,7 @@ class PurgeSection(Section):
         None, description="where the csv archiver writes <table>-<time>.csv.gz; null: <state_dir>/purge-archives"
     )
     batch_rows: int = Field(
-        20000, ge=100, description="most rows one batch deletes (or primary-key values it walks); batches shrink "
+        50000, ge=100, description="most rows one batch deletes (or primary-key values it walks); batches shrink "
         "below it to stay under batch_seconds",
     )
     batch_seconds: float = Field(
