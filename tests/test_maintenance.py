@@ -184,6 +184,10 @@ def test_set_on_one_node_shows_on_the_other_with_the_token(nodes):
     assert len(started) == 1 and started[0]["data"]["origin"] == "peer"
     assert a.maintenance_file()["peer_told"] is True
     assert "MAINTENANCE ON by" in b.cli("status").stdout
+    both = json.loads(a.cli("maintenance", "status", "--peer", "--json").stdout)
+    assert both["maintenance"]["active"] and both["peer"]["reached"] is True
+    assert both["peer"]["maintenance"]["active"] is True and both["peer"]["maintenance"]["origin"] == "peer"
+    assert "maintenance ON on the peer" in a.cli("maintenance", "status", "--peer").stdout
     # the endpoint is authenticated like the rest of it
     for headers in ({}, {"X-Auth-Token": "wrong"}):
         req = urllib.request.Request(b.url + "/maintenance", data=b'{"action": "off"}', method="POST",

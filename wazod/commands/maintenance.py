@@ -19,7 +19,7 @@ import time
 from wazod.commands import print_json
 from wazod.errors import ExitCode, WazodError
 from wazod.maintenance.duration import format_duration, parse_duration
-from wazod.maintenance.peer import PeerAnswer, peer_base_url, request_for, tell_peer
+from wazod.maintenance.peer import PeerAnswer, ask_peer, peer_base_url, request_for, tell_peer
 from wazod.maintenance.state import MaintenanceState, clean_reason, is_active, status_view
 
 
@@ -43,6 +43,7 @@ def register(sub, common) -> None:
     off.set_defaults(handler=_off)
 
     st = msub.add_parser("status", parents=[common], help="whether maintenance is on, who set it, why, until when")
+    st.add_argument("--peer", action="store_true", help="also ask the peer's status endpoint for its view")
     st.add_argument("--json", action="store_true", help="print the state as JSON")
     st.set_defaults(handler=_status)
 
@@ -169,21 +170,35 @@ def _status(args, loaded) -> int:
         view["remaining_s"] = round(record["until_ts"] - now, 1)
     elif record.get("active") and not is_active(record, now):
         view["expired_unrecorded"] = True  # the daemon records the end (and its event) at its next look
+    peer = asyncio.run(ask_peer(config)) if args.peer else None
     if args.json:
-        print_json({"node": config.node_name, "maintenance": view})
+        doc = {"node": config.node_name, "maintenance": view}
+        if peer is not None:
+            doc["peer"] = {"reached": peer.ok, "url": peer.url, "detail": peer.detail, "maintenance": peer.record}
+        print_json(doc)
         return ExitCode.OK
+    _print_view(config.node_name, view)
+    if peer is not None:
+        if peer.ok and isinstance(peer.record, dict):
+            _print_view(f"the peer ({peer.url})", {"active": False, **peer.record})
+        else:
+            print(f"wazod: warning: the peer's view is unknown ({peer.url}): {peer.detail}", file=sys.stderr)
+    return ExitCode.OK
+
+
+def _print_view(where: str, view: dict) -> None:
     if view["active"]:
         why = f"\n  reason: {view['reason']}" if view.get("reason") else ""
         origin = " (asked by the peer)" if view.get("origin") == "peer" else ""
-        print(f"maintenance ON on {config.node_name}{origin}\n  set by {view['set_by']} at {view['since']}\n"
-              f"  until {view['until']} (in {format_duration(view['remaining_s'])}){why}")
+        left = f" (in {format_duration(view['remaining_s'])})" if "remaining_s" in view else ""
+        print(f"maintenance ON on {where}{origin}\n  set by {view['set_by']} at {view['since']}\n"
+              f"  until {view['until']}{left}{why}")
         if view.get("peer_told") is False:
             print("  the peer has not been told yet")
     else:
-        print(f"maintenance off on {config.node_name}")
+        print(f"maintenance off on {where}")
         last = view.get("last")
         if last:
             by = f" by {last['ended_by']}" if last.get("ended_by") else ""
             print(f"  last: set by {last['set_by']} at {last['since']}, ended {last['ended_at']}{by} "
                   f"({last['cause']})")
-    return ExitCode.OK

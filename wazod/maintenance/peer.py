@@ -74,6 +74,15 @@ def request_for(record: dict[str, Any], now: float | None = None) -> dict[str, A
 
 async def tell_peer(config, body: dict[str, Any]) -> PeerAnswer:
     """POST ``body`` to the peer; never raises for network or HTTP errors (they are in the answer)."""
+    return await _call(config, "POST", body)
+
+
+async def ask_peer(config) -> PeerAnswer:
+    """The peer's own view (GET); ``record`` is its ``maintenance`` section."""
+    return await _call(config, "GET", None)
+
+
+async def _call(config, method: str, body: dict[str, Any] | None) -> PeerAnswer:
     base = peer_base_url(config)
     if base is None:
         return PeerAnswer(False, None, "no peer: HA is disabled or ha.remote_address is not set")
@@ -81,7 +90,7 @@ async def tell_peer(config, body: dict[str, Any]) -> PeerAnswer:
     timeout = aiohttp.ClientTimeout(total=config.maintenance.peer_timeout)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, \
-                session.post(url, json=body, headers=peer_headers(config)) as resp:
+                session.request(method, url, json=body, headers=peer_headers(config)) as resp:
             try:
                 doc = await resp.json(content_type=None)
             except ValueError:
