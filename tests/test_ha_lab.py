@@ -200,3 +200,32 @@ def test_takeover_sets_the_berofos_to_mode_0_and_failback_back_to_1(ha_lab):
     # the password never reached the events or the log
     assert "s3cret-pw" not in str(pair.slave.events())
     assert "s3cret-pw" not in pair.slave.log_path.read_text()
+
+
+def test_failback_copies_back_the_voicemail_left_on_the_slave(ha_lab, make_sshd):
+    sync = pytest.importorskip("wazod.sync")
+    if not hasattr(sync, "copy_back"):
+        pytest.skip("wazod.sync.copy_back not available yet")
+    pair = ha_lab(**FAST)
+    sshd = make_sshd(listen=pair.lab.master.addr, netns=pair.lab.master.netns)
+    master_root, slave_root = pair.root / "master-root", pair.root / "slave-root"
+    inbox = "var/spool/asterisk/voicemail/default/1001/INBOX"
+    (slave_root / inbox).mkdir(parents=True)
+    master_root.mkdir()
+    pair.slave.overrides["sync"] = {
+        "ssh_key": str(sshd.client_key), "known_hosts": str(sshd.write_known_hosts()), "ssh_port": sshd.port,
+        "remote_root": str(master_root), "local_root": str(slave_root),
+        "copy_back_paths": ["/var/spool/asterisk/voicemail"]}
+    pair.slave.write_config()
+    pair.start_master_asterisk()
+    pair.start()
+    pair.lab.blackhole("master")
+    pair.slave.wait_event("ha_takeover_completed", timeout=20)
+    # a caller leaves a message on the slave during the outage
+    (slave_root / inbox / "msg0000.wav").write_bytes(b"RIFF" + b"\x01" * 4000)
+    pair.lab.unblackhole("master")
+    back = pair.slave.wait_event("ha_failback_completed", timeout=60)
+    assert back["data"]["copy_back"]["ok"] is True, back["data"]["copy_back"]
+    assert back["data"]["files"] >= 1
+    assert (master_root / inbox / "msg0000.wav").read_bytes() == b"RIFF" + b"\x01" * 4000
+    assert pair.slave.standin_pid() is None
