@@ -235,3 +235,36 @@ def test_check_master_prints_each_probe_and_the_verdict(tmp_path):
     assert "verdict: DOWN (sip_dead)" in res.stdout
     res = _wazod("check-master", "--config", str(_write_config(tmp_path, {"node_type": "slave"})))
     assert res.returncode == 2 and "remote_address" in res.stderr
+
+
+async def test_tcp_and_peer_probes_against_real_servers():
+    from aiohttp import web
+
+    from wazod.ha.probes import peer_probe, tcp_probe
+
+    state = {"status": "ok"}
+
+    async def health(request):
+        return web.json_response({"status": state["status"], "checks": {}})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        tcp = await tcp_probe("127.0.0.1", port, timeout=0.5, spacing=0.05)
+        assert tcp.ok and tcp.rtt is not None and tcp.probe == f"tcp:{port}"
+        peer = await peer_probe(f"http://127.0.0.1:{port}/health", timeout=1.0)
+        assert peer.ok and peer.reachable
+        state["status"] = "degraded"
+        peer = await peer_probe(f"http://127.0.0.1:{port}/health", timeout=1.0)
+        assert not peer.ok and peer.reachable and "degraded" in peer.detail
+    finally:
+        await runner.cleanup()
+    closed = await tcp_probe("127.0.0.1", port, timeout=0.5, spacing=0.05)
+    assert not closed.ok and closed.reachable and closed.detail == "connection refused"
+    gone = await peer_probe(f"http://127.0.0.1:{port}/health", timeout=1.0)
+    assert not gone.ok and gone.reachable  # refused: the host is there, its wazod is not
