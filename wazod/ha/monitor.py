@@ -364,4 +364,6 @@ def _since(mono: float | None, now: float) -> float | None:
 def component(ctx) -> HaMonitor:
     """Always built: a disabled node still answers reloads (ha.conf may turn it into a slave)."""
     Path(ctx.config.node.state_dir).mkdir(parents=True, exist_ok=True)
-    return HaMonitor(ctx)
+    monitor = HaMonitor(ctx)
+    ctx.registry["ha_monitor"] = monitor  # at build time, so parts built later can find it
+    return monitor
