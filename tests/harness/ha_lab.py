@@ -96,6 +96,12 @@ class HaNode:
                    }},
             "berofos": {"config": str(self.dir / "bnfos.conf")},
             "sync": {"ssh_key": str(self.dir / "no_such_key")},
+            # the other parts of the daemon run too: keep them inside the node's directory
+            "backup": {"dir": str(self.dir / "backups"), "root": str(self.dir / "root"),
+                       "dsn": f"postgresql://127.0.0.1:1/asterisk-lab-{self.role}"},
+            "purge": {"dsn": f"postgresql://127.0.0.1:1/asterisk-lab-{self.role}"},
+            "replication": {"source_dsn": f"postgresql://127.0.0.1:1/asterisk-lab-{self.role}",
+                            "target_dsn": f"postgresql://127.0.0.1:1/asterisk-lab-{self.role}"},
             "status": {"listen": "127.0.0.1:9599"},
             "logging": {"level": "info"},
         }
