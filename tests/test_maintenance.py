@@ -188,6 +188,11 @@ def test_set_on_one_node_shows_on_the_other_with_the_token(nodes):
     assert both["maintenance"]["active"] and both["peer"]["reached"] is True
     assert both["peer"]["maintenance"]["active"] is True and both["peer"]["maintenance"]["origin"] == "peer"
     assert "maintenance ON on the peer" in a.cli("maintenance", "status", "--peer").stdout
+    req = urllib.request.Request(b.url + "/metrics", headers={"X-Auth-Token": TOKEN})
+    metrics = urllib.request.urlopen(req, timeout=5).read().decode()
+    assert "wazod_maintenance_active 1.0" in metrics
+    assert 'wazod_maintenance_info{origin="peer",reason="disk swap",set_by="' in metrics
+    assert "wazod_maintenance_until_timestamp_seconds " in metrics
     # the endpoint is authenticated like the rest of it
     for headers in ({}, {"X-Auth-Token": "wrong"}):
         req = urllib.request.Request(b.url + "/maintenance", data=b'{"action": "off"}', method="POST",
@@ -202,6 +207,12 @@ def test_set_on_one_node_shows_on_the_other_with_the_token(nodes):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 400 and "remaining_s" in json.loads(e.value.read())["error"]
+    long_user = json.dumps({"action": "on", "remaining_s": 60, "user": "x" * 100}).encode()
+    req = urllib.request.Request(b.url + "/maintenance", data=long_user, method="POST",
+                                 headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=5)
+    assert e.value.code == 400 and "user" in json.loads(e.value.read())["error"]
     # off on the first node: off on both
     assert a.cli("maintenance", "off").returncode == 0
     wait_for(lambda: (b.status().get("maintenance") or {}).get("active") is False, timeout=5)

@@ -7,6 +7,8 @@
 * ``ctx.registry["maintenance_holds"](job)`` -> bool: whether a scheduled job
   is held now (replication and sync always; backup and purge when
   ``maintenance.hold_backup`` / ``hold_purge`` say so).
+* ``/metrics``: since, until and who/why of the current maintenance
+  (``wazod.maintenance.metrics``);
 * ``GET /maintenance`` and ``POST /maintenance`` on the status endpoint (same
   authentication as the rest of it): the peer switches us on or off.
 * a watch loop every ``maintenance.watch_interval``: records the end of an
@@ -30,10 +32,13 @@ from aiohttp import web
 from wazod.errors import WazodError
 from wazod.jobs import JOBS
 from wazod.logsetup import get_logger
+from wazod.maintenance.metrics import attach as attach_metrics
 from wazod.maintenance.peer import PATH, request_for, tell_peer
 from wazod.maintenance.state import MaintenanceState, clean_reason, is_active, status_view
 
 log = get_logger("maintenance")
+
+NAME_MAX = 64  # user and node names told by the peer
 
 
 class MaintenanceComponent:
@@ -55,6 +60,7 @@ class MaintenanceComponent:
             ("GET", PATH, self.http_get),
             ("POST", PATH, self.http_post),
         ])
+        attach_metrics(self)
 
     # --- asked by other parts ---------------------------------------------------------
     def record(self) -> dict[str, Any]:
@@ -62,6 +68,10 @@ class MaintenanceComponent:
         if sig != self._sig:
             self._sig = sig
             self._record = self.state.read()
+        return self._record
+
+    def cached_record(self) -> dict[str, Any]:
+        """The record as last read, without touching the file (safe from the /metrics thread)."""
         return self._record
 
     def active(self) -> bool:
@@ -156,8 +166,12 @@ class MaintenanceComponent:
         if not isinstance(body, dict):
             return _bad("the body must be a JSON object")
         action = body.get("action")
-        user = _text(body.get("user")) or "unknown"
-        node = _text(body.get("node")) or "peer"
+        user, node = body.get("user"), body.get("node")
+        for name, value in (("user", user), ("node", node)):
+            if value is not None and not (isinstance(value, str) and len(value) <= NAME_MAX and value.isprintable()):
+                return _bad(f"{name} must be a printable string of at most {NAME_MAX} characters")
+        user = _text(user) or "unknown"
+        node = _text(node) or "peer"
         try:
             if action == "on":
                 remaining = body.get("remaining_s")
