@@ -87,7 +87,7 @@ async def _make_data(config, work: str, selection: tree.Selection, progress) -> 
     manifest = {
         "format": 1, "kind": "data", "archive": "data.tgz", "created": _now(), "node": config.node_name,
         "arch": platform.machine(),
-        "root": os.path.abspath(b.root), "sha256": written.sha256, "size": written.size,
+        "root": os.path.abspath(b.root), "sha256": None, "size": written.size,
         "members": len(selection.members), "files": selection.files, "bytes": selection.bytes,
         "compressor": compressor[0], "wazo_version": _version_from_file(config),
         "skipped": [s.to_dict() for s in selection.skipped], "skipped_count": len(selection.skipped),
@@ -126,7 +126,7 @@ async def _make_db(config, work: str, progress) -> tuple[str, dict, str]:
     manifest = {
         "format": 1, "kind": "db", "archive": "db.tgz", "created": _now(), "node": config.node_name,
         "arch": platform.machine(),
-        "sha256": written.sha256, "size": written.size, "members": 2, "dump": rel_dump,
+        "sha256": None, "size": written.size, "members": 2, "dump": rel_dump,
         "dump_sha256": h.hexdigest(), "dump_size": d.size, "database": pg.dbname, "wazo_version": d.version,
         "excluded_table_data": list(b.exclude_table_data), "row_counts": d.counts,
         "toc_tables_with_data": len(dbdump.toc_tables_with_data(toc)),
@@ -220,30 +220,25 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _check_archive(path: str, manifest: dict, extract_dir: str | None = None) -> list[str]:
-    """Problems found reading ``path`` against ``manifest`` (empty: good)."""
-    problems: list[str] = []
+def _check_archive(path: str, manifest: dict) -> list[str]:
+    """Read the new archive ``path`` back; record its SHA-256 in ``manifest``. Returns the problems found."""
     want_dump = manifest.get("dump") if manifest.get("kind") == "db" else None
-
-    def extract(name: str) -> str | None:
-        if extract_dir and want_dump and name == want_dump:
-            return os.path.join(extract_dir, os.path.basename(name))
-        return "/dev/null" if (want_dump and name == want_dump) else None
-
     try:
-        scan = archive.scan(path, extract=extract)
+        scan = archive.scan(path, extract=lambda name: "/dev/null" if name == want_dump else None)
     except ArchiveError as e:
         return [str(e)]
-    if manifest.get("sha256") and scan.sha256 != manifest["sha256"]:
-        problems.append(f"{os.path.basename(path)}: SHA-256 differs from the manifest")
-    if manifest.get("members") is not None and scan.members != manifest["members"]:
-        problems.append(f"{os.path.basename(path)}: {scan.members} members, the manifest says {manifest['members']}")
+    manifest["sha256"] = scan.sha256
+    problems: list[str] = []
+    if scan.size != manifest.get("size"):
+        problems.append(f"{scan.size} bytes read back, {manifest.get('size')} written")
+    if scan.members != manifest.get("members"):
+        problems.append(f"{scan.members} members read back, {manifest.get('members')} written")
     if want_dump:
         got = scan.extracted.get(want_dump)
         if got is None:
-            problems.append(f"{os.path.basename(path)}: {want_dump} is missing")
-        elif manifest.get("dump_sha256") and got != manifest["dump_sha256"]:
-            problems.append(f"{want_dump}: SHA-256 differs from the manifest")
+            problems.append(f"{want_dump} is missing")
+        elif got != manifest.get("dump_sha256"):
+            problems.append(f"{want_dump}: content differs from the dump written")
     return problems
 
 
