@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import sqlite3
 import sys
 import time
 
@@ -80,7 +81,16 @@ def _tell(config, state: MaintenanceState, record: dict, mark: bool = True) -> P
 def _open_emitter(config):
     from wazod.events import open_emitter
 
-    return open_emitter(config)
+    try:
+        return open_emitter(config)
+    except (OSError, sqlite3.Error) as e:
+        raise _unwritable(config, e) from None
+
+
+def _unwritable(config, e: Exception) -> WazodError:
+    where = getattr(e, "filename", None) or config.node.state_dir
+    return WazodError(f"cannot write the maintenance state in {where}: {getattr(e, 'strerror', None) or e} "
+                      "(run it as the user the daemon runs as, usually root)")
 
 
 def _on(args, loaded) -> int:
@@ -97,6 +107,8 @@ def _on(args, loaded) -> int:
     try:
         record, _ = state.switch_on(duration=duration, reason=reason, user=current_user(), node=config.node_name,
                                     emitter=emitter, peer_told=False if tell else None)
+    except OSError as e:
+        raise _unwritable(config, e) from None
     finally:
         emitter.store.close()
     answer = _tell(config, state, record) if tell else None
@@ -111,6 +123,8 @@ def _off(args, loaded) -> int:
     try:
         record, changed = state.switch_off(user=current_user(), node=config.node_name, emitter=emitter,
                                            peer_told=False if tell else None)
+    except OSError as e:
+        raise _unwritable(config, e) from None
     finally:
         emitter.store.close()
     if not changed:
