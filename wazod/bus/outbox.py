@@ -46,6 +46,8 @@ class OutboxReader:
         else:
             self._db = sqlite3.connect(self.path, timeout=5, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # a cursor lost to a power cut only means re-sending (at least once): no fsync per ack
+            self._db.execute("PRAGMA synchronous=NORMAL")
             # the emitter normally creates these; an output may start first
             self._db.executescript(
                 """

@@ -7,10 +7,10 @@ Why it is built this way:
   backup`` run by hand) are found by polling the store's last seq every
   ``bus.poll_interval`` seconds. Either way they go out in seq order.
 * An event leaves the outbox (the ``mqtt`` cursor moves) only after the
-  broker's PUBACK. Messages are pipelined (up to ``max_inflight`` awaiting
-  their PUBACK) and the cursor moves over the acknowledged prefix only, so a
-  broker that dies mid-batch costs re-sends (subscribers see duplicate seqs),
-  never a hole.
+  broker's PUBACK. Messages are pipelined (a window of up to ``max_inflight``
+  awaiting their PUBACK) and the cursor moves over the acknowledged prefix
+  only, so a broker that dies mid-window costs re-sends (subscribers see
+  duplicate seqs), never a hole.
 * A broker down, restarting or unreachable at start-up is a normal state:
   the publisher reconnects with exponential backoff and full jitter (so two
   nodes, or fifty, do not reconnect in lock step) and never raises.
@@ -29,18 +29,20 @@ import contextlib
 import json
 import random
 import ssl
+import threading
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 
-from wazod.bus.outbox import OutboxReader, StoredEvent, store_path
+from wazod.bus.outbox import OutboxReader, store_path
 from wazod.logsetup import get_logger
 
 log = get_logger("bus")
 
 CONSUMER = "mqtt"
-BATCH = 500
 PRUNE_EVERY = 60.0  # seconds between trims of the stored history
 
 
@@ -92,6 +94,7 @@ class MqttPublisher:
         self._reconnect = False
         self._session_mqtt = None  # the bus.mqtt settings of the current connection
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
         self.connected = False
         self._error: str | None = None
         self.reader = OutboxReader(store_path(ctx.config.state_dir), CONSUMER)
@@ -99,8 +102,13 @@ class MqttPublisher:
 
     # -- wake-ups (may come from any thread) --------------------------------
     def _poke(self, *_: Any) -> None:
+        """Wake the publisher: directly from the loop's thread, through the loop from any other."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if loop is None or loop.is_closed() or self._wake.is_set():
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._wake.set()
+        else:
             loop.call_soon_threadsafe(self._wake.set)
 
     def _on_status(self, _snapshot: dict[str, Any]) -> None:
@@ -131,6 +139,7 @@ class MqttPublisher:
     # -- main loop -----------------------------------------------------------
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         unsubscribe = self.ctx.emitter.subscribe(self._poke)
         self.ctx.status.subscribe(self._on_status)
         attempt = 0
@@ -202,8 +211,8 @@ class MqttPublisher:
             max_inflight_messages=mqtt.max_inflight,
             tls_context=tls_context(mqtt),
         )
-        # a full batch in flight is our normal state, not something to warn about on every publish
-        client.pending_calls_threshold = BATCH + 10
+        # a full window in flight is our normal state, not something to warn about on every publish
+        client.pending_calls_threshold = mqtt.max_inflight + 10
         return client
 
     async def _session(self, bus) -> None:
@@ -233,68 +242,151 @@ class MqttPublisher:
         async for _ in client.messages:
             pass
 
-    async def _pump(self, client, bus, t, watcher) -> None:
-        while not self.ctx.stopping.is_set() and not self._reconnect:
-            if watcher.done():
-                watcher.result()  # raises the disconnection
-                raise aiomqtt.MqttError("disconnected")
-            self.reader.enforce_bound(bus.outbox_max)
-            batch = self.reader.pending(BATCH)
-            if batch:
-                await self._publish_batch(client, t["events"], batch, watcher)
-                continue
-            if self._state_dirty:
-                self._state_dirty = False
-                await client.publish(t["state"], json.dumps(self.ctx.status.snapshot(), default=str),
-                                     qos=1, retain=True)
-                continue
-            await self._sleep(bus.poll_interval, also=watcher)
+    async def _pump(self, client, bus, t, watcher, deadline: float | None = None) -> None:
+        """Publish the outbox through a sliding window of in-flight messages until told to stop.
+
+        Normal mode (``deadline`` None): runs until stopping or reload, then
+        lets the window empty. Drain mode (on stop): runs until nothing is
+        pending or ``deadline`` passes.
+        """
+        loop = asyncio.get_running_loop()
+        window = Window(self.reader, t["events"], client, bus.mqtt.max_inflight, self._progress)
+        watcher.add_done_callback(self._progress)
+        next_bound_check = 0.0
+        try:
+            while True:
+                if watcher.done():
+                    window.raise_disconnected(watcher)
+                draining = deadline is not None
+                stopping = not draining and (self.ctx.stopping.is_set() or self._reconnect)
+                if draining and loop.time() >= deadline:
+                    log.warning("stopping with events still in the outbox; they go out at next start",
+                                pending=self.reader.depth())
+                    return
+                if not stopping:
+                    if loop.time() >= next_bound_check:  # two queries: not on every PUBACK
+                        next_bound_check = loop.time() + bus.poll_interval
+                        if self.reader.enforce_bound(bus.outbox_max):
+                            window.skip_to(self.reader.cursor() or 0)
+                    window.fill()
+                window.collect()
+                if window.busy:
+                    timeout = None if deadline is None else max(deadline - loop.time(), 0.01)
+                    await self._wait_any(window.head(), watcher, timeout=timeout)
+                    continue
+                if stopping or (draining and not self.reader.pending(1)):
+                    return
+                if draining:
+                    continue
+                if self._state_dirty:
+                    self._state_dirty = False
+                    await client.publish(t["state"], json.dumps(self.ctx.status.snapshot(), default=str),
+                                         qos=1, retain=True)
+                    continue
+                await self._sleep(bus.poll_interval, also=watcher)
+        finally:
+            window.close()
+
+    async def _wait_any(self, head: asyncio.Future, watcher: asyncio.Future, timeout: float | None) -> None:
+        """Until a publish completes, the connection drops, or new events arrive.
+
+        Completions and the watcher set ``_wake`` through done-callbacks, so
+        waiting costs one Event, not a task per message.
+        """
+        if not head.done() and not watcher.done():
+            if timeout is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    def _progress(self, _future: asyncio.Future) -> None:
+        self._wake.set()
 
     async def _drain(self, client, bus, t, watcher) -> None:
         """On stop: give what is pending (daemon_stopping included) up to drain_timeout to go out."""
-        deadline = asyncio.get_running_loop().time() + bus.drain_timeout
-        while asyncio.get_running_loop().time() < deadline:
-            batch = self.reader.pending(BATCH)
-            if not batch:
-                return
-            left = deadline - asyncio.get_running_loop().time()
-            try:
-                await asyncio.wait_for(self._publish_batch(client, t["events"], batch, watcher), max(left, 0.01))
-            except TimeoutError:
-                break
-        log.warning("stopping with events still in the outbox; they go out at next start",
-                    pending=self.reader.depth())
+        await self._pump(client, bus, t, watcher, deadline=asyncio.get_running_loop().time() + bus.drain_timeout)
 
-    async def _publish_batch(self, client, events_topic: str, batch: list[StoredEvent], watcher) -> None:
-        """Publish in order, pipelined; acknowledge the confirmed prefix; raise if the connection failed."""
-        tasks = [
-            asyncio.ensure_future(client.publish(f"{events_topic}/{topic_part(ev.name)}", ev.body.encode(), qos=1))
-            for ev in batch
-        ]
-        everything = asyncio.gather(*tasks, return_exceptions=True)
-        try:
-            await asyncio.wait({everything, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            done_seq = 0
-            error: BaseException | None = None
-            for ev, task in zip(batch, tasks, strict=True):
-                if task.done() and not task.cancelled() and task.exception() is None:
-                    done_seq = ev.seq
-                    continue
-                if task.done() and not task.cancelled():
-                    error = task.exception()
-                break
-            if done_seq:
-                self.reader.ack(done_seq)
-            if not everything.done():
-                for task in tasks:
-                    task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await everything
-        if done_seq != batch[-1].seq:
-            if watcher.done() and not watcher.cancelled() and watcher.exception() is not None:
-                raise watcher.exception()
-            raise error if error is not None else aiomqtt.MqttError("disconnected while publishing")
+
+class Window:
+    """The in-flight QoS 1 publishes, in seq order; the cursor moves over the acknowledged prefix.
+
+    Why a window rather than batches: a batch waits for its slowest PUBACK
+    before the next starts; a window keeps ``size`` messages in flight at all
+    times, so the broker's round trip is paid once, not once per batch.
+    """
+
+    ACK_EVERY = 64  # cursor writes are batched: a crash re-sends at most this many (at least once)
+
+    def __init__(self, reader: OutboxReader, events_topic: str, client: aiomqtt.Client, size: int,
+                 on_done: Callable[[asyncio.Future], None]):
+        self.reader = reader
+        self.on_done = on_done
+        self.topic = events_topic
+        self.client = client
+        self.size = size
+        self.flight: deque[tuple[int, asyncio.Future]] = deque()
+        self.queued = reader.cursor() or 0  # highest seq handed to the client
+        self.confirmed = 0  # highest seq confirmed but maybe not yet written to the cursor
+        self._unsaved = 0
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.flight)
+
+    def head(self) -> asyncio.Future:
+        """The oldest publish in flight. Refilling as soon as it completes keeps data flowing both
+        ways (waiting for a bigger gap lets Nagle and delayed ACKs stall the broker's PUBACKs)."""
+        return self.flight[0][1]
+
+    def skip_to(self, seq: int) -> None:
+        """The outbox bound moved the cursor: forget what is before it."""
+        self.queued = max(self.queued, seq)
+
+    def fill(self) -> None:
+        room = self.size - len(self.flight)
+        if room <= 0:
+            return
+        for ev in self.reader.after(self.queued, room):
+            future = asyncio.ensure_future(
+                self.client.publish(f"{self.topic}/{topic_part(ev.name)}", ev.body.encode(), qos=1))
+            future.add_done_callback(self.on_done)
+            self.flight.append((ev.seq, future))
+            self.queued = ev.seq
+
+    def collect(self) -> None:
+        """Move the cursor over the confirmed prefix; raise the first failure."""
+        while self.flight and self.flight[0][1].done():
+            seq, future = self.flight[0]
+            if future.cancelled() or future.exception() is not None:
+                self.save()
+                raise future.exception() if not future.cancelled() else aiomqtt.MqttError("publish cancelled")
+            self.flight.popleft()
+            self.confirmed = seq
+            self._unsaved += 1
+        if self._unsaved >= self.ACK_EVERY or (self._unsaved and not self.flight):
+            self.save()
+
+    def save(self) -> None:
+        if self._unsaved:
+            self.reader.ack(self.confirmed)
+            self._unsaved = 0
+
+    def raise_disconnected(self, watcher: asyncio.Future) -> None:
+        self.collect()
+        self.save()
+        exc = watcher.exception() if not watcher.cancelled() else None
+        raise exc if exc is not None else aiomqtt.MqttError("disconnected")
+
+    def close(self) -> None:
+        """Keep what was confirmed; abandon the rest (it is re-sent by the next connection)."""
+        with contextlib.suppress(Exception):
+            self.collect()
+        self.save()
+        for _, future in self.flight:
+            future.cancel()
+        self.flight.clear()
 
 
 def component(ctx):
