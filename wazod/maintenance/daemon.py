@@ -50,6 +50,7 @@ class MaintenanceComponent:
         self._sig: tuple | None = None
         self._record: dict[str, Any] = {}
         self._was_active: bool | None = None
+        self._seen_end: str | None = None
         self._next_peer_try = 0.0
         self._peer_task: asyncio.Task | None = None
         self._wake = asyncio.Event()
@@ -113,12 +114,18 @@ class MaintenanceComponent:
             record = self.record()
         now_active = is_active(record)
         self.ctx.status.update(maintenance=status_view(record))
-        if self._was_active is not None and now_active != self._was_active:
-            log.info("maintenance " + ("on: HA takes no action, replication and sync held" if now_active
-                                       else "off: HA decides afresh"),
-                     set_by=record.get("set_by"), reason=record.get("reason"), until=record.get("until"))
-            if not now_active:
-                self._reevaluate()
+        ended_at = None if now_active else record.get("ended_at")
+        if self._was_active is None:  # first look: the HA watch starts from fresh rounds anyway
+            self._seen_end = ended_at
+        elif now_active and not self._was_active:
+            log.info("maintenance on: HA takes no action, replication and sync held", set_by=record.get("set_by"),
+                     reason=record.get("reason"), until=record.get("until"))
+        elif ended_at != self._seen_end and ended_at is not None:
+            # an end not seen yet (even an on/off quicker than one look): decide afresh
+            self._seen_end = ended_at
+            log.info("maintenance off: HA decides afresh", set_by=record.get("set_by"),
+                     cause=record.get("end_cause"), ended_by=record.get("ended_by"))
+            self._reevaluate()
         self._was_active = now_active
         self._maybe_tell_peer(record)
 
@@ -132,7 +139,8 @@ class MaintenanceComponent:
 
     def _maybe_tell_peer(self, record: dict[str, Any]) -> None:
         section = self.ctx.config.maintenance
-        if (record.get("peer_told") is not False or not section.tell_peer or record.get("origin") == "peer"
+        # only changes made here are marked peer_told False (the peer's own requests are never passed back)
+        if (record.get("peer_told") is not False or not section.tell_peer
                 or (self._peer_task is not None and not self._peer_task.done())
                 or time.monotonic() < self._next_peer_try):
             return
