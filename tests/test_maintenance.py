@@ -268,3 +268,22 @@ def test_expired_while_the_daemon_was_down_is_ended_at_start(nodes):
     ended = wait_for(lambda: a.events("maintenance_ended"), timeout=5)
     assert ended[0]["data"]["cause"] == "expired"
     wait_for(lambda: (a.status().get("maintenance") or {}).get("active") is False, timeout=5)
+
+
+@pytest.mark.parametrize("ha,maintenance,status,expected", [
+    ({"node_type": "slave", "remote_address": "10.0.0.1"}, {}, {"listen": "0.0.0.0:9599"}, "http://10.0.0.1:9599"),
+    ({"node_type": "master", "remote_address": "10.0.0.2", "peer_url": "https://{remote_address}:9443/health"},
+     {}, {}, "https://10.0.0.2:9443"),
+    ({"node_type": "slave", "remote_address": "fd00::2"}, {}, {"listen": "[::]:9600"}, "http://[fd00::2]:9600"),
+    ({"node_type": "slave", "remote_address": "10.0.0.1"}, {"peer_url": "http://{remote_address}:8080/"}, {},
+     "http://10.0.0.1:8080"),
+    ({"node_type": "disabled", "remote_address": "10.0.0.1"}, {}, {}, None),
+])
+def test_where_the_peer_is_told(tmp_path, ha, maintenance, status, expected):
+    from harness.health import write_config
+
+    from wazod.config import load_config
+    from wazod.maintenance.peer import peer_base_url
+
+    path = write_config(tmp_path, {"ha": ha, "maintenance": maintenance, "status": status})
+    assert peer_base_url(load_config(path).config) == expected
