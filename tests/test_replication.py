@@ -272,3 +272,65 @@ async def test_target_dsn_uses_remote_address(tmp_path, dbs, pg_pair):
     assert result.status == "ok", result.error
     record = json.loads((tmp_path / "state" / "replication-record.json").read_text())
     assert record["slave"]["counts"]["userfeatures"] == 60
+
+
+async def test_activity_on_excluded_tables_does_not_copy_and_idle_runs_skip_at_once(tmp_path, dbs):
+    master, slave = dbs
+    config = make_config(tmp_path, master, slave)
+    assert (await run(config)).status == "ok"
+    # calls going on: cel grows on the master, the configuration does not change
+    await sql(master, "INSERT INTO cel (eventtype, eventtime) SELECT 'HANGUP', now() FROM generate_series(1, 100)")
+    busy = await run(config)
+    assert busy.status == "skipped", busy
+    assert busy.data["reason"].startswith("no change in the replicated tables")
+    # once the servers' own housekeeping records (running xacts, checkpoints) are behind, an idle
+    # pair is recognised from the WAL positions alone
+    reasons = []
+    for _ in range(4):
+        idle = await run(config)
+        assert idle.status == "skipped", idle
+        reasons.append(idle.data["reason"])
+        if reasons[-1].startswith("nothing was written on either database"):
+            break
+    assert reasons[-1].startswith("nothing was written on either database"), reasons
+    await sql(master, "UPDATE voicemail SET fullname = 'changed' WHERE uniqueid = 2")
+    changed = await run(config)
+    assert changed.status == "ok" and changed.data["tables_copied"] == ["voicemail"]
+
+
+async def test_plain_indexes_are_rebuilt_identically(tmp_path, dbs):
+    master, slave = dbs
+    wazo_schema.create_wazo_indexes(master)
+    wazo_schema.create_wazo_indexes(slave)
+    query = ("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname")
+    before = [tuple(r) for r in await sql(slave, query)]
+    assert any(name == "userfeatures__idx__lastname" for name, _ in before)
+    result = await run(make_config(tmp_path, master, slave))
+    assert result.status == "ok", result.error
+    assert [tuple(r) for r in await sql(slave, query)] == before
+    conn = await asyncpg.connect(slave)
+    try:
+        await conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN SELECT id FROM userfeatures WHERE lastname = 'N42'"))
+        assert "userfeatures__idx__lastname" in plan
+        assert await conn.fetchval("SELECT id FROM userfeatures WHERE lastname = 'N42'") == 42
+    finally:
+        await conn.close()
+    assert await table_rows(slave, "userfeatures") == await table_rows(master, "userfeatures")
+
+
+async def test_a_failed_copy_keeps_the_slave_indexes(tmp_path, dbs):
+    master, slave = dbs
+    wazo_schema.create_wazo_indexes(master)
+    wazo_schema.create_wazo_indexes(slave)
+    query = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname"
+    before = [tuple(r) for r in await sql(slave, query)]
+    # a duplicate the slave's unique index refuses: the copy fails after the indexes were dropped
+    await sql(master, "DROP INDEX auth_user_username_key")
+    await sql(master, "INSERT INTO auth_user (username, tenant_uuid, purpose) "
+                      "VALUES ('ROOT', '11111111-1111-4111-8111-111111111111', 'user')")
+    await sql(slave, "CREATE INDEX extra_plain ON auth_user (firstname)")
+    before = [tuple(r) for r in await sql(slave, query)]
+    result = await run(make_config(tmp_path, master, slave))
+    assert result.status == "failed"
+    assert [tuple(r) for r in await sql(slave, query)] == before

@@ -35,8 +35,22 @@ from wazod.events import now_iso
 from wazod.jobs import JobResult
 from wazod.logsetup import get_logger
 from wazod.replication import catalog as cat
-from wazod.replication.changes import SideState, changed_tables, read_sequences, record_problem, scan
-from wazod.replication.copy import SourceFailed, clear_tables, set_sequences, stream_tables
+from wazod.replication.changes import (
+    SideState,
+    changed_tables,
+    position,
+    read_sequences,
+    record_problem,
+    scan,
+)
+from wazod.replication.copy import (
+    SourceFailed,
+    clear_tables,
+    defer_indexes,
+    rebuild_indexes,
+    set_sequences,
+    stream_tables,
+)
 from wazod.secrets import mask_text
 from wazod.state import StateStore
 
@@ -128,6 +142,20 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         for conn in (master, slave):
             if isinstance(conn, BaseException):
                 raise conn
+        record = _load_record(state)
+        rec_master, rec_slave = _side(record, "master"), _side(record, "slave")
+        # Read before any snapshot is taken: a change committed after this moves the position.
+        m_pos, s_pos = await asyncio.gather(position(master), position(slave))
+        due = _full_copy_due(record, rc) if not force else "forced (--force)"
+
+        if (not due and not dry_run and "sequences" in record
+                and m_pos.same_as(rec_master) and s_pos.same_as(rec_slave)):
+            names = record.get("sequences") or []
+            m_seqs, s_seqs = await asyncio.gather(read_sequences(master, names), read_sequences(slave, names))
+            if m_seqs == s_seqs:
+                clean = True
+                return _skipped(record, len(rec_master.counts), "nothing was written on either database")
+
         await master.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # READ COMMITTED (COPY FREEZE needs it); the change scan is one statement, hence one snapshot.
         await slave.execute("BEGIN" + (" READ ONLY" if dry_run else ""))
@@ -143,16 +171,17 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         seq_names = cat.replicated_sequences(m_cat, rc.exclude_tables)
         fingerprint = cat.fingerprint(m_cat, rc.exclude_tables)
 
-        record = _load_record(state)
-        rec_master, rec_slave = _side(record, "master"), _side(record, "slave")
+        async def look(conn, recorded, pos):
+            # A side whose WAL position did not move is known without reading its rows.
+            unchanged = pos.same_as(recorded) and set(recorded.counts) == set(table_names)
+            check = await scan(conn, [] if unchanged else table_names, recorded)
+            if unchanged:
+                check.counts = dict(recorded.counts)
+            return check, await read_sequences(conn, seq_names)
 
-        async def look(conn, recorded):
-            return await scan(conn, table_names, recorded), await read_sequences(conn, seq_names)
-
-        (m_check, m_seqs), (s_check, s_seqs) = await asyncio.gather(look(master, rec_master),
-                                                                    look(slave, rec_slave))
-
-        reason = _full_copy_reason(record, fingerprint, rec_master, m_check, rec_slave, s_check, rc, force)
+        (m_check, m_seqs), (s_check, s_seqs) = await asyncio.gather(look(master, rec_master, m_pos),
+                                                                    look(slave, rec_slave, s_pos))
+        reason = due or _full_copy_reason(record, fingerprint, rec_master, m_check, rec_slave, s_check)
         if reason:
             to_copy = set(table_names)
             seqs_to_set = dict(m_seqs)
@@ -162,10 +191,13 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
             reason = "changes found" if to_copy or seqs_to_set else ""
 
         if not to_copy and not seqs_to_set:
+            if not dry_run:
+                # Same content: remember the current positions so the next run can skip at once.
+                record["master"]["lsn"], record["slave"]["lsn"] = m_pos.lsn, s_pos.lsn
+                record["sequences"] = seq_names
+                state.write(RECORD_NAME, record)
             clean = True
-            return JobResult("replication", "skipped", data={
-                "reason": f"no change since the replication of {record.get('replicated_at')}",
-                "tables": 0, "rows": 0, "bytes": 0, "sequences": 0, "checked_tables": len(table_names)})
+            return _skipped(record, len(table_names), "no change in the replicated tables")
 
         if dry_run:
             would = {t: m_check.counts[t] for t in sorted(to_copy)}
@@ -179,29 +211,32 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         tables = [m_cat.tables[t] for t in sorted(to_copy)]
         t0 = time.monotonic()
         await clear_tables(slave, truncate, to_copy - truncate)
+        deferred = await defer_indexes(slave, truncate)
         stats = await stream_tables(master, slave, tables, frozen=truncate)
+        await rebuild_indexes(slave, deferred)
         await set_sequences(slave, seqs_to_set)
         own_xid = await slave.fetchval("SELECT pg_current_xact_id()::text")
         await slave.execute("COMMIT")
         committed = True
         copy_seconds = time.monotonic() - t0
         await master.execute("COMMIT")
-        clean = True
 
-        counts_master = dict(m_check.counts)
         counts_slave = {t: (stats.per_table[t] if t in to_copy else s_check.counts[t]) for t in table_names}
+        new_slave = SideState(s_check.identity[0], s_check.identity[1], s_check.snapshot, own_xid, counts_slave)
+        new_slave.lsn = await _settled_position(slave, table_names, new_slave)
         now = now_iso()
         state.write(RECORD_NAME, {
             "fingerprint": fingerprint,
             "replicated_at": now,
             "full_copy_at": now if full else record.get("full_copy_at"),
+            "sequences": seq_names,
             "master": SideState(m_check.identity[0], m_check.identity[1], m_check.snapshot, None,
-                                counts_master).to_dict(),
-            "slave": SideState(s_check.identity[0], s_check.identity[1], s_check.snapshot, own_xid,
-                               counts_slave).to_dict(),
+                                dict(m_check.counts), m_pos.lsn).to_dict(),
+            "slave": new_slave.to_dict(),
         })
-        log.info("replicated", tables=len(tables), rows=stats.rows, bytes=stats.bytes, mode="full" if full else
-                 "incremental")
+        clean = True
+        log.info("replicated", tables=len(tables), rows=stats.rows, bytes=stats.bytes,
+                 mode="full" if full else "incremental")
         return JobResult("replication", "ok", data={
             "mode": "full" if full else "incremental", "reason": reason,
             "tables": len(tables), "rows": stats.rows, "bytes": stats.bytes,
@@ -210,6 +245,27 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
     finally:
         await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
                           clean=clean and not committed, graceful=clean)
+
+
+def _skipped(record: dict, checked: int, why: str) -> JobResult:
+    return JobResult("replication", "skipped", data={
+        "reason": f"{why} since the replication of {record.get('replicated_at')}",
+        "tables": 0, "rows": 0, "bytes": 0, "sequences": 0, "checked_tables": checked})
+
+
+async def _settled_position(slave, table_names: list[str], recorded: SideState) -> str | None:
+    """The slave's WAL position after the commit, if its content is then exactly what was recorded.
+
+    The position is read first, then the rows are checked against the new
+    record: anything another session committed in between is seen by the
+    check (no position is recorded then), anything later moves the position.
+    A first read of the rows lets the server prune the pages the copy left
+    (pruning writes WAL), so the recorded position stays valid afterwards.
+    """
+    await scan(slave, table_names, recorded)
+    pos = await position(slave)
+    check = await scan(slave, table_names, recorded)
+    return pos.lsn if not changed_tables(recorded, check) else None
 
 
 async def _disconnect(conns, *, clean: bool, graceful: bool) -> None:
@@ -226,9 +282,20 @@ async def _disconnect(conns, *, clean: bool, graceful: bool) -> None:
             conn.terminate()
 
 
-def _full_copy_reason(record, fingerprint, rec_master, m_check, rec_slave, s_check, rc, force) -> str:
-    if force:
-        return "forced (--force)"
+def _full_copy_due(record: dict, rc) -> str:
+    """A full copy is due by time (``replication.full_copy_interval``), whatever changed."""
+    if not rc.full_copy_interval or not record:
+        return ""
+    if not record.get("full_copy_at"):
+        return "no full copy recorded"
+    age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(record["full_copy_at"])).total_seconds()
+    if age >= rc.full_copy_interval:
+        return f"the last full copy is older than replication.full_copy_interval ({rc.full_copy_interval:g} s)"
+    return ""
+
+
+def _full_copy_reason(record, fingerprint, rec_master, m_check, rec_slave, s_check) -> str:
+    """Why the recorded state cannot be used to copy only the changed tables ("" when it can)."""
     if not record:
         return "first replication"
     if record.get("fingerprint") != fingerprint:
@@ -239,10 +306,4 @@ def _full_copy_reason(record, fingerprint, rec_master, m_check, rec_slave, s_che
     problem = record_problem(rec_slave, s_check)
     if problem:
         return f"slave: {problem}"
-    if rc.full_copy_interval and record.get("full_copy_at"):
-        age = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(record["full_copy_at"])).total_seconds()
-        if age >= rc.full_copy_interval:
-            return f"last full copy is older than replication.full_copy_interval ({rc.full_copy_interval:g} s)"
-    elif rc.full_copy_interval:
-        return "no full copy recorded"
     return ""

@@ -21,9 +21,14 @@ whose xmax is ahead of the server's (a cluster restored from a file copy)
 means a full copy as well. The same scan runs on the slave, so changes made
 there (by a takeover, or by hand) are undone at the next run.
 
-``xmin`` is a 32-bit xid; it is widened to the xid8 of the same epoch window
-below the current snapshot's xmax, which is exact for every row written in
-the last 2^32 transactions, i.e. for every row that matters here.
+``xmin`` is a 32-bit xid, compared through ``age()`` against a reference
+widened to an xid8, which is exact as long as the recorded snapshot is less
+than 2^30 transactions old (older records mean a full copy).
+
+A cheaper test comes first: ``pg_current_wal_insert_lsn()``. Every committed
+change, DDL included, writes WAL, so a database whose WAL insert position is
+the one recorded right after the last copy has not changed at all (only a
+bare ``nextval`` may not write WAL: sequences are always compared).
 """
 
 from __future__ import annotations
@@ -33,8 +38,7 @@ from typing import Any
 
 from wazod.replication.catalog import quote_ident
 
-XID_WRAP = 1 << 32
-MAX_RECORD_AGE_XIDS = 1 << 31  # beyond this many xids the widening would be ambiguous
+MAX_RECORD_AGE_XIDS = 1 << 30  # ages are int4: stay far below 2^31 (plus what ran during the scan)
 
 
 @dataclass
@@ -46,15 +50,30 @@ class SideState:
     snapshot: str  # pg_snapshot text, e.g. "812:815:813"
     own_xid: str | None = None  # the slave's copying transaction (its rows are known)
     counts: dict[str, int] = field(default_factory=dict)
+    lsn: str | None = None  # WAL insert position with exactly this content (None: not known)
 
     def to_dict(self) -> dict[str, Any]:
         return {"system_identifier": self.system_identifier, "database_oid": self.database_oid,
-                "snapshot": self.snapshot, "own_xid": self.own_xid, "counts": self.counts}
+                "snapshot": self.snapshot, "own_xid": self.own_xid, "counts": self.counts, "lsn": self.lsn}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SideState:
         return cls(d.get("system_identifier"), int(d["database_oid"]), d["snapshot"], d.get("own_xid"),
-                   {k: int(v) for k, v in (d.get("counts") or {}).items()})
+                   {k: int(v) for k, v in (d.get("counts") or {}).items()}, d.get("lsn"))
+
+
+@dataclass
+class Position:
+    """Where a database is: its identity and its WAL insert position."""
+
+    identity: tuple[str | None, int]
+    lsn: str
+
+    def same_as(self, recorded: SideState | None) -> bool:
+        """Nothing at all was written since ``recorded`` (exact: every change writes WAL)."""
+        return (recorded is not None and recorded.lsn is not None and self.identity[0] is not None
+                and (recorded.system_identifier, recorded.database_oid) == self.identity
+                and recorded.lsn == self.lsn)
 
 
 @dataclass
@@ -64,6 +83,11 @@ class SideCheck:
     xmax: int
     counts: dict[str, int]
     changed: dict[str, int]  # table -> rows not seen by the recorded snapshot
+
+
+async def position(conn) -> Position:
+    lsn = await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text")
+    return Position(await identity(conn), lsn)
 
 
 async def identity(conn) -> tuple[str | None, int]:
@@ -76,17 +100,34 @@ async def identity(conn) -> tuple[str | None, int]:
 
 
 def _check_sql(tables: list[str]) -> str:
-    """One statement, hence one snapshot (also under READ COMMITTED): the first row
-    carries that snapshot, then one row per table. $1: recorded snapshot, $2: recorded own xid."""
-    widened = "((s.c - ((s.c % 4294967296) - x.xmin::text::bigint + 4294967296) % 4294967296)::text::xid8)"
-    parts = ["SELECT -1 AS i, 0::bigint AS n, 0::bigint AS changed, s.snap::text AS snap, s.c AS xmax FROM s"]
+    """One statement, hence one snapshot (also under READ COMMITTED).
+
+    The first row carries that snapshot; then one row per table: its count and
+    its rows whose ``xmin`` the recorded snapshot ($1) did not see, other than
+    the recorded own xid ($2). ``age(xmin)`` (an int4, cheap) measures each
+    row's xid from R, the transaction's stable reference xid, which is taken
+    after the statement's snapshot; R is widened to an xid8 (r8) from the
+    snapshot's xmax, and the recorded snapshot's bounds are turned into ages
+    from r8 once per statement, so the per-row test is three integer
+    comparisons. A negative age is an xid older than 2^31: older than any
+    recorded snapshot ``record_problem`` accepts, hence seen.
+    """
+    head = """WITH z AS (
+    SELECT pg_current_snapshot() AS snap, pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS c,
+           ((3 + age('3'::xid))::bigint + 4294967296) % 4294967296 AS r_low),
+r AS (SELECT snap, c, c + ((r_low - c % 4294967296 + 4294967296) % 4294967296) AS r8 FROM z),
+k AS (SELECT snap, c,
+             r8 - pg_snapshot_xmax($1::text::pg_snapshot)::text::bigint AS seen_below,
+             ARRAY(SELECT (r8 - x::text::bigint)::int FROM pg_snapshot_xip($1::text::pg_snapshot) x) AS unseen,
+             r8 - $2::text::bigint AS own
+      FROM r)
+"""
+    parts = ["SELECT -1 AS i, 0::bigint AS n, 0::bigint AS changed, snap::text AS snap, c AS xmax FROM k"]
     parts += [
-        f"SELECT {i}, count(*), count(*) FILTER (WHERE NOT (pg_visible_in_snapshot({widened}, $1::text::pg_snapshot)"
-        f" OR ({widened} = $2::text::xid8) IS TRUE)), NULL, NULL FROM public.{quote_ident(t)} x, s"
+        f"SELECT {i}, count(*), count(*) FILTER (WHERE (a BETWEEN 0 AND k.seen_below OR a = ANY(k.unseen)) "
+        f"AND a IS DISTINCT FROM k.own), NULL, NULL FROM (SELECT age(xmin) AS a FROM public.{quote_ident(t)}) x, k"
         for i, t in enumerate(tables)
     ]
-    head = ("WITH s AS (SELECT pg_current_snapshot() AS snap, "
-            "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS c) ")
     return head + " UNION ALL ".join(parts)
 
 
@@ -114,6 +155,10 @@ def snapshot_xmax(snapshot: str) -> int:
     return int(snapshot.split(":")[1])
 
 
+def snapshot_xmin(snapshot: str) -> int:
+    return int(snapshot.split(":")[0])
+
+
 def record_problem(recorded: SideState | None, check: SideCheck) -> str | None:
     """Why the recorded state of one side cannot be trusted (None: it can)."""
     if recorded is None:
@@ -122,10 +167,9 @@ def record_problem(recorded: SideState | None, check: SideCheck) -> str | None:
         return "cannot read the cluster's system identifier (connect as a superuser)"
     if (recorded.system_identifier, recorded.database_oid) != check.identity:
         return "the database is not the one of the last replication"
-    gap = check.xmax - snapshot_xmax(recorded.snapshot)
-    if gap < 0:
+    if check.xmax < snapshot_xmax(recorded.snapshot):
         return "the database went back in time (restored from a file copy?)"
-    if gap >= MAX_RECORD_AGE_XIDS:
+    if check.xmax - snapshot_xmin(recorded.snapshot) >= MAX_RECORD_AGE_XIDS:
         return "too many transactions since the last replication"
     return None
 
