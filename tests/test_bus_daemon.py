@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from harness import kill_process_group, wait_for_async
-from harness.bus import MqttCollector, write_node_config
+from harness.bus import MqttCollector, Snmptrapd, write_node_config
 
 pytestmark = pytest.mark.mqtt
 
@@ -23,9 +23,11 @@ def start_daemon(config_path, log_path) -> subprocess.Popen:
 
 
 async def test_sigkill_sets_online_false_and_restart_continues_seq(tmp_path, mosquitto):
+    trapd = Snmptrapd().start()
     config = write_node_config(tmp_path, "pbx2", bus={"mqtt": {"host": mosquitto.host, "port": mosquitto.port,
                                                               "keepalive": 5, "reconnect_min": 0.1},
-                                                     "poll_interval": 0.2})
+                                                     "poll_interval": 0.2},
+                               snmp={"traps": [{"host": "127.0.0.1", "port": trapd.port, "community": "public"}]})
     log_path = tmp_path / "daemon.log"
     async with MqttCollector(mosquitto.host, mosquitto.port, "wazod/pbx2/#") as sub:
         daemon = start_daemon(config, log_path)
@@ -46,8 +48,12 @@ async def test_sigkill_sets_online_false_and_restart_continues_seq(tmp_path, mos
             assert daemon.wait(30) == 0
             await wait_for_async(lambda: any(e["name"] == "daemon_stopping" for e in sub.events()), timeout=10)
             await wait_for_async(lambda: sub.last("/online").payload == b"false", timeout=10)
+            # the same events went to the trap receiver, from the real daemon
+            await wait_for_async(lambda: any("daemon_stopping" in (n.value(".1.1.1") or "")
+                                             for n in trapd.notifications()), timeout=10)
         finally:
             kill_process_group(daemon)
+            trapd.stop()
     events = sub.events()
     seqs = sorted({e["seq"] for e in events})
     assert seqs == list(range(1, seqs[-1] + 1)), "seq must continue across the SIGKILL and restart, no hole"
@@ -55,6 +61,8 @@ async def test_sigkill_sets_online_false_and_restart_continues_seq(tmp_path, mos
     assert second_start["seq"] > max(seen_before)
     assert all(e["node"] == "pbx2" for e in events)
     assert len({e["origin_uuid"] for e in events}) == 1  # the kept installation UUID
+    trap_names = [n.value(".32473.7.1.1.1") for n in trapd.notifications()]
+    assert trap_names.count('STRING: "daemon_started"') == 2
 
 
 async def test_cli_events_command_reports_gaps(tmp_path, mosquitto):

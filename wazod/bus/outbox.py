@@ -96,10 +96,10 @@ class OutboxReader:
             (self.consumer, seq),
         )
 
-    def start_at_end_if_new(self) -> None:
-        """A consumer seen for the first time starts after the newest event (no replay of history)."""
+    def start_after_if_new(self, seq: int) -> None:
+        """A consumer seen for the first time starts after ``seq`` (no replay of older history)."""
         if self.cursor() is None:
-            self.ack(self.last_seq())
+            self.ack(seq)
 
     def enforce_bound(self, max_pending: int) -> int:
         """Skip the oldest unsent events beyond ``max_pending``; returns how many were dropped now.

@@ -7,7 +7,8 @@ Why it is built this way:
   our v3 keys delays only its own notifications, never the daemon, the MQTT
   publisher or the other targets. (One engine per target also keeps pysnmp
   from sending a notification to every target sharing a transport.)
-* A new target starts with the events emitted from then on, not the history.
+* A new target starts with the events of this daemon run (daemon_started
+  included) or, added by a reload, from the reload on; not the history.
 * Traps are sent once. Informs wait for the receiver's answer, with pysnmp's
   retries; an inform that still fails (timeout, wrong key, unknown user) is
   logged, the target is marked failing in the status, and the same event is
@@ -96,12 +97,12 @@ _PRIV = {"des": "usmDESPrivProtocol", "aes": "usmAesCfb128Protocol", "aes192": "
 class TargetSender:
     """Sends the outbox, in order, to one target."""
 
-    def __init__(self, notifier: SnmpNotifier, target, engine_hex: str):
+    def __init__(self, notifier: SnmpNotifier, target, engine_hex: str, start_seq: int):
         self.notifier = notifier
         self.target = target
         self.engine_hex = engine_hex
         self.reader = OutboxReader(store_path(notifier.ctx.config.state_dir), f"snmp:{target.label}")
-        self.reader.start_at_end_if_new()
+        self.reader.start_after_if_new(start_seq)
         self.wake = asyncio.Event()
         self.ok: bool | None = None
         self.error: str | None = None
@@ -152,17 +153,24 @@ class TargetSender:
         self.notifier.publish_status()
 
     async def run(self) -> None:
+        """Send in order until stopping; then send what is pending (daemon_stopping...) for drain_timeout."""
         ctx = self.notifier.ctx
+        loop = asyncio.get_running_loop()
         attempt = 0
+        deadline: float | None = None
         try:
-            while not ctx.stopping.is_set() and not self.notifier.restarting:
+            while not self.notifier.restarting:
+                if ctx.stopping.is_set() and deadline is None:
+                    deadline = loop.time() + ctx.config.bus.drain_timeout
                 self.reader.enforce_bound(ctx.config.bus.outbox_max)
                 batch = self.reader.pending(100)
                 if not batch:
+                    if deadline is not None:
+                        return
                     await self.notifier.sleep(self.wake, ctx.config.bus.poll_interval)
                     continue
                 for stored in batch:
-                    if ctx.stopping.is_set() or self.notifier.restarting:
+                    if self.notifier.restarting or (deadline is not None and loop.time() > deadline):
                         return
                     try:
                         error = await self._send(json.loads(stored.body))
@@ -178,6 +186,8 @@ class TargetSender:
                         attempt = 0
                         continue
                     self._report(False, error, stored)
+                    if ctx.stopping.is_set():
+                        return  # no retries while stopping: at next start
                     delay = backoff_delay(attempt, 1.0, 60.0)
                     attempt += 1
                     await self.notifier.sleep(None, delay)
@@ -203,6 +213,9 @@ class SnmpNotifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.agent = None
         self._agent_settings = None
+        # a target never seen before starts with the events from the daemon's start on (daemon_started
+        # included), not with the whole history
+        self._start_seq = ctx.emitter.store.last_seq()
         ctx.registry["snmp"] = self
 
     @property
@@ -237,6 +250,7 @@ class SnmpNotifier:
         })
 
     async def reload(self) -> None:
+        self._start_seq = self.ctx.emitter.store.last_seq()  # targets added now start from here
         self._restart.set()
 
     def _start_agent(self) -> None:
@@ -270,7 +284,8 @@ class SnmpNotifier:
             while not self.ctx.stopping.is_set():
                 self._restart.clear()
                 self._start_agent()
-                self.senders = [TargetSender(self, t, self.engine_hex) for t in self.ctx.config.snmp.traps]
+                self.senders = [TargetSender(self, t, self.engine_hex, self._start_seq)
+                                for t in self.ctx.config.snmp.traps]
                 self.publish_status()
                 tasks = [asyncio.create_task(s.run(), name=f"snmp:{s.target.label}") for s in self.senders]
                 stop = asyncio.ensure_future(self.ctx.stopping.wait())
@@ -283,8 +298,9 @@ class SnmpNotifier:
                     for task in tasks:
                         if task.done() and not task.cancelled() and task.exception():
                             log.error("snmp sender crashed", error=repr(task.exception()))
-                    # the senders stop at their next check of stopping/restart; a stuck inform is cancelled
-                    done, pending = await asyncio.wait(tasks, timeout=2) if tasks else (set(), set())
+                    # the senders stop at their next check (after draining on stop); a stuck inform is cancelled
+                    grace = self.ctx.config.bus.drain_timeout + 1 if self.ctx.stopping.is_set() else 2
+                    done, pending = await asyncio.wait(tasks, timeout=grace) if tasks else (set(), set())
                     for task in pending:
                         task.cancel()
                     if pending:
