@@ -122,3 +122,29 @@ def test_cli_events_reads_the_local_outbox_without_broker(tmp_path):
     assert "gap" not in res.stderr  # --name makes holes normal
     res = wazod_events("--count", "0")
     assert res.returncode == 2 and "--count" in res.stderr
+
+
+async def test_cli_events_follows_the_local_outbox(tmp_path):
+    from wazod.config import load_config
+    from wazod.events import open_emitter
+
+    config = write_node_config(tmp_path, "pbx1")
+    emitter = open_emitter(load_config(config).config)
+    emitter.emit("daemon_started", {})  # history: not printed by --follow
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wazod", "events", "--follow", "--count", "2", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert b"following the outbox of pbx1" in line, line
+        emitter.emit("purge_completed", {"rows": 10})
+        emitter.emit("purge_failed", {"error": "table locked"})
+        out, _ = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        emitter.store.close()
+    lines = out.decode().splitlines()
+    assert len(lines) == 2
+    assert "#2 purge_completed rows=10" in lines[0] and "#3 purge_failed error=table locked" in lines[1]

@@ -139,6 +139,7 @@ def _print_stored(reader, printer: Printer, events) -> bool:
 
 async def _follow_local(config, printer: Printer) -> None:
     reader = _open_local(config)
+    print(f"wazod events: following the outbox of {config.node_name} ({reader.path})", file=sys.stderr, flush=True)
     try:
         seq = reader.last_seq()
         while True:
