@@ -166,10 +166,22 @@ async def test_no_broker_keeps_the_outbox_bounded(tmp_path):
     ctx = make_ctx(tmp_path, None, outbox_max=100)
     for i in range(150):
         ctx.emit("backup_completed", {"i": i})
-    async with running(ctx) as pub:
-        await wait_for_async(lambda: pub.reader.dropped == 50, timeout=10)
+    pub = MqttPublisher(ctx)
+    task = asyncio.create_task(pub.run())
+    await wait_for_async(lambda: pub.reader.dropped == 50, timeout=10)
+    ctx.stopping.set()
+    await asyncio.wait_for(task, 10)
     reader = OutboxReader(store_path(ctx.config.state_dir), "mqtt")
     assert [e.seq for e in reader.last(1000)] == list(range(51, 151))  # history trimmed to the bound
+    # the supervisor runs the same object again after a crash: it must work again
+    ctx.stopping.clear()
+    for i in range(30):
+        ctx.emit("backup_completed", {"i": i})
+    task = asyncio.create_task(pub.run())
+    await wait_for_async(lambda: pub.reader.dropped == 30, timeout=10)
+    ctx.stopping.set()
+    await asyncio.wait_for(task, 10)
+    ctx.emitter.store.close()
 
 
 async def test_reload_moves_to_another_broker(tmp_path, mosquitto):

@@ -57,9 +57,12 @@ class OutboxReader:
                 """
             )
         self.dropped = 0  # events skipped because the outbox overflowed, since start
+        self.closed = False
+        self._warned_filling = False
 
     def close(self) -> None:
         self._db.close()
+        self.closed = True
 
     # -- reading -----------------------------------------------------------
     def last_seq(self) -> int:
@@ -111,6 +114,13 @@ class OutboxReader:
         last = self.last_seq()
         excess = last - cursor - max_pending
         if excess <= 0:
+            waiting = last - cursor
+            if waiting >= max_pending * 0.8 and not self._warned_filling:
+                self._warned_filling = True
+                log.warning("outbox filling: the output is not keeping up", consumer=self.consumer,
+                            pending=waiting, max_pending=max_pending)
+            elif waiting < max_pending * 0.5:
+                self._warned_filling = False
             return 0
         self.ack(cursor + excess)
         self.dropped += excess

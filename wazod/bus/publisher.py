@@ -140,6 +140,8 @@ class MqttPublisher:
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        if self.reader.closed:  # run() again after a crash: the supervisor restarts the same object
+            self.reader = OutboxReader(store_path(self.ctx.config.state_dir), CONSUMER)
         unsubscribe = self.ctx.emitter.subscribe(self._poke)
         self.ctx.status.subscribe(self._on_status)
         attempt = 0
