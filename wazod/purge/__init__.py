@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 import asyncpg
@@ -85,6 +86,7 @@ async def _purge_one(section, conn, plan, cutoff, archivers, entry: dict[str, An
     size_before, _ = await _size_and_rows(conn, plan.oid)
     sinks = []
     progress = TableProgress()
+    t0 = time.monotonic()
     try:
         for name, archiver in archivers:
             try:
@@ -94,7 +96,7 @@ async def _purge_one(section, conn, plan, cutoff, archivers, entry: dict[str, An
         await purge_table(conn, plan, cutoff, max_rows=section.batch_rows, target_seconds=section.batch_seconds,
                           sinks=sinks, progress=progress)
     finally:
-        entry.update(deleted=progress.deleted, batches=progress.batches,
+        entry.update(deleted=progress.deleted, batches=progress.batches, seconds=round(time.monotonic() - t0, 3),
                      longest_batch_seconds=round(progress.longest_batch, 3))
         if progress.walk:
             entry["walk"] = progress.walk
@@ -110,7 +112,9 @@ async def _purge_one(section, conn, plan, cutoff, archivers, entry: dict[str, An
         if archives:
             entry["archives"] = archives
     if progress.deleted and section.analyze:
+        t0 = time.monotonic()
         await conn.execute(f"ANALYZE {plan.qtable}")
+        entry["analyze_seconds"] = round(time.monotonic() - t0, 3)
     if progress.deleted:
         _, remaining = await _size_and_rows(conn, plan.oid)
         remaining = max(remaining, 0.0)

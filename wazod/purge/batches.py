@@ -84,7 +84,9 @@ class _Batcher:
         self.target = target_seconds
         self.sinks = sinks
         self.progress = progress
-        self.size = min(FIRST_BATCH_ROWS, max_rows)
+        # a heap-block walk reads kept rows too, and reading costs less than deleting
+        self.max_size = max_rows * (2 if walk == "heap blocks" else 1)
+        self.size = min(FIRST_BATCH_ROWS, self.max_size)
         self.position: Any = None
         self.end: Any = None
         self.rows_per_block = 1.0
@@ -204,7 +206,7 @@ class _Batcher:
         """Aim each batch at the target duration: grow at most 2x, shrink as much as needed."""
         factor = 2.0 if elapsed <= 0 else min(2.0, (self.target * 0.8) / elapsed)
         if factor < 1.0 or elapsed < self.target * 0.5:
-            self.size = max(MIN_BATCH_ROWS, min(self.max_rows, int(self.size * factor)))
+            self.size = max(MIN_BATCH_ROWS, min(self.max_size, int(self.size * factor)))
 
 
 def _literal(value: Any) -> str:
