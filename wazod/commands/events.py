@@ -139,9 +139,10 @@ def _print_stored(reader, printer: Printer, events) -> bool:
 
 async def _follow_local(config, printer: Printer) -> None:
     reader = _open_local(config)
-    print(f"wazod events: following the outbox of {config.node_name} ({reader.path})", file=sys.stderr, flush=True)
     try:
-        seq = reader.last_seq()
+        seq = reader.last_seq()  # before saying we follow: anything after this is printed
+        print(f"wazod events: following the outbox of {config.node_name} ({reader.path})",
+              file=sys.stderr, flush=True)
         while True:
             batch = reader.after(seq)
             if batch:
