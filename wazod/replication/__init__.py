@@ -171,22 +171,31 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         seq_names = cat.replicated_sequences(m_cat, rc.exclude_tables)
         fingerprint = cat.fingerprint(m_cat, rc.exclude_tables)
 
-        async def look(conn, recorded, pos):
-            # A side whose WAL position did not move is known without reading its rows.
-            unchanged = pos.same_as(recorded) and set(recorded.counts) == set(table_names)
-            check = await scan(conn, [] if unchanged else table_names, recorded)
-            if unchanged:
-                check.counts = dict(recorded.counts)
-            return check, await read_sequences(conn, seq_names)
+        async def look(conn, recorded):
+            return await scan(conn, [], recorded), await read_sequences(conn, seq_names)
 
-        (m_check, m_seqs), (s_check, s_seqs) = await asyncio.gather(look(master, rec_master, m_pos),
-                                                                    look(slave, rec_slave, s_pos))
+        (m_check, m_seqs), (s_check, s_seqs) = await asyncio.gather(look(master, rec_master),
+                                                                    look(slave, rec_slave))
         reason = due or _full_copy_reason(record, fingerprint, rec_master, m_check, rec_slave, s_check)
+
+        async def rows(conn, recorded, check):
+            # A side with nothing written since the record (WAL position read after this snapshot)
+            # is known without reading its rows; a full copy needs no change test at all.
+            if not reason and check.unchanged_since(recorded, table_names):
+                check.counts = dict(recorded.counts)
+                return check
+            if reason and not dry_run:
+                return check
+            return await scan(conn, table_names, recorded)
+
+        m_check, s_check = await asyncio.gather(rows(master, rec_master, m_check), rows(slave, rec_slave, s_check))
         if reason:
             to_copy = set(table_names)
             seqs_to_set = dict(m_seqs)
         else:
-            to_copy = changed_tables(rec_master, m_check) | changed_tables(rec_slave, s_check)
+            changed = changed_tables(rec_master, m_check) | changed_tables(rec_slave, s_check)
+            # Tables referencing a changed one come along, so that one TRUNCATE can empty them all.
+            to_copy = cat.with_referencing(changed, s_cat, set(table_names))
             seqs_to_set = {s: v for s, v in m_seqs.items() if s_seqs.get(s) != v}
             reason = "changes found" if to_copy or seqs_to_set else ""
 
@@ -221,6 +230,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         copy_seconds = time.monotonic() - t0
         await master.execute("COMMIT")
 
+        counts_master = {t: (stats.per_table[t] if t in to_copy else m_check.counts[t]) for t in table_names}
         counts_slave = {t: (stats.per_table[t] if t in to_copy else s_check.counts[t]) for t in table_names}
         new_slave = SideState(s_check.identity[0], s_check.identity[1], s_check.snapshot, own_xid, counts_slave)
         new_slave.lsn = await _settled_position(slave, table_names, new_slave)
@@ -231,7 +241,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
             "full_copy_at": now if full else record.get("full_copy_at"),
             "sequences": seq_names,
             "master": SideState(m_check.identity[0], m_check.identity[1], m_check.snapshot, None,
-                                dict(m_check.counts), m_pos.lsn).to_dict(),
+                                counts_master, m_pos.lsn).to_dict(),
             "slave": new_slave.to_dict(),
         })
         clean = True

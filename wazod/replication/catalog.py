@@ -185,5 +185,21 @@ def truncatable(tables: set[str], catalog: Catalog) -> set[str]:
         keep -= drop
 
 
+def with_referencing(tables: set[str], catalog: Catalog, replicated: set[str]) -> set[str]:
+    """``tables`` plus every replicated table referencing one of them, transitively.
+
+    Copying a referencing table too (user_line when userfeatures changed) is
+    cheaper than the alternative: a table still referenced from outside the
+    TRUNCATE must be emptied row by row and reloaded with its indexes live.
+    """
+    out = set(tables)
+    while True:
+        more = {ref.split(".", 1)[1] for t in out for ref in catalog.referenced_by.get(t, ())
+                if ref.startswith("public.") and ref.split(".", 1)[1] in replicated} - out
+        if not more:
+            return out
+        out |= more
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'

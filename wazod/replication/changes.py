@@ -83,6 +83,13 @@ class SideCheck:
     xmax: int
     counts: dict[str, int]
     changed: dict[str, int]  # table -> rows not seen by the recorded snapshot
+    lsn: str = ""  # WAL insert position read after the snapshot was taken
+
+    def unchanged_since(self, recorded: SideState | None, tables: list[str]) -> bool:
+        """Nothing was written up to this snapshot since ``recorded``: its rows need no reading."""
+        return (recorded is not None and recorded.lsn is not None and self.identity[0] is not None
+                and (recorded.system_identifier, recorded.database_oid) == self.identity
+                and recorded.lsn == self.lsn and set(recorded.counts) == set(tables))
 
 
 async def position(conn) -> Position:
@@ -122,10 +129,12 @@ k AS (SELECT snap, c,
              r8 - $2::text::bigint AS own
       FROM r)
 """
-    parts = ["SELECT -1 AS i, 0::bigint AS n, 0::bigint AS changed, snap::text AS snap, c AS xmax FROM k"]
+    # the WAL position is read during the statement, hence after its snapshot was taken
+    parts = ["SELECT -1 AS i, 0::bigint AS n, 0::bigint AS changed, snap::text AS snap, c AS xmax, "
+             "pg_current_wal_insert_lsn()::text AS lsn FROM k"]
     parts += [
         f"SELECT {i}, count(*), count(*) FILTER (WHERE (a BETWEEN 0 AND k.seen_below OR a = ANY(k.unseen)) "
-        f"AND a IS DISTINCT FROM k.own), NULL, NULL FROM (SELECT age(xmin) AS a FROM public.{quote_ident(t)}) x, k"
+        f"AND a IS DISTINCT FROM k.own), NULL, NULL, NULL FROM (SELECT age(xmin) AS a FROM public.{quote_ident(t)}) x, k"
         for i, t in enumerate(tables)
     ]
     return head + " UNION ALL ".join(parts)
@@ -139,16 +148,16 @@ async def scan(conn, tables: list[str], recorded: SideState | None) -> SideCheck
                             recorded.own_xid if usable else None)
     counts: dict[str, int] = {}
     changed: dict[str, int] = {}
-    snapshot, xmax = "", 0
+    snapshot, xmax, lsn = "", 0, ""
     for r in rows:
         if r["i"] < 0:
-            snapshot, xmax = r["snap"], int(r["xmax"])
+            snapshot, xmax, lsn = r["snap"], int(r["xmax"]), r["lsn"]
             continue
         name = tables[r["i"]]
         counts[name] = r["n"]
         if r["changed"]:
             changed[name] = r["changed"]
-    return SideCheck(ident, snapshot, xmax, counts, changed)
+    return SideCheck(ident, snapshot, xmax, counts, changed, lsn)
 
 
 def snapshot_xmax(snapshot: str) -> int:
