@@ -207,8 +207,11 @@ async def test_agent_answers_get_and_walk(tmp_path):
 
     try:
         await wait_for_async(lambda: notifier.agent is not None, timeout=10)
-        walk = await wait_for_async(lambda: snmp("snmpwalk", "-c", "wazro", f"127.0.0.1:{port}",
-                                                 ".1.3.6.1.4.1.32473.7.1"), timeout=15)
+        async def walked():
+            out = await snmp("snmpwalk", "-c", "wazro", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1")
+            return out if "pbx1" in out else None
+
+        walk = await wait_for_async(walked, timeout=15)
         role = await snmp("snmpget", "-c", "wazro", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1.2.2.0")
         denied = await snmp("snmpget", "-c", "not-it", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1.2.2.0")
         ctx.status.update(ha_state="active")  # read live, at each request
