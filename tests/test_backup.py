@@ -334,3 +334,67 @@ def test_sets_made_by_wazos_own_script_verify_rotate_and_restore(tmp_path, root,
     wazo_db.psql("UPDATE userfeatures SET firstname = 'changed'", db="asterisk")
     assert main(["restore", "--data", str(d / "data.tgz.1"), "--db", str(d / "db.tgz.1"), "--config", str(cfg)]) == 0
     assert wazo_db.psql("SELECT DISTINCT firstname FROM userfeatures", db="asterisk").strip() == "User"
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path):
+    import pty  # noqa: F401  (a real terminal for the child)
+    import sys
+
+    from harness.backup import write_config_file
+
+    tree = tmp_path / "t"
+    (tree / "var/lib/asterisk").mkdir(parents=True)
+    (tree / "var/lib/asterisk/blob").write_bytes(os.urandom(12 * 1024 * 1024))
+    config = backup_config(tmp_path, root=tree, dsn="postgresql://nobody@127.0.0.1:1/asterisk")
+    cfg = write_config_file(tmp_path / "config.yml", config)
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "wazod", "backup", "data", "--config", str(cfg)],
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(60) == 0
+    text = out.decode(errors="replace")
+    assert "data       [" in text and "100.0%" in text and "backup: ok" in text
+    # not on a pipe: the same command prints only its result
+    piped = subprocess.run([sys.executable, "-m", "wazod", "backup", "data", "--config", str(cfg)],
+                           capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0 and "100.0%" not in piped.stderr and "100.0%" not in piped.stdout
+
+
+def test_sigterm_of_the_cli_cleans_up(tmp_path):
+    import signal
+    import sys
+    import time
+
+    from harness import wait_for
+    from harness.backup import write_config_file
+
+    tree = tmp_path / "t"
+    (tree / "var/lib/asterisk").mkdir(parents=True)
+    for i in range(10):
+        (tree / f"var/lib/asterisk/blob{i}").write_bytes(os.urandom(4 * 1024 * 1024))
+    config = backup_config(tmp_path, root=tree, dsn="postgresql://nobody@127.0.0.1:1/asterisk", use_pigz=False)
+    cfg = write_config_file(tmp_path / "config.yml", config)
+    argv = [sys.executable, "-m", "wazod", "backup", "data", "--config", str(cfg)]
+    assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
+    d = Path(config.backup.dir)
+    before = {p.name: sha(p) for p in d.iterdir()}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(lambda: any(p.name.startswith(".wazod-data.tgz") for p in d.iterdir()), timeout=30, interval=0.02)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert {p.name: sha(p) for p in d.iterdir()} == before
+    assert subprocess.run(["pgrep", "-f", "--", f"--files-from={d}"], capture_output=True).returncode == 1
+    state = json.loads((Path(config.node.state_dir) / "job-backup.json").read_text())
+    assert state["last_result"] == "failed" and "interrupted" in state["error"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
 import time
 
@@ -37,6 +40,20 @@ def register(sub, common) -> None:
                    help="restore a backup of another Wazo version or architecture; drop a stale asterisk_previous")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_restore)
+
+
+@contextlib.contextmanager
+def _sigterm_cancels():
+    """SIGTERM ends a CLI backup or restore like Ctrl-C: asyncio cancels the run, which cleans up.
+
+    Without it the process would die on the spot: tar and pigz orphaned, a
+    restore stopped between the rename and the rollback.
+    """
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Bar:
@@ -77,7 +94,8 @@ def _backup(args, loaded) -> int:
         raise WazodError("DIR, --deep and --generation go with 'wazod backup verify'", ExitCode.USAGE)
     bar = _Bar() if sys.stderr.isatty() and not args.json else None
     try:
-        return run_job_command(args, loaded, "backup", what=args.what, progress=bar)
+        with _sigterm_cancels():
+            return run_job_command(args, loaded, "backup", what=args.what, progress=bar)
     finally:
         if bar:
             bar.close()
@@ -87,7 +105,7 @@ def _verify(args, loaded) -> int:
     from wazod.backup import verify
 
     config = loaded.config
-    with OperationLock(config.state_dir, "backup"):  # a backup rotating the set meanwhile would confuse the check
+    with OperationLock(config.state_dir, "backup"), _sigterm_cancels():  # no rotation while checking
         report = asyncio.run(verify(config, args.dir, deep=args.deep, generation=args.generation))
     if args.json:
         print_json(report)
@@ -123,8 +141,9 @@ def _restore(args, loaded) -> int:
         for lock in locks:
             lock.acquire()
             taken.append(lock)
-        report = asyncio.run(restore(config, data_file=data, db_file=db, keep_network=args.keep_network,
-                                     dry_run=args.dry_run, force=args.force, say=say))
+        with _sigterm_cancels():
+            report = asyncio.run(restore(config, data_file=data, db_file=db, keep_network=args.keep_network,
+                                         dry_run=args.dry_run, force=args.force, say=say))
     finally:
         for lock in reversed(taken):
             lock.release()
