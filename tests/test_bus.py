@@ -244,3 +244,18 @@ async def test_stop_while_connecting_to_a_silent_broker_is_prompt(tmp_path):
         ctx.emitter.store.close()
     finally:
         silent.close()
+
+
+@pytest.mark.parametrize("mqtt, message", [
+    ({"password_file": "/x"}, "password_file needs username"),
+    ({"topic_prefix": "wazod/#"}, "without wildcards"),
+    ({"port": 0}, "greater than or equal to 1"),
+    ({"tls_key": "/k.pem"}, "tls_key needs tls_cert"),
+])
+def test_bad_bus_config_is_a_clear_error(tmp_path, mqtt, message):
+    from wazod.errors import ConfigError
+
+    path = write_node_config(tmp_path, bus={"mqtt": mqtt})
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert message in str(err.value) and str(path) in str(err.value) and "bus.mqtt" in str(err.value)
