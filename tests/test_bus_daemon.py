@@ -24,10 +24,13 @@ def start_daemon(config_path, log_path) -> subprocess.Popen:
 
 async def test_sigkill_sets_online_false_and_restart_continues_seq(tmp_path, mosquitto):
     trapd = Snmptrapd().start()
+    (tmp_path / "root" / "etc" / "asterisk").mkdir(parents=True)
+    (tmp_path / "root" / "etc" / "asterisk" / "sip.conf").write_text("[general]\n")
     config = write_node_config(tmp_path, "pbx2", bus={"mqtt": {"host": mosquitto.host, "port": mosquitto.port,
                                                               "keepalive": 5, "reconnect_min": 0.1},
                                                      "poll_interval": 0.2},
-                               snmp={"traps": [{"host": "127.0.0.1", "port": trapd.port, "community": "public"}]})
+                               snmp={"traps": [{"host": "127.0.0.1", "port": trapd.port, "community": "public"}]},
+                               backup={"root": str(tmp_path / "root"), "dir": str(tmp_path / "backups")})
     log_path = tmp_path / "daemon.log"
     async with MqttCollector(mosquitto.host, mosquitto.port, "wazod/pbx2/#") as sub:
         daemon = start_daemon(config, log_path)
@@ -44,6 +47,11 @@ async def test_sigkill_sets_online_false_and_restart_continues_seq(tmp_path, mos
             daemon = start_daemon(config, log_path)
             await wait_for_async(lambda: sum(e["name"] == "daemon_started" for e in sub.events()) >= 2, timeout=30)
             await wait_for_async(lambda: sub.last("/online").payload == b"true", timeout=10)
+            # `wazod backup` run by hand, in its own process: its event reaches the bus through the daemon
+            backup = subprocess.run([sys.executable, "-m", "wazod", "backup", "data", "--config", str(config)],
+                                    capture_output=True, text=True, timeout=120)
+            assert backup.returncode == 0, backup.stderr
+            await wait_for_async(lambda: any(e["name"] == "backup_completed" for e in sub.events()), timeout=10)
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(30) == 0
             await wait_for_async(lambda: any(e["name"] == "daemon_stopping" for e in sub.events()), timeout=10)
@@ -63,6 +71,9 @@ async def test_sigkill_sets_online_false_and_restart_continues_seq(tmp_path, mos
     assert len({e["origin_uuid"] for e in events}) == 1  # the kept installation UUID
     trap_names = [n.value(".32473.7.1.1.1") for n in trapd.notifications()]
     assert trap_names.count('STRING: "daemon_started"') == 2
+    assert 'STRING: "backup_completed"' in trap_names
+    backup_event = next(e for e in events if e["name"] == "backup_completed")
+    assert backup_event["data"]["what"] == "data" and backup_event["node"] == "pbx2"
 
 
 async def test_cli_events_command_reports_gaps(tmp_path, mosquitto):
