@@ -121,17 +121,17 @@ async def defer_indexes(slave, emptied: set[str]) -> list[tuple[str, str]]:
     if not emptied:
         return []
     rows = await slave.fetch(_DEFERRABLE_INDEXES_SQL, sorted(emptied))
-    for r in rows:
-        await slave.execute(f"DROP INDEX public.{quote_ident(r['name'])}")
+    if rows:
+        await slave.execute("DROP INDEX " + ", ".join(f"public.{quote_ident(r['name'])}" for r in rows))
     return [(r["name"], r["definition"]) for r in rows]
 
 
 async def rebuild_indexes(slave, deferred: list[tuple[str, str]]) -> None:
     if not deferred:
         return
-    await slave.execute("SET LOCAL maintenance_work_mem = '256MB'")
-    for _name, definition in deferred:
-        await slave.execute(definition)
+    # one round trip: the definitions come from pg_get_indexdef on this very server
+    await slave.execute("SET LOCAL maintenance_work_mem = '256MB';\n"
+                        + ";\n".join(definition for _name, definition in deferred))
 
 
 async def set_sequences(slave, values: dict[str, list]) -> None:
@@ -141,7 +141,12 @@ async def set_sequences(slave, values: dict[str, list]) -> None:
     ... RESTART`` first gives the sequence a new relation file inside the
     transaction, so the following ``setval`` is undone too if the copy fails.
     """
+    statements = []
     for name, (last_value, is_called) in sorted(values.items()):
         q = f"public.{quote_ident(name)}"
-        await slave.execute(f"ALTER SEQUENCE {q} RESTART")
-        await slave.execute("SELECT setval($1::text::regclass, $2::bigint, $3::boolean)", q, last_value, is_called)
+        statements.append(f"ALTER SEQUENCE {q} RESTART")
+        # int() and a bool literal: nothing but numbers reaches this text
+        statements.append(f"SELECT setval('{q.replace(chr(39), chr(39) * 2)}', {int(last_value)}, "
+                          f"{'true' if is_called else 'false'})")
+    if statements:
+        await slave.execute(";\n".join(statements))  # one round trip
