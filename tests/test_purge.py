@@ -247,7 +247,12 @@ async def test_csv_archive_holds_exactly_the_deleted_rows(tmp_path, asterisk_db)
     await conn.close()
     config = make_config(tmp_path, asterisk_db, archives=["csv"], batch_rows=100,
                          archive_dir=str(tmp_path / "arch"))
+    # what a killed run left behind is kept under a visible name, and said
+    (tmp_path / "arch").mkdir()
+    (tmp_path / "arch" / ".cel-20260101T000000000000Z.csv.gz.part").write_bytes(gzip.compress(b"id\n1\n"))
     result = await run(config, days=30, now=NOW)
+    assert (tmp_path / "arch" / "cel-20260101T000000000000Z-interrupted.csv.gz").exists()
+    assert any("interrupted" in n for n in result.data["notes"])
     assert result.status == "ok"
     entry = result.data["tables"]["cel"]
     assert entry["batches"] > 5
@@ -267,7 +272,7 @@ async def test_csv_archive_holds_exactly_the_deleted_rows(tmp_path, asterisk_db)
         [archive] = result.data["tables"][table]["archives"]
         assert len(read_archive(archive)) == result.data["tables"][table]["deleted"]
     assert not list((tmp_path / "arch").glob(".*"))
-    assert oct((tmp_path / "arch").stat().st_mode & 0o777) == "0o700"
+    assert oct(Path(path).stat().st_mode & 0o777) == "0o600"
 
 
 def write_plugins(root: Path) -> None:

@@ -140,6 +140,9 @@ class _Batcher:
             self.done = True
             return 0
         deleted = await self._delete(f"{lower_sql}{col} <= ${len(args) + 1} AND {col} < $1", [*args, upper])
+        if deleted == 0 and upper == self.position:
+            # what is left at this instant will not go (a trigger or rule keeps it): do not spin on it
+            self.done = True
         self.position = upper
         return deleted
 
@@ -152,7 +155,7 @@ class _Batcher:
             [self.cutoff],
         )
         self.position = upper
-        self.done = upper > self.end
+        self.done = upper >= self.end  # blocks 0 .. end-1
         return deleted
 
     async def _pk_batch(self) -> int:
@@ -163,7 +166,7 @@ class _Batcher:
             [self.cutoff, lower, upper],
         )
         self.position = upper
-        self.done = upper > self.end
+        self.done = upper > self.end  # keys lo .. end, inclusive
         return deleted
 
     # -- the loop ------------------------------------------------------------
