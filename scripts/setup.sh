@@ -10,6 +10,7 @@ APT_PACKAGES=(
   mosquitto                         # MQTT broker for the bus tests
   rsync openssh-server openssh-client  # file sync and copy-back over a real sshd
   snmptrapd snmp                    # SNMP notifications received by a real trap daemon, snmptranslate for the MIB
+  erlang-snmp                       # the base MIBs (SNMPv2-SMI, -TC, -CONF) WAZOD-MIB imports: Debian's snmp has none
   iproute2 nftables iputils-ping    # the two-host lab: namespaces, veth, packet drops
   keepalived                        # the failover benchmark's baseline
   pigz tar gzip                     # parallel gzip for backups

@@ -24,6 +24,14 @@ def _mask_processor(_logger: Any, _name: str, event_dict: dict) -> dict:
             for k, v in event_dict.items()}
 
 
+def _mask_exception(_logger: Any, _name: str, event_dict: dict) -> dict:
+    """The rendered traceback is new text: mask it too (messages may quote a DSN)."""
+    exc = event_dict.get("exception")
+    if isinstance(exc, str):
+        event_dict["exception"] = mask(exc)
+    return event_dict
+
+
 class _PriorityJSONRenderer:
     """JSON line prefixed with ``<N>`` so journald files it at the right priority."""
 
@@ -49,7 +57,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream=N
         processors += [
             # format_exc_info renders the traceback without locals (no secrets from frames)
             structlog.processors.format_exc_info,
-            _mask_processor,
+            _mask_exception,
             _PriorityJSONRenderer(),
         ]
     else:
