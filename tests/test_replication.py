@@ -299,16 +299,26 @@ async def test_activity_on_excluded_tables_does_not_copy_and_idle_runs_skip_at_o
     assert changed.status == "ok" and changed.data["tables_copied"] == ["user_line", "userfeatures", "voicemail"]
 
 
-async def test_plain_indexes_are_rebuilt_identically(tmp_path, dbs):
+CONSTRAINTS_QUERY = ("SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                     "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2")
+
+
+async def test_indexes_and_constraints_are_rebuilt_identically(tmp_path, dbs):
     master, slave = dbs
     wazo_schema.create_wazo_indexes(master)
     wazo_schema.create_wazo_indexes(slave)
     query = ("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname")
     before = [tuple(r) for r in await sql(slave, query)]
+    constraints = [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)]
     assert any(name == "userfeatures__idx__lastname" for name, _ in before)
     result = await run(make_config(tmp_path, master, slave))
     assert result.status == "ok", result.error
     assert [tuple(r) for r in await sql(slave, query)] == before
+    assert [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)] == constraints
+    # a unique constraint rebuilt after the load still refuses duplicates
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await sql(slave, "INSERT INTO userfeatures (uuid, tenant_uuid, func_key_private_template_id) "
+                         "SELECT uuid, tenant_uuid, 99999 FROM userfeatures WHERE id = 1")
     conn = await asyncpg.connect(slave)
     try:
         await conn.execute("SET enable_seqscan = off")
@@ -332,6 +342,8 @@ async def test_a_failed_copy_keeps_the_slave_indexes(tmp_path, dbs):
                       "VALUES ('ROOT', '11111111-1111-4111-8111-111111111111', 'user')")
     await sql(slave, "CREATE INDEX extra_plain ON auth_user (firstname)")
     before = [tuple(r) for r in await sql(slave, query)]
+    constraints = [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)]
     result = await run(make_config(tmp_path, master, slave))
     assert result.status == "failed"
     assert [tuple(r) for r in await sql(slave, query)] == before
+    assert [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)] == constraints

@@ -43,14 +43,8 @@ from wazod.replication.changes import (
     record_problem,
     scan,
 )
-from wazod.replication.copy import (
-    SourceFailed,
-    clear_tables,
-    defer_indexes,
-    rebuild_indexes,
-    set_sequences,
-    stream_tables,
-)
+from wazod.replication.copy import SourceFailed, clear_tables, set_sequences, stream_tables
+from wazod.replication.indexes import Deferred, IndexRebuildMismatch, defer_indexes, rebuild_indexes
 from wazod.secrets import mask_text
 from wazod.state import StateStore
 
@@ -118,7 +112,7 @@ async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResul
         return JobResult("replication", "failed",
                          error=f"abandoned after {rc.timeout:g} s (replication.timeout); "
                                "the slave keeps its previous data")
-    except ReplicationError as e:
+    except (ReplicationError, IndexRebuildMismatch) as e:
         return JobResult("replication", "failed", error=str(e))
     except SourceFailed as e:
         return JobResult("replication", "failed",
@@ -220,7 +214,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         tables = [m_cat.tables[t] for t in sorted(to_copy)]
         t0 = time.monotonic()
         await clear_tables(slave, truncate, to_copy - truncate)
-        deferred = await defer_indexes(slave, truncate)
+        deferred = await defer_indexes(slave, truncate) if rc.rebuild_indexes else Deferred()
         stats = await stream_tables(master, slave, tables, frozen=truncate)
         await rebuild_indexes(slave, deferred)
         await set_sequences(slave, seqs_to_set)

@@ -90,50 +90,6 @@ async def stream_tables(master, slave, tables: list[Table], frozen: set[str]) ->
     return stats
 
 
-# Plain indexes of the emptied tables that can be dropped and rebuilt inside the transaction: not
-# backing or backing-up a constraint, nothing depending on them, nothing a rebuild would lose
-# (tablespace, comment, clustering, replica identity), and valid (a rebuild would change that).
-_DEFERRABLE_INDEXES_SQL = """
-SELECT ic.relname AS name, pg_get_indexdef(i.indexrelid) AS definition
-FROM pg_index i
-JOIN pg_class t ON t.oid = i.indrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
-JOIN pg_class ic ON ic.oid = i.indexrelid
-WHERE n.nspname = 'public' AND t.relname = ANY($1::text[])
-  AND i.indisvalid AND i.indisready AND NOT i.indisreplident AND NOT i.indisclustered
-  AND ic.reltablespace = 0
-  AND obj_description(i.indexrelid, 'pg_class') IS NULL
-  AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)
-  AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                  WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indexrelid)
-ORDER BY ic.relname
-"""
-
-
-async def defer_indexes(slave, emptied: set[str]) -> list[tuple[str, str]]:
-    """Drop the plain indexes of freshly emptied tables; ``rebuild_indexes`` recreates them.
-
-    Building an index once over sorted data costs a fraction of inserting
-    every row into it; both steps are in the slave's transaction, so a
-    rollback brings the indexes back untouched. Indexes that back
-    constraints stay (dropping them would mean dropping foreign keys).
-    """
-    if not emptied:
-        return []
-    rows = await slave.fetch(_DEFERRABLE_INDEXES_SQL, sorted(emptied))
-    if rows:
-        await slave.execute("DROP INDEX " + ", ".join(f"public.{quote_ident(r['name'])}" for r in rows))
-    return [(r["name"], r["definition"]) for r in rows]
-
-
-async def rebuild_indexes(slave, deferred: list[tuple[str, str]]) -> None:
-    if not deferred:
-        return
-    # one round trip: the definitions come from pg_get_indexdef on this very server
-    await slave.execute("SET LOCAL maintenance_work_mem = '256MB';\n"
-                        + ";\n".join(definition for _name, definition in deferred))
-
-
 async def set_sequences(slave, values: dict[str, list]) -> None:
     """Give the slave's sequences the master's values, transactionally.
 

@@ -28,6 +28,11 @@ class ReplicationSection(Section):
         30.0, ge=0, description="seconds the slave waits for its table locks before the run fails (0: no limit)"
     )
     timeout: float = Field(1800.0, gt=0, description="seconds after which a replication run is abandoned (rolled back)")
+    rebuild_indexes: bool = Field(
+        True,
+        description="drop the indexes of the tables being reloaded and build them after the load (faster; "
+        "all within the replication transaction)",
+    )
     full_copy_interval: float = Field(
         86400.0,
         ge=0,
