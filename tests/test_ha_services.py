@@ -268,3 +268,32 @@ async def test_tcp_and_peer_probes_against_real_servers():
     assert not closed.ok and closed.reachable and closed.detail == "connection refused"
     gone = await peer_probe(f"http://127.0.0.1:{port}/health", timeout=1.0)
     assert not gone.ok and gone.reachable  # refused: the host is there, its wazod is not
+
+
+async def test_peer_probe_sends_the_token_and_masks_the_url(tmp_path):
+    from aiohttp import web
+
+    from wazod.ha.probes import peer_probe, read_token
+
+    async def health(request):
+        if request.headers.get("X-Auth-Token") != "t0ken-value":
+            return web.Response(status=401)
+        return web.json_response({"status": "ok", "checks": {}})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    token_file = tmp_path / "peer-token"
+    token_file.write_text("t0ken-value\n")
+    try:
+        url = f"http://u:hunter2@127.0.0.1:{port}/health"
+        denied = await peer_probe(url, timeout=1.0)
+        assert not denied.ok and denied.reachable and denied.detail == "HTTP 401"
+        assert "hunter2" not in denied.target
+        good = await peer_probe(url, timeout=1.0, token=read_token(str(token_file)))
+        assert good.ok
+    finally:
+        await runner.cleanup()

@@ -244,25 +244,47 @@ async def tcp_probe(host: str, port: int, *, timeout: float, spacing: float) -> 
 
 
 # --- peer wazod -------------------------------------------------------------------
-async def peer_probe(url: str, *, timeout: float) -> ProbeResult:
-    """GET the other wazod's /health: ok when it answers ``{"status": "ok"}``."""
+def read_token(path: str | None) -> str | None:
+    """The first line of the peer's token file (``ha.peer_token_file``), or None."""
+    if not path:
+        return None
+    try:
+        with open(path) as f:
+            return f.readline().strip() or None
+    except OSError as e:
+        log.warning("peer token file unreadable", path=path, error=e.strerror)
+        return None
+
+
+async def peer_probe(url: str, *, timeout: float, token: str | None = None) -> ProbeResult:
+    """GET the other wazod's /health: ok when it answers ``{"status": "ok"}``.
+
+    Beyond loopback the status endpoint wants ``X-Auth-Token``; a 401 still
+    proves the peer alive (reachable) but is not a good answer.
+    """
     import aiohttp
 
+    from wazod.secrets import mask_text
+
+    shown = mask_text(url)
+    headers = {"X-Auth-Token": token} if token else {}
     t0 = time.monotonic()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(url) as resp:
+            async with session.get(url, headers=headers) as resp:
                 body = await resp.json(content_type=None) if resp.status == 200 else None
                 rtt = time.monotonic() - t0
                 status = body.get("status") if isinstance(body, dict) else None
                 ok = resp.status == 200 and status == "ok"
-                return ProbeResult("peer", url, ok, True, rtt=rtt, sent=1,
+                return ProbeResult("peer", shown, ok, True, rtt=rtt, sent=1,
                                    detail=f"HTTP {resp.status}" + (f" status {status}" if status else ""))
     except aiohttp.ClientConnectorError as e:
         refused = isinstance(getattr(e, "os_error", None), ConnectionRefusedError)
-        return ProbeResult("peer", url, False, refused, sent=1, detail=f"cannot connect: {e.strerror or e}")
+        return ProbeResult("peer", shown, False, refused, sent=1,
+                           detail=mask_text(f"cannot connect: {e.strerror or e}"))
     except (TimeoutError, aiohttp.ClientError, ValueError) as e:
-        return ProbeResult("peer", url, False, False, sent=1, detail=f"{type(e).__name__}: {e}".strip(": "))
+        return ProbeResult("peer", shown, False, False, sent=1,
+                           detail=mask_text(f"{type(e).__name__}: {e}".strip(": ")))
 
 
 # --- rounds -----------------------------------------------------------------------
@@ -310,7 +332,8 @@ class Prober:
             elif probe == "tcp":
                 coros += [tcp_probe(self.target, p, timeout=timeout, spacing=spacing) for p in ha.tcp_ports]
             elif probe == "peer" and ha.peer_url:
-                coros.append(peer_probe(ha.peer_url.replace("{remote_address}", self.target), timeout=timeout))
+                coros.append(peer_probe(ha.peer_url.replace("{remote_address}", self.target), timeout=timeout,
+                                        token=read_token(ha.peer_token_file)))
         return coros
 
     async def round(self) -> RoundResult:

@@ -98,6 +98,10 @@ class HaSection(Section):
         description="the other wazod's status endpoint for the peer probe, '{remote_address}' is replaced, "
         "e.g. http://{remote_address}:9599/health; null: no peer probe",
     )
+    peer_token_file: str | None = Field(
+        None, description="file whose first line is sent as X-Auth-Token to the peer's status endpoint "
+        "(needed when it listens beyond loopback: its status.token_file); null: none"
+    )
     flap_window: float = Field(120.0, gt=0, description="seconds of the sliding window in which transitions are counted")
     flap_limit: int = Field(
         4, ge=1, description="more master up/down transitions than this in flap_window: ha_flapping, state frozen"
