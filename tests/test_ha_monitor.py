@@ -2,13 +2,14 @@
 
 Covers what the lab tests do not need namespaces for: maintenance mode
 (``ctx.registry["maintenance_active"]``) holds every action while the state is
-still reported, and ending it acts from fresh rounds; the registry and status
-board are filled.
+still reported, and ending it acts from fresh rounds; services changed behind
+wazod's back are reconciled; the registry and status board are filled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 
@@ -23,50 +24,87 @@ from wazod.state import StateStore
 from wazod.statusboard import StatusBoard
 
 
-def _standin(port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "wazod.lab.sip_standin", "--host", "127.0.0.1", "--port", str(port), *extra]
+class Rig:
+    """A slave HA monitor watching 127.0.0.1, whose "Asterisk" is a SIP stand-in; services = a flag file."""
+
+    def __init__(self, tmp_path, **ha):
+        self.master_port = free_port()
+        self.flag = tmp_path / "services-up"
+        cfg = {
+            "node": {"name": "mon", "state_dir": str(tmp_path / "state"), "uuid_file": str(tmp_path / "uuid")},
+            "ha": {"node_type": "slave", "remote_address": "127.0.0.1", "marker_dir": None,
+                   "sip_port": self.master_port, "probe_interval": 0.2, "fall": 2, "rise": 2, "failback_hold": 1.0,
+                   "retransmit_interval": 0.03, "icmp_count": 5,
+                   "services": {"backend": "command", "start": [["touch", str(self.flag)]],
+                                "stop": [["rm", "-f", str(self.flag)]], "status": ["test", "-e", str(self.flag)]},
+                   **ha},
+            "berofos": {"config": str(tmp_path / "bnfos.conf")},
+        }
+        path = tmp_path / "config.yml"
+        path.write_text(yaml.safe_dump(cfg))
+        loaded = load_config(path)
+        self.emitter = open_emitter(loaded.config)
+        self.status = StatusBoard(StateStore(loaded.config.node.state_dir), "mon", "slave")
+        self.ctx = Context(loaded, self.emitter, StateStore(loaded.config.node.state_dir), self.status)
+        self.master: subprocess.Popen | None = None
+
+    def start_master(self) -> None:
+        self.master = subprocess.Popen([sys.executable, "-m", "wazod.lab.sip_standin", "--host", "127.0.0.1",
+                                        "--port", str(self.master_port)], start_new_session=True)
+
+    def kill_master(self) -> None:
+        self.master.terminate()
+        self.master.wait(10)
+
+    def names(self) -> list[str]:
+        return [e["name"] for e in self.emitter.store.after(0) if e["name"].startswith("ha_")]
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        monitor = component(self.ctx)
+        task = asyncio.create_task(monitor.run())
+        try:
+            yield monitor
+        finally:
+            self.ctx.stopping.set()
+            await asyncio.wait_for(task, 20)
+            if self.master is not None and self.master.poll() is None:
+                self.master.kill()
+                self.master.wait(10)
+            self.emitter.store.close()
 
 
 async def test_maintenance_holds_actions_but_keeps_reporting(tmp_path):
-    master_port = free_port()
-    flag = tmp_path / "services-up"
-    cfg = {
-        "node": {"name": "mon", "state_dir": str(tmp_path / "state"), "uuid_file": str(tmp_path / "uuid")},
-        "ha": {"node_type": "slave", "remote_address": "127.0.0.1", "marker_dir": None, "sip_port": master_port,
-               "probe_interval": 0.2, "fall": 2, "rise": 2, "failback_hold": 1.0, "retransmit_interval": 0.03,
-               "icmp_count": 5,
-               "services": {"backend": "command", "start": [["touch", str(flag)]], "stop": [["rm", "-f", str(flag)]],
-                            "status": ["test", "-e", str(flag)]}},
-        "berofos": {"config": str(tmp_path / "bnfos.conf")},
-    }
-    path = tmp_path / "config.yml"
-    path.write_text(yaml.safe_dump(cfg))
-    loaded = load_config(path)
-    emitter = open_emitter(loaded.config)
-    status = StatusBoard(StateStore(loaded.config.node.state_dir), "mon", "slave")
-    ctx = Context(loaded, emitter, StateStore(loaded.config.node.state_dir), status)
+    rig = Rig(tmp_path)
     maintenance = {"on": True}
-    ctx.registry["maintenance_active"] = lambda: maintenance["on"]
-    master = subprocess.Popen(_standin(master_port), start_new_session=True)
-    monitor = component(ctx)
-    task = asyncio.create_task(monitor.run())
-    names = lambda: [e["name"] for e in emitter.store.after(0)]  # noqa: E731
-    try:
-        assert ctx.registry["ha_monitor"] is monitor
-        await wait_for_async(lambda: status.get("ha_state") == "standby", timeout=15)
-        master.terminate()  # Asterisk dies on a pingable "master"
-        master.wait(10)
-        await wait_for_async(lambda: "ha_master_down" in names(), timeout=10)
+    rig.ctx.registry["maintenance_active"] = lambda: maintenance["on"]
+    rig.start_master()
+    async with rig.running() as monitor:
+        assert rig.ctx.registry["ha_monitor"] is monitor
+        await wait_for_async(lambda: rig.status.get("ha_state") == "standby", timeout=15)
+        rig.kill_master()  # Asterisk dies on a pingable "master"
+        await wait_for_async(lambda: "ha_master_down" in rig.names(), timeout=10)
         await asyncio.sleep(1.0)
-        assert "ha_takeover_started" not in names() and not flag.exists()
-        assert status.get("ha_state") == "master_down" and status.get("ha_frozen") == "maintenance"
+        assert "ha_takeover_started" not in rig.names() and not rig.flag.exists()
+        assert rig.status.get("ha_state") == "master_down" and rig.status.get("ha_frozen") == "maintenance"
         assert monitor.snapshot()["peer_up"] is False
         maintenance["on"] = False  # maintenance ends: the next round acts
-        await wait_for_async(lambda: "ha_takeover_completed" in names(), timeout=10)
-        assert flag.exists() and status.get("ha_state") == "active" and status.get("services") == "running"
-    finally:
-        ctx.stopping.set()
-        await asyncio.wait_for(task, 20)
-        if master.poll() is None:
-            master.kill()
-        emitter.store.close()
+        await wait_for_async(lambda: "ha_takeover_completed" in rig.names(), timeout=10)
+        assert rig.flag.exists()
+        assert rig.status.get("ha_state") == "active" and rig.status.get("services") == "running"
+
+
+async def test_services_changed_behind_its_back_are_reconciled(tmp_path):
+    rig = Rig(tmp_path, services_check_interval=0.5)
+    rig.start_master()
+    async with rig.running():
+        await wait_for_async(lambda: rig.status.get("ha_state") == "standby", timeout=15)
+        rig.flag.touch()  # someone started the services on a standby slave: two active nodes
+        await wait_for_async(lambda: "ha_failback_completed" in rig.names(), timeout=15)
+        assert not rig.flag.exists()
+        rig.kill_master()
+        await wait_for_async(lambda: "ha_takeover_completed" in rig.names(), timeout=10)
+        rig.flag.unlink()  # the slave's Asterisk crashed while it held the services
+        await wait_for_async(lambda: rig.names().count("ha_takeover_completed") == 2, timeout=15)
+        assert rig.flag.exists()
+        assert rig.names().count("ha_failback_completed") == 1  # nothing else moved

@@ -184,18 +184,42 @@ class HaMonitor:
         log.info("HA watch started", role=role, peer=ha.remote_address, probes=probes, witnesses=prober.witnesses,
                  services=services_state, interval=ha.probe_interval, fall=ha.fall, rise=ha.rise)
         next_at = time.monotonic()
-        while True:
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            started = time.monotonic()
-            next_at = max(next_at + ha.probe_interval, started)
-            rnd = await prober.round()
-            self.last_round = rnd
-            actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, rnd.reason, rnd.witness_ok),
-                                      maintenance=self._maintenance())
-            self._apply(actions, rnd)
-            self._publish_status()
+        next_check = next_at + ha.services_check_interval
+        check: asyncio.Task | None = None
+        try:
+            while True:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                started = time.monotonic()
+                next_at = max(next_at + ha.probe_interval, started)
+                rnd = await prober.round()
+                self.last_round = rnd
+                actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, rnd.reason, rnd.witness_ok),
+                                          maintenance=self._maintenance())
+                if check is not None and check.done():
+                    actions += self._services_checked(machine, check)
+                    check = None
+                if (role == "slave" and ha.services_check_interval and check is None
+                        and time.monotonic() >= next_check and machine.pending is None and not self._actions):
+                    next_check = time.monotonic() + ha.services_check_interval
+                    check = asyncio.create_task(svc.status(ha.services))
+                self._apply(actions, rnd)
+                self._publish_status()
+        finally:
+            if check is not None:
+                check.cancel()
+
+    def _services_checked(self, machine: Machine, check: asyncio.Task) -> list:
+        """Someone (or a crash) changed the services behind our back: take the real state, reconcile."""
+        if check.cancelled() or check.exception() is not None:
+            return []
+        real = check.result()
+        if real == "unknown" or real == machine.services or machine.pending is not None or self._actions:
+            return []
+        log.warning("services are not in the known state: reconciling", known=machine.services, real=real)
+        machine.set_services(real)
+        return machine.tick(time.monotonic(), self._maintenance())
 
     def _publish_status(self) -> None:
         m = self.machine

@@ -109,6 +109,10 @@ class HaSection(Section):
     action_backoff: float = Field(
         10.0, gt=0, description="seconds before a failed takeover or failback is tried again (doubled up to 300 s)"
     )
+    services_check_interval: float = Field(
+        30.0, ge=0, description="seconds between reads of the real service state on the slave (services started or "
+        "killed behind wazod's back are then reconciled); 0: only at start-up"
+    )
     copy_back_timeout: float = Field(600.0, gt=0, description="seconds the failback's copy of files back to the master may take")
     services: ServicesSection = Field(default_factory=ServicesSection, description="telephony services of this node")
 
