@@ -5,7 +5,7 @@ master is being upgraded, and the master must not replicate to a slave being
 upgraded), so the node that receives the command passes it on. The request
 goes through the peer's status endpoint, with the same ``X-Auth-Token``
 authentication as everything else there (the static token of
-``maintenance.peer_token_file``, else ``status.token_file``). The peer applies
+``maintenance.peer_token_file``, else ``ha.peer_token_file``, else ``status.token_file``). The peer applies
 it to its own state file and emits its own event; it never passes it further,
 so there is no ping-pong.
 
@@ -57,7 +57,11 @@ def peer_base_url(config) -> str | None:
 
 
 def peer_headers(config) -> dict[str, str]:
-    token = read_static_token(config.maintenance.peer_token_file or config.status.token_file)
+    """The token the peer's endpoint expects: ours if set, else the HA peer probe's, else our own endpoint's
+    (a pair usually shares one)."""
+    path = (config.maintenance.peer_token_file or getattr(config.ha, "peer_token_file", None)
+            or config.status.token_file)
+    token = read_static_token(path)
     return {"X-Auth-Token": token} if token else {}
 
 
