@@ -85,6 +85,7 @@ class HaMonitor:
         self._alock = asyncio.Lock()
         self._reload = asyncio.Event()
         self._actions: set[asyncio.Task] = set()
+        self._actions_started = 0  # a service-state read older than the last action is stale
         self._ha_key = self._watch_key()
 
     # --- the ha lock ------------------------------------------------------------
@@ -186,6 +187,7 @@ class HaMonitor:
         next_at = time.monotonic()
         next_check = next_at + ha.services_check_interval
         check: asyncio.Task | None = None
+        check_gen = 0
         try:
             while True:
                 delay = next_at - time.monotonic()
@@ -198,12 +200,14 @@ class HaMonitor:
                 actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, rnd.reason, rnd.witness_ok),
                                           maintenance=self._maintenance())
                 if check is not None and check.done():
-                    actions += self._services_checked(machine, check)
+                    if check_gen == self._actions_started:
+                        actions += self._services_checked(machine, check)
                     check = None
                 if (role == "slave" and ha.services_check_interval and check is None
                         and time.monotonic() >= next_check and machine.pending is None and not self._actions):
                     next_check = time.monotonic() + ha.services_check_interval
                     check = asyncio.create_task(svc.status(ha.services))
+                    check_gen = self._actions_started
                 self._apply(actions, rnd)
                 self._publish_status()
         finally:
@@ -244,6 +248,7 @@ class HaMonitor:
                 self.ctx.emit(action.name, data)
             elif isinstance(action, (Takeover, Failback)):
                 kind = "takeover" if isinstance(action, Takeover) else "failback"
+                self._actions_started += 1
                 task = asyncio.create_task(self._act(kind, action.data), name=f"ha-{kind}")
                 self._actions.add(task)
                 task.add_done_callback(self._actions.discard)
