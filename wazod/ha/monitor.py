@@ -117,6 +117,7 @@ class HaMonitor:
         ctx = self.ctx
         ctx.registry["ha_monitor"] = self
         stop_wait = asyncio.create_task(ctx.stopping.wait())
+        watch: asyncio.Task | None = None
         try:
             while not ctx.stopping.is_set():
                 async with self.ha_lock():
@@ -139,6 +140,8 @@ class HaMonitor:
                     log.info("HA configuration changed: watch restarted", role=ctx.config.role)
         finally:
             stop_wait.cancel()
+            if watch is not None and not watch.done():
+                watch.cancel()
             if self._actions:  # a takeover or failback in flight finishes (the supervisor bounds the wait)
                 await asyncio.gather(*self._actions, return_exceptions=True)
 
