@@ -347,3 +347,27 @@ async def test_a_failed_copy_keeps_the_slave_indexes(tmp_path, dbs):
     assert result.status == "failed"
     assert [tuple(r) for r in await sql(slave, query)] == before
     assert [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)] == constraints
+
+
+async def test_change_test_sees_rows_committed_between_statements(dbs):
+    """The slave's transaction reads its snapshot, then its rows, in two statements; a row committed
+    in between (by a transaction with a later xid) must count as changed."""
+    from wazod.replication.changes import SideState, changed_tables, identity, scan
+
+    _, slave = dbs
+    a, b = await asyncpg.connect(slave), await asyncpg.connect(slave)
+    try:
+        first = await scan(a, ["userfeatures"], None)
+        ident = await identity(a)
+        recorded = SideState(ident[0], ident[1], first.snapshot, None, dict(first.counts))
+        await a.execute("BEGIN")
+        await scan(a, [], recorded)
+        for _ in range(3):  # later xids than any seen so far
+            await b.execute("SELECT pg_current_xact_id()")
+        await b.execute("UPDATE userfeatures SET enablednd = 1 - enablednd WHERE id = 2")
+        check = await scan(a, ["userfeatures"], recorded)
+        assert changed_tables(recorded, check) == {"userfeatures"}
+        await a.execute("ROLLBACK")
+    finally:
+        await a.close()
+        await b.close()

@@ -140,12 +140,27 @@ k AS (SELECT snap, c,
     return head + " UNION ALL ".join(parts)
 
 
+_SNAPSHOT_SQL = ("SELECT -1 AS i, pg_current_snapshot()::text AS snap, "
+                 "pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, "
+                 "pg_current_wal_insert_lsn()::text AS lsn")
+
+
 async def scan(conn, tables: list[str], recorded: SideState | None) -> SideCheck:
-    """Row counts and rows unseen by the recorded snapshot, for ``tables``, in one statement."""
+    """Row counts and rows unseen by the recorded snapshot, for ``tables``, in one statement.
+
+    With no tables, only the statement's snapshot and WAL position. That
+    statement must not call ``age()``: its reference xid is fixed, per
+    transaction, at the first call, and must be taken after the snapshot of
+    the statement that reads the rows (or a row committed in between would
+    look older than 2^31 transactions instead of new).
+    """
     ident = await identity(conn)
     usable = recorded is not None and bool(recorded.snapshot)
-    rows = await conn.fetch(_check_sql(tables), recorded.snapshot if usable else None,
-                            recorded.own_xid if usable else None)
+    if tables:
+        rows = await conn.fetch(_check_sql(tables), recorded.snapshot if usable else None,
+                                recorded.own_xid if usable else None)
+    else:
+        rows = await conn.fetch(_SNAPSHOT_SQL)
     counts: dict[str, int] = {}
     changed: dict[str, int] = {}
     snapshot, xmax, lsn = "", 0, ""
