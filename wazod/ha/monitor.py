@@ -180,11 +180,10 @@ class HaMonitor:
         ha = self.ctx.config.ha
         probes = ha.probes if role == "slave" else ha.slave_probes
         prober = Prober(ha, ha.remote_address, probes, witnesses=ha.witnesses if role == "slave" else [])
-        services_state = await svc.status(ha.services) if role == "slave" else "unknown"
+        services_state = await svc.status(ha.services)  # the real state: decisions start from it
         machine = Machine(Params.from_config(ha, role), services_state)
         self.machine = machine
-        self.ctx.status.update(ha_state=machine.state, services=services_state if role == "slave" else
-                               self.ctx.status.get("services", "unknown"), ha_frozen=None)
+        self.ctx.status.update(ha_state=machine.state, services=services_state, ha_frozen=None)
         log.info("HA watch started", role=role, peer=ha.remote_address, probes=probes, witnesses=prober.witnesses,
                  services=services_state, interval=ha.probe_interval, fall=ha.fall, rise=ha.rise)
         next_at = time.monotonic()
