@@ -398,3 +398,28 @@ def test_sigterm_of_the_cli_cleans_up(tmp_path):
     assert subprocess.run(["pgrep", "-f", "--", f"--files-from={d}"], capture_output=True).returncode == 1
     state = json.loads((Path(config.node.state_dir) / "job-backup.json").read_text())
     assert state["last_result"] == "failed" and "interrupted" in state["error"]
+
+
+def test_file_vanishing_during_the_backup_is_listed_not_fatal(tmp_path):
+    tree = tmp_path / "t"
+    inbox = tree / "var/spool/asterisk/voicemail/default/1001/INBOX"
+    inbox.mkdir(parents=True)
+    for i in range(5):
+        (inbox / f"msg{i:04d}.wav").write_bytes(b"RIFF" + os.urandom(100))
+    config = backup_config(tmp_path, root=tree, dsn="postgresql://nobody@127.0.0.1:1/asterisk")
+    gone = inbox / "msg0003.wav"
+
+    def progress(phase, done, total):  # the file list is made; the caller deletes a message before tar reads it
+        if gone.exists():
+            gone.unlink()
+
+    result = asyncio.run(run(config, what="data", progress=progress))
+    assert result.status == "ok", result.error
+    d = Path(config.backup.dir)
+    names = tar_names(d / "data.tgz")
+    assert "var/spool/asterisk/voicemail/default/1001/INBOX/msg0004.wav" in names
+    assert not any(n.endswith("msg0003.wav") for n in names)
+    manifest = json.loads((d / "data.manifest.json").read_text())
+    rel = "var/spool/asterisk/voicemail/default/1001/INBOX/msg0003.wav"
+    assert any(s["path"] == rel and "vanished" in s["reason"] for s in manifest["skipped"])
+    assert manifest["members"] == len(names) and result.data["skipped"] == 1

@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from wazod.backup import archive, dbdump, sets, tree
@@ -81,19 +82,26 @@ async def _make_data(config, work: str, selection: tree.Selection, progress) -> 
     _write_list(list_file, selection.members)
     out = _tmp_archive(config, "data")
     compressor = archive.compressor_argv(b.use_pigz, b.compress_level)
-    written = await archive.write_tgz(
+    if progress:
+        progress("data", 0, selection.bytes)
+    written, scan = await _write_and_read_back(out, None, archive.write_tgz(
         root=os.path.abspath(b.root), list_file=list_file, out_path=out, compressor=compressor,
-        total_bytes=selection.bytes, progress=progress, phase="data")
+        total_bytes=selection.bytes, progress=progress, phase="data"))
+    # a file deleted (or made unreadable) between the walk and tar: said, not hidden
+    for path, why in written.missing:
+        selection.skipped.append(tree.Skipped(path, f"vanished or unreadable during the backup ({why})", 1, 0))
     manifest = {
         "format": 1, "kind": "data", "archive": "data.tgz", "created": _now(), "node": config.node_name,
         "arch": platform.machine(),
         "root": os.path.abspath(b.root), "sha256": None, "size": written.size,
-        "members": len(selection.members), "files": selection.files, "bytes": selection.bytes,
+        "members": len(selection.members) - len(written.missing), "files": selection.files,
+        "bytes": selection.bytes,
         "compressor": compressor[0], "wazo_version": _version_from_file(config),
         "skipped": [s.to_dict() for s in selection.skipped], "skipped_count": len(selection.skipped),
         "skipped_files": selection.skipped_files, "skipped_bytes": selection.skipped_bytes,
         "warnings": written.warnings[-50:],
     }
+    _check_read_back("data", scan, written, manifest)
     return out, manifest
 
 
@@ -121,8 +129,9 @@ async def _make_db(config, work: str, progress) -> tuple[str, dict, str]:
             h.update(chunk)
     out = _tmp_archive(config, "db")
     compressor = archive.compressor_argv(b.use_pigz, DB_COMPRESS_LEVEL)
-    written = await archive.write_tgz(root=work, list_file=list_file, out_path=out, compressor=compressor,
-                                      total_bytes=d.size, progress=progress, phase="db")
+    written, scan = await _write_and_read_back(out, rel_dump, archive.write_tgz(
+        root=work, list_file=list_file, out_path=out, compressor=compressor, total_bytes=d.size,
+        progress=progress, phase="db"))
     manifest = {
         "format": 1, "kind": "db", "archive": "db.tgz", "created": _now(), "node": config.node_name,
         "arch": platform.machine(),
@@ -131,6 +140,7 @@ async def _make_db(config, work: str, progress) -> tuple[str, dict, str]:
         "excluded_table_data": list(b.exclude_table_data), "row_counts": d.counts,
         "toc_tables_with_data": len(dbdump.toc_tables_with_data(toc)),
     }
+    _check_read_back("db", scan, written, manifest)
     return out, manifest, d.path
 
 
@@ -183,13 +193,7 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
         if "db" in kinds:
             out, manifest, dump_path = await _make_db(config, work, progress)
             made["db"] = (out, manifest)
-        # read every new archive back before touching the old sets
-        for kind, (out, manifest) in made.items():
-            if progress:
-                progress(f"verify {kind}", 0, None)
-            problems = await asyncio.to_thread(_check_archive, out, manifest)
-            if problems:
-                raise BackupFailed(f"the new {kind}.tgz failed verification: {'; '.join(problems)}")
+        # both archives were read back (and checked) before anything old is touched
         removed: list[str] = []
         for kind, (out, manifest) in made.items():
             sets.set_permissions(out, b.group)
@@ -220,26 +224,46 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _check_archive(path: str, manifest: dict) -> list[str]:
-    """Read the new archive ``path`` back; record its SHA-256 in ``manifest``. Returns the problems found."""
-    want_dump = manifest.get("dump") if manifest.get("kind") == "db" else None
+def _read_back(path: str, want_dump: str | None, follow: threading.Event) -> archive.Scan | ArchiveError:
     try:
-        scan = archive.scan(path, extract=lambda name: "/dev/null" if name == want_dump else None)
+        return archive.scan(path, extract=lambda name: "/dev/null" if name == want_dump else None, follow=follow)
     except ArchiveError as e:
-        return [str(e)]
+        return e
+
+
+async def _write_and_read_back(out: str, want_dump: str | None, write) -> tuple[archive.Written, object]:
+    """Run the writer while a thread reads the growing file back (the check overlaps the compression)."""
+    follow = threading.Event()
+    reader = asyncio.ensure_future(asyncio.to_thread(_read_back, out, want_dump, follow))
+    try:
+        written = await write
+    finally:
+        follow.set()  # the reader then stops at the end of what was written
+        if not reader.done():
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(reader)
+    return written, reader.result()
+
+
+def _check_read_back(kind: str, scan, written: archive.Written, manifest: dict) -> None:
+    """Compare what was read back with what was written; record the SHA-256. Raises BackupFailed."""
+    if isinstance(scan, ArchiveError):
+        raise BackupFailed(f"the new {kind}.tgz failed verification: {scan}")
     manifest["sha256"] = scan.sha256
     problems: list[str] = []
-    if scan.size != manifest.get("size"):
-        problems.append(f"{scan.size} bytes read back, {manifest.get('size')} written")
+    if scan.size != written.size:
+        problems.append(f"{scan.size} bytes read back, {written.size} written")
     if scan.members != manifest.get("members"):
         problems.append(f"{scan.members} members read back, {manifest.get('members')} written")
+    want_dump = manifest.get("dump")
     if want_dump:
         got = scan.extracted.get(want_dump)
         if got is None:
             problems.append(f"{want_dump} is missing")
         elif got != manifest.get("dump_sha256"):
             problems.append(f"{want_dump}: content differs from the dump written")
-    return problems
+    if problems:
+        raise BackupFailed(f"the new {kind}.tgz failed verification: {'; '.join(problems)}")
 
 
 from wazod.backup.verify import verify  # noqa: E402  (uses the helpers above)

@@ -19,9 +19,12 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import tarfile
+import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,10 +68,16 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
+# tar's messages for a listed path it could not archive (it goes on with --ignore-failed-read)
+_MISSING_RE = re.compile(r"^tar: (?P<path>.+?): (?:Warning: )?(?P<why>Cannot stat|Cannot open|File removed before we "
+                         r"read it)(?::\s*(?P<detail>.*))?$")
+
+
 @dataclass
 class Written:
     size: int
     warnings: list[str] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (path, why): listed, not archived
 
 
 async def write_tgz(
@@ -110,6 +119,7 @@ async def write_tgz(
         os.close(pipe_r)
         pipe_r = -1
         warnings: list[str] = []
+        missing: list[tuple[str, str]] = []
 
         async def read_tar_stderr() -> None:
             assert tar is not None and tar.stderr is not None
@@ -122,6 +132,10 @@ async def write_tgz(
                             progress(phase, n * CHECKPOINT_RECORDS * TAR_RECORD, total_bytes)
                 elif line:
                     warnings.append(line)
+                    m = _MISSING_RE.match(line)
+                    if m:
+                        why = m["why"] + (f": {m['detail']}" if m["detail"] else "")
+                        missing.append((m["path"], why))
 
         gz_err_task = asyncio.create_task(gz.stderr.read())
         await read_tar_stderr()
@@ -141,7 +155,7 @@ async def write_tgz(
             raise ArchiveError(f"cannot write {out_path}: {e.strerror}") from None
         if progress is not None:
             progress(phase, total_bytes or 0, total_bytes)
-        return Written(os.fstat(dst_fd).st_size, warnings)
+        return Written(os.fstat(dst_fd).st_size, warnings, missing)
     except BaseException:
         for p in (tar, gz):
             if p is not None:
@@ -265,11 +279,36 @@ class Scan:
     extracted: dict[str, str] = field(default_factory=dict)  # member name -> sha256 of its content
 
 
+def _chunks(path: str, follow: threading.Event | None):
+    """The file's bytes; with ``follow``, also those appended until ``follow`` is set (the writer ended)."""
+    while True:
+        try:
+            f = open(path, "rb", buffering=0)
+            break
+        except FileNotFoundError:
+            if follow is None or follow.is_set():
+                raise
+            time.sleep(0.02)
+    with f:
+        while True:
+            chunk = f.read(CHUNK)
+            if chunk:
+                yield chunk
+            elif follow is None or follow.is_set():
+                while chunk := f.read(CHUNK):  # what was written between the last read and the end
+                    yield chunk
+                return
+            else:
+                time.sleep(0.02)
+
+
 def scan(path: str, *, extract: Callable[[str], str | None] | None = None, stop: Callable[[], bool] | None = None,
-         ) -> Scan:
+         follow: threading.Event | None = None) -> Scan:
     """Read ``path`` to its end: SHA-256, every gzip member's CRC and length, every tar header; copy members out.
 
     ``extract(name)`` returns a destination path for the regular members to copy (else None).
+    ``follow``: read the file while it is being written, until the event is set (the
+    read-back then overlaps the compression instead of following it).
     Raises ArchiveError naming the first problem.
     """
     extracted: dict[str, str] = {}
@@ -292,29 +331,28 @@ def scan(path: str, *, extract: Callable[[str], str | None] | None = None, stop:
     digest = hashlib.sha256()
     size = 0
     try:
-        with open(path, "rb", buffering=0) as f:
-            inflater = zlib.decompressobj(31)
-            started = False
-            while chunk := f.read(CHUNK):
-                if stop is not None and stop():
-                    raise InterruptedError("verification interrupted")
-                digest.update(chunk)
-                size += len(chunk)
-                started = True
-                data = chunk
-                while data:
-                    if inflater.eof:  # another gzip member follows (concatenated streams are valid gzip)
-                        inflater = zlib.decompressobj(31)
-                    walker.feed(inflater.decompress(data, 4 * CHUNK))
-                    data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
-            if started and not inflater.eof:
-                walker.feed(inflater.flush())
-            if not started:
-                raise ArchiveError(f"{path}: empty file")
-            if not inflater.eof:
-                raise ArchiveError(f"{path}: damaged archive: the gzip stream is truncated")
-            if not walker.ended:
-                raise ArchiveError(f"{path}: damaged archive: no end-of-archive marker (truncated tar)")
+        inflater = zlib.decompressobj(31)
+        started = False
+        for chunk in _chunks(path, follow):
+            if stop is not None and stop():
+                raise InterruptedError("verification interrupted")
+            digest.update(chunk)
+            size += len(chunk)
+            started = True
+            data = chunk
+            while data:
+                if inflater.eof:  # another gzip member follows (concatenated streams are valid gzip)
+                    inflater = zlib.decompressobj(31)
+                walker.feed(inflater.decompress(data, 4 * CHUNK))
+                data = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
+        if started and not inflater.eof:
+            walker.feed(inflater.flush())
+        if not started:
+            raise ArchiveError(f"{path}: empty file")
+        if not inflater.eof:
+            raise ArchiveError(f"{path}: damaged archive: the gzip stream is truncated")
+        if not walker.ended:
+            raise ArchiveError(f"{path}: damaged archive: no end-of-archive marker (truncated tar)")
     except FileNotFoundError:
         raise ArchiveError(f"{path}: no such file") from None
     except zlib.error as e:
