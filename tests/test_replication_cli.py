@@ -69,3 +69,28 @@ def test_replicate_cli_records_result_and_emits_events(tmp_path, pg_pair):
     failed = wazod(cfg, "replicate", "--force")
     assert failed.returncode == 1
     assert "wazo_version" in failed.stdout
+
+
+def test_sync_cli_over_sshd_and_init_without_terminal(tmp_path, sshd):
+    src = tmp_path / "local" / "etc" / "asterisk" / "extensions_extra.d"
+    src.mkdir(parents=True)
+    (src / "a.conf").write_text("[a]\n")
+    (tmp_path / "remote").mkdir()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(sshd.known_hosts_line() + "\n")
+    cfg = write_config(tmp_path, "master", ha={"node_type": "master", "remote_address": sshd.host}, sync={
+        "ssh_key": str(sshd.client_key), "ssh_port": sshd.port, "known_hosts": str(kh),
+        "local_root": str(tmp_path / "local"), "remote_root": str(tmp_path / "remote") + "/",
+        "paths": ["/etc/asterisk/extensions_extra.d"]})
+    done = wazod(cfg, "sync", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["data"]["files"] == 1
+    assert (tmp_path / "remote/etc/asterisk/extensions_extra.d/a.conf").read_text() == "[a]\n"
+
+    # --init on the slave: the key is accepted already, the host key is recorded again
+    slave_cfg = write_config(tmp_path, "slave", ha={"node_type": "slave", "remote_address": sshd.host}, sync={
+        "ssh_key": str(sshd.client_key), "ssh_port": sshd.port, "known_hosts": str(tmp_path / "kh2")})
+    init = wazod(slave_cfg, "sync", "--init", "--json")
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert json.loads(init.stdout)["ok"] is True
+    assert sshd.host_public_key() in (tmp_path / "kh2").read_text()

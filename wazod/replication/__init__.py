@@ -156,7 +156,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         await slave.execute("SET LOCAL session_replication_role = replica")
         await slave.execute(f"SET LOCAL lock_timeout = '{int(rc.lock_timeout * 1000)}ms'")
 
-        m_cat, s_cat = await cat.read_catalog(master), await cat.read_catalog(slave)
+        m_cat, s_cat = await asyncio.gather(cat.read_catalog(master), cat.read_catalog(slave))
         diffs = cat.schema_differences(m_cat, s_cat, rc.exclude_tables)
         if diffs:
             raise ReplicationError("schema mismatch, nothing written (both nodes must run the same Wazo "
