@@ -230,6 +230,26 @@ def test_per_table_key_must_name_a_purged_table(tmp_path):
         load_config(tmp_path / "config.yml")
 
 
+def test_conf_d_adds_a_table_or_stops_purging_one(tmp_path):
+    """With the shipped config.yml (every default written out), conf.d dicts merge into it."""
+    from wazod.config.defaults import render_default_config
+
+    (tmp_path / "config.yml").write_text(render_default_config())
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "10-ha.yml").write_text(
+        f"ha: {{node_type: disabled, remote_address: '', ha_conf: {tmp_path / 'ha.conf'}}}\n")
+    (tmp_path / "conf.d" / "50-purge.yml").write_text(
+        "purge:\n  tables: {call_logd_call_log: null, custom_log: logged_at}\n"
+        "  days_to_keep_per_table: {call-logs: 5}\n")
+    with pytest.raises(ConfigError, match="call-logs: not a purged table"):
+        load_config(tmp_path / "config.yml")
+    (tmp_path / "conf.d" / "50-purge.yml").write_text(
+        "purge:\n  tables: {call_logd_call_log: null, custom_log: logged_at}\n")
+    section = load_config(tmp_path / "config.yml").config.purge
+    assert set(section.purged_tables) == {*LOG_TABLES[:-1], "custom_log"}
+    assert section.purged_tables["custom_log"] == "logged_at"
+
+
 # ---------------------------------------------------------------------------- archives
 def read_archive(path: str) -> list[dict[str, str]]:
     with gzip.open(path, "rt", newline="") as f:

@@ -187,12 +187,12 @@ async def run(config, *, days: int | None = None, dry_run: bool = False,
 
     conn = await _connect(section)
     try:
-        days_values = {section.days_for(t, days) for t in section.tables}
+        days_values = {section.days_for(t, days) for t in section.purged_tables}
         cutoffs = await _cutoffs(conn, now, days_values)
     finally:
         await conn.close()
 
-    for table, column in section.tables.items():
+    for table, column in section.purged_tables.items():
         try:
             entry = await _table(section, lambda: _connect(section), table, column, days, cutoffs,
                                  archivers, dry_run, notes)

@@ -107,12 +107,12 @@ def legacy_config(section, days: int | None) -> dict[str, Any]:
         "days_to_keep": section.days_to_keep if days is None else days,
         "days_to_keep_per_plugin": {
             by_table.get(t, t): section.days_for(t, days)
-            for t in section.tables
+            for t in section.purged_tables
             if section.days_for(t, days) != (section.days_to_keep if days is None else days)
         },
         "enabled_plugins": {
             "archives": list(section.archives),
-            "purgers": {by_table.get(t, t): True for t in section.tables},
+            "purgers": {by_table.get(t, t): True for t in section.purged_tables},
         },
     }
 

@@ -96,12 +96,14 @@ class _Batcher:
     async def _delete(self, predicate: str, args: list[Any]) -> int:
         """Delete (and archive) the rows matching ``predicate`` in one transaction; returns how many."""
         sql = f"DELETE FROM {self.plan.qtable} WHERE {predicate}"
+        if not self.sinks:
+            # one statement is one transaction: a single round trip (the statement text is stable, so
+            # asyncpg's prepared-statement cache serves every batch after the first)
+            status = await self.conn.execute(sql, *args)
+            return int(status.split()[-1])
         appended: list[ArchiveSink] = []
         try:
             async with self.conn.transaction():
-                if not self.sinks:
-                    status = await self.conn.execute(sql, *args)
-                    return int(status.split()[-1])
                 chunks: list[bytes] = []
 
                 async def collect(data: bytes) -> None:
@@ -126,23 +128,29 @@ class _Batcher:
 
     async def _time_batch(self) -> int:
         """Rows with last <= time <= the size-th oldest remaining time (deleted rows are invisible: no overlap)."""
-        col, args = self.plan.qcolumn, [self.cutoff]
+        col, table = self.plan.qcolumn, self.plan.qtable
+        args: list[Any] = [self.cutoff, int(self.size)]
         lower_sql = ""
         if self.position is not None:
             args.append(self.position)
-            lower_sql = f"{col} >= $2 AND "
-        upper = await self.conn.fetchval(
-            f"SELECT max({col}) FROM (SELECT {col} FROM {self.plan.qtable} WHERE {lower_sql}{col} < $1 "
-            f"ORDER BY {col} LIMIT {int(self.size)}) s",
-            *args,
-        )
-        if upper is None:
+            lower_sql = f"{col} >= $3 AND "
+        probe = f"SELECT max({col}) FROM (SELECT {col} FROM {table} WHERE {lower_sql}{col} < $1 ORDER BY {col} LIMIT $2) s"
+        if self.sinks:
+            upper = await self.conn.fetchval(probe, *args)
+            deleted = 0
+            if upper is not None:
+                deleted = await self._delete(f"{lower_sql}{col} <= ${len(args) + 1} AND {col} < $1", [*args, upper])
+        else:  # probe and delete in one statement, one round trip
+            row = await self.conn.fetchrow(
+                f"WITH upper AS ({probe}), d AS (DELETE FROM {table} WHERE {lower_sql}{col} <= (SELECT * FROM upper) "
+                f"AND {col} < $1 RETURNING 1) SELECT (SELECT * FROM upper) AS upper, (SELECT count(*) FROM d) AS n",
+                *args,
+            )
+            upper, deleted = row["upper"], row["n"]
+        if upper is None or (deleted == 0 and upper == self.position):
+            # nothing left, or what is left will not go (a trigger or rule keeps it): do not spin on it
             self.done = True
-            return 0
-        deleted = await self._delete(f"{lower_sql}{col} <= ${len(args) + 1} AND {col} < $1", [*args, upper])
-        if deleted == 0 and upper == self.position:
-            # what is left at this instant will not go (a trigger or rule keeps it): do not spin on it
-            self.done = True
+            return deleted
         self.position = upper
         return deleted
 
@@ -151,8 +159,8 @@ class _Batcher:
         blocks = max(1, int(self.size / self.rows_per_block))
         lower, upper = self.position, self.position + blocks
         deleted = await self._delete(
-            f"ctid >= '({lower},0)'::tid AND ctid < '({upper},0)'::tid AND {self.plan.qcolumn} < $1",
-            [self.cutoff],
+            f"ctid >= $2::tid AND ctid < $3::tid AND {self.plan.qcolumn} < $1",
+            [self.cutoff, (lower, 0), (upper, 0)],
         )
         self.position = upper
         self.done = upper >= self.end  # blocks 0 .. end-1
@@ -213,7 +221,9 @@ class _Batcher:
 
 
 def _literal(value: Any) -> str:
-    """SQL literal of a batch bound: COPY takes no parameters, and these are only ints and timestamps."""
+    """SQL literal of a batch bound: COPY takes no parameters, and these are only ints, tids and timestamps."""
+    if isinstance(value, tuple) and len(value) == 2 and all(type(v) is int for v in value):
+        return f"'({value[0]},{value[1]})'"
     if isinstance(value, bool) or not isinstance(value, (int, dt.datetime)):
         raise TypeError(f"unexpected batch bound {value!r}")
     if isinstance(value, int):

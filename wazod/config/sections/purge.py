@@ -56,10 +56,11 @@ class PurgeSection(Section):
         "group wazod.purge_archives, or legacy wazo_purge_db.archives plugins; a table whose archive fails "
         "is not purged",
     )
-    tables: dict[str, str] = Field(
+    tables: dict[str, str | None] = Field(
         default_factory=lambda: dict(WAZO_PURGED_TABLES),
         description="tables purged, in order, each with its time column (timestamptz compared with now(), "
-        "timestamp without time zone with localtimestamp); a table absent from the database is skipped",
+        "timestamp without time zone with localtimestamp); a table absent from the database is skipped; "
+        "a table set to null (in conf.d) is not purged",
     )
     archive_dir: str | None = Field(
         None, description="where the csv archiver writes <table>-<time>.csv.gz; null: <state_dir>/purge-archives"
@@ -83,8 +84,10 @@ class PurgeSection(Section):
 
     @field_validator("tables")
     @classmethod
-    def _identifiers(cls, value: dict[str, str]) -> dict[str, str]:
+    def _identifiers(cls, value: dict[str, str | None]) -> dict[str, str | None]:
         for table, column in value.items():
+            if column is None:
+                continue
             if not _IDENT.match(table):
                 raise ValueError(f"{table!r} is not a table name (letters, digits, _; optionally schema.table)")
             if not _IDENT.match(column) or "." in column:
@@ -98,21 +101,26 @@ class PurgeSection(Section):
                 raise ValueError(f"days_to_keep_per_table.{key}: must be 0 or more (got {days})")
             if self.table_for(key) is None:
                 raise ValueError(
-                    f"days_to_keep_per_table.{key}: not a purged table (purge.tables: {', '.join(self.tables)})"
+                    f"days_to_keep_per_table.{key}: not a purged table (purge.tables: {', '.join(self.purged_tables)})"
                 )
         return self
 
+    @property
+    def purged_tables(self) -> dict[str, str]:
+        """Table -> time column, in order, without the tables set to null."""
+        return {table: column for table, column in self.tables.items() if column}
+
     def table_for(self, key: str) -> str | None:
         """The purged table a per-table key names (its own name or its wazo-purge-db plugin name)."""
-        if key in self.tables:
+        if key in self.purged_tables:
             return key
         table = WAZO_PURGER_NAMES.get(key)
-        return table if table in self.tables else None
+        return table if table in self.purged_tables else None
 
     def days_for(self, table: str, days: int | None = None) -> int:
         """Retention of ``table``: the per-table value beats ``-d`` (``days``), which replaces days_to_keep."""
         # a table's own name beats its wazo-purge-db plugin name when both are given
-        items = sorted(self.days_to_keep_per_table.items(), key=lambda kv: kv[0] in self.tables)
+        items = sorted(self.days_to_keep_per_table.items(), key=lambda kv: kv[0] in self.purged_tables)
         by_table = {self.table_for(k): v for k, v in items}
         if table in by_table:
             return by_table[table]
