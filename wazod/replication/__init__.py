@@ -24,13 +24,14 @@ One run:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from typing import Any
 
 import asyncpg
 
-from wazod.errors import ConfigError
+from wazod.errors import ConfigError, WazodError
 from wazod.events import now_iso
 from wazod.jobs import JobResult
 from wazod.logsetup import get_logger
@@ -112,7 +113,7 @@ async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResul
         return JobResult("replication", "failed",
                          error=f"abandoned after {rc.timeout:g} s (replication.timeout); "
                                "the slave keeps its previous data")
-    except (ReplicationError, IndexRebuildMismatch) as e:
+    except (ReplicationError, IndexRebuildMismatch, WazodError) as e:
         return JobResult("replication", "failed", error=str(e))
     except SourceFailed as e:
         return JobResult("replication", "failed",
@@ -219,10 +220,18 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         await rebuild_indexes(slave, deferred)
         await set_sequences(slave, seqs_to_set)
         own_xid = await slave.fetchval("SELECT pg_current_xact_id()::text")
-        await slave.execute("COMMIT")
+        try:
+            await slave.execute("COMMIT")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            # Committed or not, the record is not updated: the next run sees the slave's rows
+            # (new or old) as changes and copies them again.
+            raise ReplicationError(f"the slave's COMMIT did not complete ({type(e).__name__}: {e}); "
+                                   "the slave holds either its previous data or the new data, whole; "
+                                   "the next run checks and copies again") from None
         committed = True
         copy_seconds = time.monotonic() - t0
-        await master.execute("COMMIT")
+        with contextlib.suppress(Exception):  # read-only: committing or not changes nothing
+            await master.execute("COMMIT")
 
         counts_master = {t: (stats.per_table[t] if t in to_copy else m_check.counts[t]) for t in table_names}
         counts_slave = {t: (stats.per_table[t] if t in to_copy else s_check.counts[t]) for t in table_names}
