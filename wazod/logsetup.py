@@ -43,8 +43,33 @@ class _PriorityJSONRenderer:
         return f"<{prio}>" + self._json(logger, name, event_dict)
 
 
+class _StdStream:
+    """sys.stdout or sys.stderr looked up at each write, not once at configuration.
+
+    A test harness (or a daemonizing wrapper) may replace the standard streams after
+    logging is configured; a logger holding the old object would then write to a
+    closed file.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def write(self, text: str) -> int:
+        return getattr(sys, self.name).write(text)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+    def isatty(self) -> bool:
+        stream = getattr(sys, self.name)
+        return hasattr(stream, "isatty") and stream.isatty()
+
+
 def configure_logging(level: str = "info", *, json: bool | None = None, stream=None) -> None:
-    stream = stream or sys.stdout
+    if stream is None or stream is sys.stdout:
+        stream = _StdStream("stdout")
+    elif stream is sys.stderr:
+        stream = _StdStream("stderr")
     if json is None:
         json = not (hasattr(stream, "isatty") and stream.isatty())
     processors: list = [
