@@ -108,3 +108,23 @@ async def test_services_changed_behind_its_back_are_reconciled(tmp_path):
         await wait_for_async(lambda: rig.names().count("ha_takeover_completed") == 2, timeout=15)
         assert rig.flag.exists()
         assert rig.names().count("ha_failback_completed") == 1  # nothing else moved
+
+
+async def test_holds_services_follows_the_takeover_and_probe_rtts_reach_metrics(tmp_path):
+    """The berofos drift check asks the monitor who holds the services; /metrics gets the probes' RTTs."""
+    from wazod.health.metrics import PROBE_RTT
+
+    def rtt_count() -> float:
+        return next(s.value for m in PROBE_RTT.collect() for s in m.samples if s.name.endswith("_count"))
+
+    before = rtt_count()
+    rig = Rig(tmp_path)
+    rig.start_master()
+    async with rig.running() as monitor:
+        assert rig.ctx.registry["ha_monitor"] is monitor
+        await wait_for_async(lambda: rig.status.get("ha_state") == "standby", timeout=20)
+        assert monitor.holds_services is False
+        assert rtt_count() > before
+        rig.kill_master()
+        await wait_for_async(lambda: rig.status.get("ha_state") == "active", timeout=20)
+        assert rig.flag.exists() and monitor.holds_services is True

@@ -244,8 +244,9 @@ async def test_tcp_and_peer_probes_against_real_servers():
 
     state = {"status": "ok"}
 
-    async def health(request):
-        return web.json_response({"status": state["status"], "checks": {}})
+    async def health(request):  # as wazod's /health: 503 when a check is critical
+        return web.json_response({"status": state["status"], "checks": {}},
+                                 status=503 if state["status"] == "critical" else 200)
 
     app = web.Application()
     app.router.add_get("/health", health)
@@ -259,9 +260,12 @@ async def test_tcp_and_peer_probes_against_real_servers():
         assert tcp.ok and tcp.rtt is not None and tcp.probe == f"tcp:{port}"
         peer = await peer_probe(f"http://127.0.0.1:{port}/health", timeout=1.0)
         assert peer.ok and peer.reachable
-        state["status"] = "degraded"
+        state["status"] = "degraded"  # a warning (NTP, a certificate expiring soon): the peer is up
         peer = await peer_probe(f"http://127.0.0.1:{port}/health", timeout=1.0)
-        assert not peer.ok and peer.reachable and "degraded" in peer.detail
+        assert peer.ok and peer.reachable and "degraded" in peer.detail
+        state["status"] = "critical"
+        peer = await peer_probe(f"http://127.0.0.1:{port}/health", timeout=1.0)
+        assert not peer.ok and peer.reachable and "503" in peer.detail
     finally:
         await runner.cleanup()
     closed = await tcp_probe("127.0.0.1", port, timeout=0.5, spacing=0.05)

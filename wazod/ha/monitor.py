@@ -145,6 +145,24 @@ class HaMonitor:
             if self._actions:  # a takeover or failback in flight finishes (the supervisor bounds the wait)
                 await asyncio.gather(*self._actions, return_exceptions=True)
 
+    @property
+    def holds_services(self) -> bool:
+        """Whether this node runs the telephony now (the berofos drift check drives the lines only then).
+
+        A slave holds them while its services run and no takeover or failback is moving them.
+        A master holds them while its slave is down; while the slave is up the master cannot
+        tell a standby slave from one still active (failback pending), so it leaves the
+        lines to the slave, as Wazo did.
+        """
+        m = self.machine
+        if m is None or self._actions or m.pending is not None:
+            return False
+        if self.role == "slave":
+            return m.services == "running"
+        if self.role == "master":
+            return m.peer_up is False
+        return False
+
     async def reload(self) -> None:
         """Called by the supervisor after a config reload (SIGHUP or ha.conf rewritten)."""
         if self._watch_key() != self._ha_key:
@@ -199,6 +217,7 @@ class HaMonitor:
                 next_at = max(next_at + ha.probe_interval, started)
                 rnd = await prober.round()
                 self.last_round = rnd
+                _observe_rtts(rnd)
                 actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, rnd.reason, rnd.witness_ok),
                                           maintenance=self._maintenance())
                 if check is not None and check.done():
@@ -398,3 +417,14 @@ def component(ctx) -> HaMonitor:
     monitor = HaMonitor(ctx)
     ctx.registry["ha_monitor"] = monitor  # at build time, so parts built later can find it
     return monitor
+
+
+def _observe_rtts(rnd: RoundResult) -> None:
+    """Feed each answered probe's round trip to the /metrics histogram."""
+    try:
+        from wazod.health.metrics import PROBE_RTT
+    except ImportError:
+        return
+    for result in [*rnd.results, *rnd.witnesses]:
+        if result.ok and result.rtt is not None:
+            PROBE_RTT.observe(result.rtt)

@@ -257,7 +257,7 @@ def read_token(path: str | None) -> str | None:
 
 
 async def peer_probe(url: str, *, timeout: float, token: str | None = None) -> ProbeResult:
-    """GET the other wazod's /health: ok when it answers ``{"status": "ok"}``.
+    """GET the other wazod's /health: ok when it answers ``{"status": "ok"|"degraded"}`` (not critical).
 
     Beyond loopback the status endpoint wants ``X-Auth-Token``; a 401 still
     proves the peer alive (reachable) but is not a good answer.
@@ -275,7 +275,8 @@ async def peer_probe(url: str, *, timeout: float, token: str | None = None) -> P
                 body = await resp.json(content_type=None) if resp.status == 200 else None
                 rtt = time.monotonic() - t0
                 status = body.get("status") if isinstance(body, dict) else None
-                ok = resp.status == 200 and status == "ok"
+                # "degraded" is a live peer with a warning (NTP, a certificate expiring in 20 days): up
+                ok = resp.status == 200 and status in ("ok", "degraded")
                 return ProbeResult("peer", shown, ok, True, rtt=rtt, sent=1,
                                    detail=f"HTTP {resp.status}" + (f" status {status}" if status else ""))
     except aiohttp.ClientConnectorError as e:
