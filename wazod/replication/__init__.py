@@ -130,6 +130,14 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
     source, target = rc.source_dsn, target_dsn(config)
     master = slave = None
     committed = clean = False
+    marks = [("start", time.monotonic())]
+
+    def mark(name: str) -> None:
+        marks.append((name, time.monotonic()))
+
+    def timings() -> dict[str, float]:
+        return {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])}
+
     try:
         master, slave = await asyncio.gather(_connect(source, "master", rc.connect_timeout),
                                              _connect(target, "slave", rc.connect_timeout),
@@ -137,6 +145,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         for conn in (master, slave):
             if isinstance(conn, BaseException):
                 raise conn
+        mark("connect")
         record = _load_record(state)
         rec_master, rec_slave = _side(record, "master"), _side(record, "slave")
         # Read before any snapshot is taken: a change committed after this moves the position.
@@ -165,6 +174,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         table_names = cat.replicated_tables(m_cat, rc.exclude_tables)
         seq_names = cat.replicated_sequences(m_cat, rc.exclude_tables)
         fingerprint = cat.fingerprint(m_cat, rc.exclude_tables)
+        mark("schema")
 
         async def look(conn, recorded):
             return await scan(conn, [], recorded), await read_sequences(conn, seq_names)
@@ -194,6 +204,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
             seqs_to_set = {s: v for s, v in m_seqs.items() if s_seqs.get(s) != v}
             reason = "changes found" if to_copy or seqs_to_set else ""
 
+        mark("changes")
         if not to_copy and not seqs_to_set:
             if not dry_run:
                 # Same content: remember the current positions so the next run can skip at once.
@@ -216,8 +227,11 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         t0 = time.monotonic()
         await clear_tables(slave, truncate, to_copy - truncate)
         deferred = await defer_indexes(slave, truncate) if rc.rebuild_indexes else Deferred()
+        mark("clear")
         stats = await stream_tables(master, slave, tables, frozen=truncate)
+        mark("copy")
         await rebuild_indexes(slave, deferred)
+        mark("indexes")
         await set_sequences(slave, seqs_to_set)
         own_xid = await slave.fetchval("SELECT pg_current_xact_id()::text")
         try:
@@ -229,6 +243,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
                                    "the slave holds either its previous data or the new data, whole; "
                                    "the next run checks and copies again") from None
         committed = True
+        mark("commit")
         copy_seconds = time.monotonic() - t0
         with contextlib.suppress(Exception):  # read-only: committing or not changes nothing
             await master.execute("COMMIT")
@@ -255,7 +270,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
             "mode": "full" if full else "incremental", "reason": reason,
             "tables": len(tables), "rows": stats.rows, "bytes": stats.bytes,
             "sequences": len(seqs_to_set), "tables_copied": _listed(to_copy),
-            "copy_seconds": round(copy_seconds, 3)})
+            "copy_seconds": round(copy_seconds, 3), "timings": timings()})
     finally:
         await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
                           clean=clean and not committed, graceful=clean)
