@@ -83,7 +83,7 @@ async def _size_and_rows(conn, oid: int) -> tuple[int, float]:
 
 
 async def _purge_one(section, conn, plan, cutoff, archivers, entry: dict[str, Any], notes: list[str]) -> None:
-    size_before, _ = await _size_and_rows(conn, plan.oid)
+    size_before, rows_before = await _size_and_rows(conn, plan.oid)
     sinks = []
     progress = TableProgress()
     t0 = time.monotonic()
@@ -111,22 +111,32 @@ async def _purge_one(section, conn, plan, cutoff, archivers, entry: dict[str, An
                 archives.append(path)
         if archives:
             entry["archives"] = archives
-    if progress.deleted and section.analyze:
+    if progress.deleted:
+        try:
+            await _after_purge(section, conn, plan, progress.deleted, size_before, rows_before, entry, notes)
+        except asyncpg.PostgresError as e:  # the rows are gone all the same; autovacuum will analyze
+            notes.append(f"{plan.table}: ANALYZE after the purge failed: {_describe(e)}")
+
+
+async def _after_purge(section, conn, plan, deleted: int, size_before: int, rows_before: float,
+                       entry: dict[str, Any], notes: list[str]) -> None:
+    """ANALYZE, then say whether VACUUM FULL would give disk space back."""
+    if section.analyze:
         t0 = time.monotonic()
         await conn.execute(f"ANALYZE {plan.qtable}")
         entry["analyze_seconds"] = round(time.monotonic() - t0, 3)
-    if progress.deleted:
         _, remaining = await _size_and_rows(conn, plan.oid)
-        remaining = max(remaining, 0.0)
-        ratio = progress.deleted / (progress.deleted + remaining)
-        freed = int(size_before * ratio)
-        if ratio >= section.vacuum_full_hint_ratio and freed >= MIB:
-            entry["vacuum_full_would_free_bytes"] = freed
-            notes.append(
-                f"{plan.table}: {progress.deleted} rows deleted ({ratio:.0%} of the table); autovacuum makes the "
-                f"space reusable, VACUUM FULL {plan.table} would give about {freed // MIB} MiB back to the disk "
-                f"but locks the table: run it in a maintenance window, services stopped"
-            )
+    else:
+        remaining = rows_before - deleted
+    ratio = deleted / (deleted + max(remaining, 0.0))
+    freed = int(size_before * ratio)
+    if ratio >= section.vacuum_full_hint_ratio and freed >= MIB:
+        entry["vacuum_full_would_free_bytes"] = freed
+        notes.append(
+            f"{plan.table}: {deleted} rows deleted ({ratio:.0%} of the table); autovacuum makes the "
+            f"space reusable, VACUUM FULL {plan.table} would give about {freed // MIB} MiB back to the disk "
+            f"but locks the table: run it in a maintenance window, services stopped"
+        )
 
 
 async def _table(section, conn_factory, table, column, days, cutoffs, archivers, dry_run, notes) -> dict[str, Any]:
