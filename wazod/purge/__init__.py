@@ -85,23 +85,35 @@ async def _size_and_rows(conn, oid: int) -> tuple[int, float]:
 async def _purge_one(section, conn, plan, cutoff, archivers, entry: dict[str, Any], notes: list[str]) -> None:
     size_before, rows_before = await _size_and_rows(conn, plan.oid)
     sinks = []
+    child_sinks = []
     progress = TableProgress()
     t0 = time.monotonic()
-    try:
+
+    def open_sinks(table: str, columns) -> list:
+        opened = []
         for name, archiver in archivers:
             try:
-                sinks.append((name, archiver.open(plan.table, list(plan.columns), cutoff)))
+                sink = archiver.open(table, list(columns), cutoff)
             except Exception as e:
-                raise ArchiveFailed(f"archive {name} cannot start for {plan.table}: {type(e).__name__}: {e}") from e
+                raise ArchiveFailed(f"archive {name} cannot start for {table}: {type(e).__name__}: {e}") from e
+            opened.append((name, sink))
+            every_sink.append((name, sink))
+        return opened
+
+    every_sink: list = []  # closed whatever happens, each once
+    try:
+        sinks = open_sinks(plan.table, plan.columns)
+        if archivers:  # rows deleted by ON DELETE CASCADE are archived too, each table in its own file
+            child_sinks = [(child, open_sinks(child.table, child.columns)) for child in plan.cascades]
         await purge_table(conn, plan, cutoff, max_rows=section.batch_rows, target_seconds=section.batch_seconds,
-                          sinks=sinks, progress=progress)
+                          sinks=sinks, progress=progress, child_sinks=child_sinks)
     finally:
         entry.update(deleted=progress.deleted, batches=progress.batches, seconds=round(time.monotonic() - t0, 3),
                      longest_batch_seconds=round(progress.longest_batch, 3))
         if progress.walk:
             entry["walk"] = progress.walk
         archives = []
-        for name, sink in sinks:
+        for name, sink in every_sink:
             try:
                 path = sink.close()
             except Exception as e:  # the rows already deleted are in the part file; say so

@@ -34,12 +34,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
+
 from wazod.logsetup import get_logger
 from wazod.purge.archives import ArchiveFailed, ArchiveSink
-from wazod.purge.tables import TablePlan, Walk
+from wazod.purge.tables import CascadeChild, TablePlan, Walk, quote_ident
 
 log = get_logger("purge")
 
+RETRIES = 3  # attempts of a batch rolled back by a deadlock or serialization failure
 FIRST_BATCH_ROWS = 2000
 MIN_BATCH_ROWS = 100
 # Above this estimated share of the table, reading every block once costs less
@@ -75,7 +78,8 @@ async def choose_walk(conn, plan: TablePlan, cutoff: dt.datetime) -> Walk:
 
 class _Batcher:
     def __init__(self, conn, plan: TablePlan, cutoff: dt.datetime, walk: Walk, *, max_rows: int,
-                 target_seconds: float, sinks: list[tuple[str, ArchiveSink]], progress: TableProgress):
+                 target_seconds: float, sinks: list[tuple[str, ArchiveSink]], progress: TableProgress,
+                 child_sinks: list[tuple[CascadeChild, list[tuple[str, ArchiveSink]]]] = ()):
         self.conn = conn
         self.plan = plan
         self.cutoff = cutoff
@@ -83,6 +87,8 @@ class _Batcher:
         self.max_rows = max_rows
         self.target = target_seconds
         self.sinks = sinks
+        self.child_sinks = list(child_sinks)
+        self._last_copy_count = 0
         self.progress = progress
         # a heap-block walk reads kept rows too, and reading costs less than deleting
         self.max_size = max_rows * (2 if walk == "heap blocks" else 1)
@@ -102,21 +108,26 @@ class _Batcher:
             status = await self.conn.execute(sql, *args)
             return int(status.split()[-1])
         appended: list[ArchiveSink] = []
+        # with cascaded children to archive, one snapshot for their rows and ours: REPEATABLE READ
+        # (a child row added meanwhile makes the cascade fail with a serialization error: retried)
+        isolation = "repeatable_read" if self.child_sinks else "read_committed"
         try:
-            async with self.conn.transaction():
-                chunks: list[bytes] = []
-
-                async def collect(data: bytes) -> None:
-                    chunks.append(bytes(data))
-
-                status = await self.conn.copy_from_query(
-                    _inline(sql, args) + " RETURNING *", output=collect, format="csv")
-                count = int(status.split()[-1])
-                if count:
-                    data = b"".join(chunks)
-                    for name, sink in self.sinks:
+            async with self.conn.transaction(isolation=isolation):
+                outputs: list[tuple[list[tuple[str, ArchiveSink]], bytes]] = []
+                for child, sinks in self.child_sinks:
+                    rows = await self._copy_out(
+                        f"SELECT c.* FROM {child.table} c WHERE c.{quote_ident(child.fk)} IN "
+                        f"(SELECT {quote_ident(child.parent_key)} FROM {self.plan.qtable} WHERE {_inline(predicate, args)})")
+                    outputs.append((sinks, rows))
+                data = await self._copy_out(_inline(sql, args) + " RETURNING *")
+                count = self._last_copy_count
+                outputs.append((self.sinks, data))
+                for sinks, rows in outputs:
+                    if not rows:
+                        continue
+                    for name, sink in sinks:
                         try:
-                            await asyncio.to_thread(sink.append, data)
+                            await asyncio.to_thread(sink.append, rows)
                         except Exception as e:
                             raise ArchiveFailed(f"archive {name} failed: {type(e).__name__}: {e}") from e
                         appended.append(sink)
@@ -125,6 +136,16 @@ class _Batcher:
             for sink in appended:  # rolled back: these rows are still in the table
                 sink.discard_last()
             raise
+
+    async def _copy_out(self, query: str) -> bytes:
+        chunks: list[bytes] = []
+
+        async def collect(data: bytes) -> None:
+            chunks.append(bytes(data))
+
+        status = await self.conn.copy_from_query(query, output=collect, format="csv")
+        self._last_copy_count = int(status.split()[-1])
+        return b"".join(chunks)
 
     async def _time_batch(self) -> int:
         """Rows with last <= time <= the size-th oldest remaining time (deleted rows are invisible: no overlap)."""
@@ -198,7 +219,16 @@ class _Batcher:
                 f"SELECT count(*) FROM {self.plan.qtable} WHERE ctid < '({sample},0)'::tid")
             self.rows_per_block = max(1.0, rows / sample)
         while not self.done:
-            await finish_even_if_cancelled(self._step())
+            for attempt in range(1, RETRIES + 1):
+                try:
+                    await finish_even_if_cancelled(self._step())
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as e:
+                    # the batch was rolled back whole; another try usually goes through
+                    if attempt == RETRIES:
+                        raise
+                    log.warning("purge batch rolled back, retrying", table=self.plan.table, error=str(e))
+                    await asyncio.sleep(0.1 * attempt)
 
     async def _step(self) -> None:
         """One batch, counted even when a cancellation is waiting for it to end."""
@@ -259,8 +289,9 @@ async def finish_even_if_cancelled(coro):
 
 
 async def purge_table(conn, plan: TablePlan, cutoff: dt.datetime, *, max_rows: int, target_seconds: float,
-                      sinks: list[tuple[str, ArchiveSink]], progress: TableProgress) -> None:
+                      sinks: list[tuple[str, ArchiveSink]], progress: TableProgress,
+                      child_sinks: list[tuple[CascadeChild, list[tuple[str, ArchiveSink]]]] = ()) -> None:
     walk = await choose_walk(conn, plan, cutoff)
     progress.walk = walk
     await _Batcher(conn, plan, cutoff, walk, max_rows=max_rows, target_seconds=target_seconds,
-                   sinks=sinks, progress=progress).run()
+                   sinks=sinks, progress=progress, child_sinks=child_sinks).run()

@@ -33,6 +33,16 @@ Walk = Literal["time index", "heap blocks", "primary key"]
 
 
 @dataclass(frozen=True)
+class CascadeChild:
+    """A table whose rows go with ours by ON DELETE CASCADE (archived with them)."""
+
+    table: str  # as regclass prints it: quoted when needed
+    fk: str
+    parent_key: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class TablePlan:
     table: str
     oid: int
@@ -42,6 +52,7 @@ class TablePlan:
     pk: str | None  # single integer primary key, if any
     tid_range: bool  # the server has TID range scans (PostgreSQL 14+)
     columns: tuple[str, ...]
+    cascades: tuple[CascadeChild, ...] = ()
 
     @property
     def qtable(self) -> str:
@@ -94,8 +105,22 @@ async def inspect_table(conn, table: str, column: str) -> TablePlan | None:
         "SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
         oid,
     )
+    children = []
+    for child in await conn.fetch(
+        "SELECT c.conrelid AS oid, c.conrelid::regclass::text AS child, a.attname AS fk, pa.attname AS pk "
+        "FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+        "JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1] "
+        "WHERE c.confrelid = $1 AND c.contype = 'f' AND c.confdeltype = 'c' AND cardinality(c.conkey) = 1 "
+        "AND c.conrelid <> c.confrelid ORDER BY 2",
+        oid,
+    ):
+        child_columns = await conn.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum", child["oid"])
+        children.append(CascadeChild(child["child"], child["fk"], child["pk"],
+                                     tuple(r["attname"] for r in child_columns)))
     return TablePlan(
         table=table, oid=oid, column=column, naive=col["type"] == TIMESTAMP,
         indexed=bool(indexed), pk=pk, tid_range=tid_range,
-        columns=tuple(r["attname"] for r in columns),
+        columns=tuple(r["attname"] for r in columns), cascades=tuple(children),
     )
