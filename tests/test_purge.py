@@ -303,6 +303,29 @@ async def test_csv_archive_holds_exactly_the_deleted_rows(tmp_path, asterisk_db)
     assert oct(Path(path).stat().st_mode & 0o777) == "0o600"
 
 
+async def test_time_index_walk_with_ties_archives_each_row_once(tmp_path, asterisk_db):
+    """Stat rows share timestamps (one per queue per period): a batch boundary inside a tie loses nothing."""
+    conn = await asyncpg.connect(asterisk_db)
+    await conn.execute("TRUNCATE stat_agent_periodic")
+    await conn.execute(  # 12 periods x 45 agents, old; 3000 recent rows keep the old share small
+        "INSERT INTO stat_agent_periodic (time, stat_agent_id) SELECT $1::timestamptz - interval '40 days' "
+        "- (p * interval '15 minutes'), 1 FROM generate_series(1, 12) p, generate_series(1, 45) a", NOW)
+    await conn.execute("INSERT INTO stat_agent_periodic (time, stat_agent_id) SELECT $1::timestamptz "
+                       "- (g * interval '1 minute'), 1 FROM generate_series(1, 3000) g", NOW)
+    await conn.execute("ANALYZE stat_agent_periodic")
+    await conn.close()
+    config = make_config(tmp_path, asterisk_db, archives=["csv"], batch_rows=100,
+                         tables={"stat_agent_periodic": "time"}, archive_dir=str(tmp_path / "arch"))
+    result = await run(config, days=30, now=NOW)
+    entry = result.data["tables"]["stat_agent_periodic"]
+    assert result.status == "ok" and entry["walk"] == "time index"
+    assert entry["deleted"] == 540 and entry["batches"] >= 4  # batches of 100 cut inside the ties
+    ids = [r["id"] for r in read_archive(entry["archives"][0])]
+    assert len(ids) == len(set(ids)) == 540
+    left = await counts(asterisk_db)
+    assert left["stat_agent_periodic"] == 3000
+
+
 def write_plugins(root: Path) -> None:
     """A distribution on sys.path with a wazod archive plugin and two legacy wazo-purge-db ones."""
     (root / "purgetestplug-1.0.dist-info").mkdir(parents=True)
