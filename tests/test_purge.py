@@ -546,3 +546,13 @@ def test_cli_rejects_negative_days(tmp_path):
     assert out.returncode == 2
     assert "days to keep must be 0 or more" in out.stderr
 
+
+
+def test_cli_exits_3_while_another_purge_holds_the_lock(tmp_path):
+    from wazod.locks import OperationLock
+
+    cfg = write_cli_config(tmp_path, "postgresql://postgres@127.0.0.1:1/asterisk")
+    with OperationLock(tmp_path / "state", "purge"):
+        out = subprocess.run(wazod_argv("purge", "--config", str(cfg)), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3
+    assert "another purge run holds the lock" in out.stderr
