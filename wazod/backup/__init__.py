@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import os
 import platform
 import shutil
@@ -114,34 +115,52 @@ async def _make_db(config, work: str, progress) -> tuple[str, dict, str]:
     if progress:
         progress("db", 0, None)
     d = await dbdump.dump(pg, dump_dir, exclude_table_data=b.exclude_table_data, count_rows=b.count_rows,
-                          fallback_version=_version_from_file(config))
+                          fallback_version=_version_from_file(config), compress_level=b.db_compress_level)
     # as Wazo's (root's shell redirect): readable, so the guide's "sudo -u postgres pg_restore" works
     os.chmod(d.path, 0o644)
-    toc = await dbdump.pg_restore_list(d.path)
     rel_dump = f"{b.db_dir_name}/{os.path.basename(d.path)}"
     list_file = os.path.join(work, "db-members")
     _write_list(list_file, [b.db_dir_name, rel_dump])
-    from hashlib import sha256
-
-    h = sha256()
-    with open(d.path, "rb") as f:
-        while chunk := f.read(archive.CHUNK):
-            h.update(chunk)
     out = _tmp_archive(config, "db")
     compressor = archive.compressor_argv(b.use_pigz, DB_COMPRESS_LEVEL)
-    written, scan = await _write_and_read_back(out, rel_dump, archive.write_tgz(
-        root=work, list_file=list_file, out_path=out, compressor=compressor, total_bytes=d.size,
-        progress=progress, phase="db"))
+    # the dump's table of contents and checksum are read while it is wrapped and read back
+    toc, dump_sha, (written, scan) = await _all(
+        dbdump.pg_restore_list(d.path),
+        asyncio.to_thread(_sha256_file, d.path),
+        _write_and_read_back(out, rel_dump, archive.write_tgz(
+            root=work, list_file=list_file, out_path=out, compressor=compressor, total_bytes=d.size,
+            progress=progress, phase="db")),
+    )
     manifest = {
         "format": 1, "kind": "db", "archive": "db.tgz", "created": _now(), "node": config.node_name,
         "arch": platform.machine(),
         "sha256": None, "size": written.size, "members": 2, "dump": rel_dump,
-        "dump_sha256": h.hexdigest(), "dump_size": d.size, "database": pg.dbname, "wazo_version": d.version,
+        "dump_sha256": dump_sha, "dump_size": d.size, "database": pg.dbname, "wazo_version": d.version,
         "excluded_table_data": list(b.exclude_table_data), "row_counts": d.counts,
         "toc_tables_with_data": len(dbdump.toc_tables_with_data(toc)),
     }
     _check_read_back("db", scan, written, manifest)
     return out, manifest, d.path
+
+
+async def _all(*aws):
+    """Like gather, but the first failure cancels (and waits for) the others: no writer outlives the run."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(archive.CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _estimate(config, kind: str, raw: int) -> int:

@@ -79,7 +79,7 @@ async def _readline(stream: asyncio.StreamReader, what: str) -> str:
 
 
 async def dump(pg: Pg, workdir: str, *, exclude_table_data: list[str], count_rows: bool,
-               fallback_version: str | None, low_priority: bool = True) -> Dump:
+               fallback_version: str | None, low_priority: bool = True, compress_level: int | None = None) -> Dump:
     """Dump ``pg`` into ``workdir/asterisk-<version>.dump`` (the caller chooses workdir, e.g. pg-backupd)."""
     excl = [f"--exclude-table-data={t}" for t in exclude_table_data]
     session = None
@@ -111,6 +111,8 @@ async def dump(pg: Pg, workdir: str, *, exclude_table_data: list[str], count_row
         dbname = pg.dbname
         path = os.path.join(workdir, f"{dbname}-{version}.dump")
         argv = ["-Fc", *excl] + ([f"--snapshot={snapshot}"] if snapshot else [])
+        if compress_level is not None:
+            argv.append(f"--compress={compress_level}")
         out_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             dump_task = asyncio.create_task(pg.run("pg_dump", *argv, stdout=out_fd, low_priority=low_priority,

@@ -96,6 +96,11 @@ class BackupSection(Section):
         default_factory=lambda: ["auth_acl", "auth_token"],
         description="tables whose data pg_dump leaves out (Wazo's: tokens are not worth restoring)",
     )
+    db_compress_level: int | None = Field(
+        None, ge=0, le=9,
+        description="pg_dump -Fc compression level (--compress); null: pg_dump's default, as Wazo. 1 dumps about a "
+                    "third faster for a slightly larger db.tgz",
+    )
     db_os_user: str | None = Field(
         "postgres", description="when wazod runs as root, the PostgreSQL tools run as this system user "
                                "(like Wazo's sudo -u postgres); null: as wazod's own user",
