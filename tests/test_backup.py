@@ -423,3 +423,15 @@ def test_file_vanishing_during_the_backup_is_listed_not_fatal(tmp_path):
     rel = "var/spool/asterisk/voicemail/default/1001/INBOX/msg0003.wav"
     assert any(s["path"] == rel and "vanished" in s["reason"] for s in manifest["skipped"])
     assert manifest["members"] == len(names) and result.data["skipped"] == 1
+
+
+def test_size_rules_follow_the_configuration(tmp_path, root):
+    from wazod.backup.tree import select
+
+    strict = backup_config(tmp_path, root=root, dsn="postgresql:///x", voicemail_dir_rule=True).backup
+    sel = select(strict)
+    assert INBOX in {s.path for s in sel.skipped}  # asked for: the full inbox goes, and is listed
+    lax = backup_config(tmp_path, root=root, dsn="postgresql:///x", max_file_size=None, max_dir_entries=None).backup
+    sel = select(lax)
+    assert BIG_SOUND in sel.members and f"{CROWDED_DIR}/prompt-119.wav" in sel.members
+    assert {s.reason for s in sel.skipped} == {"excluded"}
