@@ -371,3 +371,21 @@ async def test_change_test_sees_rows_committed_between_statements(dbs):
     finally:
         await a.close()
         await b.close()
+
+
+async def test_another_slave_database_or_an_old_full_copy_means_a_full_copy(tmp_path, dbs, make_pg_cluster):
+    master, slave = dbs
+    assert (await run(make_config(tmp_path, master, slave))).status == "ok"
+    # the slave was reinstalled: another cluster (the harness copies one initdb, so like a cloned VM it even
+    # has the same system identifier and database oid: the replication marker tells them apart)
+    other = make_pg_cluster()
+    other_dsn = other.create_database("asterisk")
+    wazo_schema.create_wazo_database(other_dsn, users=7, log_rows=20, node_uuid=SLAVE_UUID)
+    result = await run(make_config(tmp_path, master, other_dsn))
+    assert result.status == "ok" and result.data["mode"] == "full"
+    assert result.data["reason"].startswith("slave: its replication marker is not the recorded one")
+    assert await table_rows(other_dsn, "userfeatures") == await table_rows(master, "userfeatures")
+    # the daily full copy
+    result = await run(make_config(tmp_path, master, other_dsn, full_copy_interval=0.001))
+    assert result.status == "ok" and result.data["mode"] == "full"
+    assert "full_copy_interval" in result.data["reason"]

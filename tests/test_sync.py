@@ -179,3 +179,13 @@ async def test_copy_back_reports_failure_without_raising(tmp_path, sshd):
     result = await copy_back(make_config(tmp_path, sshd), timeout=30)
     assert not result.ok and result.files == 0
     assert "cannot reach" in result.error
+
+
+async def test_rsync_failure_is_explained_in_words(tmp_path, sshd, tree):
+    config = make_config(tmp_path, sshd, remote_root=str(tmp_path / "no" / "such" / "dir") + "/")
+    result = await run(config)
+    assert result.status == "failed"
+    code = result.data["rsync_exit_code"]
+    assert code not in (0, 255)
+    from wazod.sync.rsync import exit_code_words
+    assert f"rsync exited with {code} ({exit_code_words(code)})" in result.error

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
+import uuid
 from typing import Any
 
 import asyncpg
@@ -40,9 +41,11 @@ from wazod.replication.changes import (
     SideState,
     changed_tables,
     position,
+    read_marker,
     read_sequences,
     record_problem,
     scan,
+    write_marker_sql,
 )
 from wazod.replication.copy import SourceFailed, clear_tables, set_sequences, stream_tables
 from wazod.replication.indexes import Deferred, IndexRebuildMismatch, defer_indexes, rebuild_indexes
@@ -150,7 +153,11 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         rec_master, rec_slave = _side(record, "master"), _side(record, "slave")
         # Read before any snapshot is taken: a change committed after this moves the position.
         m_pos, s_pos = await asyncio.gather(position(master), position(slave))
+        marker = await read_marker(slave)
         due = _full_copy_due(record, rc) if not force else "forced (--force)"
+        if not due and record and marker != record.get("slave_marker"):
+            due = ("slave: its replication marker is not the recorded one (restored, cloned, or written by "
+                   "another master)")
 
         if (not due and not dry_run and "sequences" in record
                 and m_pos.same_as(rec_master) and s_pos.same_as(rec_slave)):
@@ -233,6 +240,8 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         await rebuild_indexes(slave, deferred)
         mark("indexes")
         await set_sequences(slave, seqs_to_set)
+        new_marker = uuid.uuid4().hex
+        await slave.execute(write_marker_sql(new_marker))
         own_xid = await slave.fetchval("SELECT pg_current_xact_id()::text")
         try:
             await slave.execute("COMMIT")
@@ -259,6 +268,7 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
             "replicated_at": now,
             "full_copy_at": now if full else record.get("full_copy_at"),
             "sequences": seq_names,
+            "slave_marker": new_marker,
             "master": SideState(m_check.identity[0], m_check.identity[1], m_check.snapshot, None,
                                 counts_master, m_pos.lsn).to_dict(),
             "slave": new_slave.to_dict(),

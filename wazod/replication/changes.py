@@ -92,6 +92,35 @@ class SideCheck:
                 and recorded.lsn == self.lsn and set(recorded.counts) == set(tables))
 
 
+MARKER_SQL = """
+CREATE SCHEMA IF NOT EXISTS wazod;
+CREATE TABLE IF NOT EXISTS wazod.replication (token text NOT NULL, replicated_at timestamptz NOT NULL);
+COMMENT ON TABLE wazod.replication IS 'written by wazod at each master to slave copy; do not edit';
+DELETE FROM wazod.replication;
+INSERT INTO wazod.replication VALUES ('{token}', now());
+"""
+
+
+def write_marker_sql(token: str) -> str:
+    """Statements (run inside the slave's copy transaction) leaving ``token`` as the slave's marker.
+
+    The marker ties the recorded state to this very database content: a
+    slave restored from a backup, cloned (a clone keeps the cluster's
+    system identifier) or written by another master holds another token, and
+    gets a full copy. It lives in schema ``wazod``, outside the replicated
+    schema ``public``.
+    """
+    if not token.isalnum():
+        raise ValueError("marker token must be alphanumeric")
+    return MARKER_SQL.format(token=token)
+
+
+async def read_marker(conn) -> str | None:
+    if await conn.fetchval("SELECT to_regclass('wazod.replication')") is None:
+        return None
+    return await conn.fetchval("SELECT token FROM wazod.replication LIMIT 1")
+
+
 async def position(conn) -> Position:
     lsn = await conn.fetchval("SELECT pg_current_wal_insert_lsn()::text")
     return Position(await identity(conn), lsn)
