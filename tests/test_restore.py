@@ -148,3 +148,26 @@ def test_default_environment_editing():
     assert 'DefaultEnvironment="A=1" "XIVO_UUID=new"' in out and "old" not in out and "[Other]\nX=1" in out
     assert set_default_environment("", "XIVO_UUID", "u") == '[Manager]\nDefaultEnvironment="XIVO_UUID=u"\n'
     assert set_default_environment("[Manager]\n#x\n", "K", "v") == '[Manager]\nDefaultEnvironment="K=v"\n#x\n'
+
+
+def test_sigterm_during_restore_rolls_back(lab, tmp_path):
+    import signal
+    import subprocess
+
+    from harness import wait_for
+
+    started = lab.marks / "keys-started"
+    lab.config.backup.update_keys_command = [
+        sys.executable, "-c", f"import time; open({str(started)!r}, 'w').close(); time.sleep(60)"]
+    write_config_file(Path(lab.cfg), lab.config)
+    proc = subprocess.Popen([sys.executable, "-m", "wazod", "restore", "--config", lab.cfg],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(started.exists, timeout=60, interval=0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, (out, err)
+    assert "restore stopped at step 8" in out and "rolled back" in out
+    assert q(lab, "SELECT DISTINCT firstname FROM userfeatures") == "changed"
+    assert q(lab, "SELECT count(*) FROM pg_database WHERE datname = 'asterisk_previous'", db="postgres") == "0"
+    assert (lab.marks / "services").read_text() == "stop\nstart\n"
+    assert subprocess.run(["pgrep", "-f", str(started)], capture_output=True).returncode == 1  # child killed
