@@ -171,3 +171,16 @@ def test_sigterm_during_restore_rolls_back(lab, tmp_path):
     assert q(lab, "SELECT count(*) FROM pg_database WHERE datname = 'asterisk_previous'", db="postgres") == "0"
     assert (lab.marks / "services").read_text() == "stop\nstart\n"
     assert subprocess.run(["pgrep", "-f", str(started)], capture_output=True).returncode == 1  # child killed
+
+
+def test_damaged_backup_refused_before_anything_changes(lab, capsys):
+    db_tgz = Path(lab.config.backup.dir) / "db.tgz"
+    raw = bytearray(db_tgz.read_bytes())
+    raw[len(raw) // 2] ^= 0x55
+    db_tgz.write_bytes(bytes(raw))
+    assert main(["restore", "--config", lab.cfg]) == 1
+    captured = capsys.readouterr()
+    assert "restore stopped at step 1" in captured.err and "db.tgz" in captured.err
+    assert not (lab.marks / "services").exists()
+    assert q(lab, "SELECT DISTINCT firstname FROM userfeatures") == "changed"
+    assert (lab.root / "etc/asterisk/pjsip.conf").read_text() == "changed\n"
