@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 # Types whose binary COPY representation embeds type OIDs that differ between
 # clusters (arrays of user types, composites, domains): copied as text.
 _TABLES_SQL = """
-SELECT c.relname AS table_name, a.attname AS column_name,
+SELECT c.relname AS table_name, a.attnum AS position, a.attname AS column_name,
        format_type(a.atttypid, a.atttypmod) AS column_type,
        a.attgenerated <> '' AS generated,
        (t.typtype IN ('c', 'd') OR (t.typcategory = 'A' AND t.typelem >= 16384)) AS needs_text
@@ -90,17 +90,27 @@ class Catalog:
     wazo_version: str | None
 
 
+_CATALOG_SQL = f"""
+SELECT (SELECT coalesce(json_agg(t ORDER BY t.table_name, t.position), '[]') FROM ({_TABLES_SQL}) t) AS tables,
+       (SELECT coalesce(json_agg(s ORDER BY s.sequence_name), '[]') FROM ({_SEQUENCES_SQL}) s) AS sequences,
+       (SELECT coalesce(json_agg(f), '[]') FROM ({_FKEYS_SQL}) f) AS fkeys,
+       ({_VERSION_SQL}) AS has_version
+"""
+
+
 async def read_catalog(conn) -> Catalog:
+    """The catalog in one round trip (the slave is across the network)."""
+    row = await conn.fetchrow(_CATALOG_SQL)
     tables: dict[str, Table] = {}
-    for r in await conn.fetch(_TABLES_SQL):
+    for r in json.loads(row["tables"]):
         table = tables.setdefault(r["table_name"], Table(r["table_name"]))
         table.columns.append(Column(r["column_name"], r["column_type"], r["generated"], r["needs_text"]))
-    sequences = {r["sequence_name"]: r["owner_table"] for r in await conn.fetch(_SEQUENCES_SQL)}
+    sequences = {r["sequence_name"]: r["owner_table"] for r in json.loads(row["sequences"])}
     referenced_by: dict[str, set[str]] = {}
-    for r in await conn.fetch(_FKEYS_SQL):
+    for r in json.loads(row["fkeys"]):
         referenced_by.setdefault(r["referenced"], set()).add(r["referencing"])
     version = None
-    if await conn.fetchval(_VERSION_SQL):
+    if row["has_version"]:
         version = await conn.fetchval("SELECT wazo_version FROM public.infos LIMIT 1")
     return Catalog(tables, sequences, referenced_by, version)
 
