@@ -42,6 +42,11 @@ async def _fingerprints(path: Path) -> list[str]:
 async def _create_key(key: Path, res: InitResult) -> None:
     if key.exists():
         res.messages.append(f"using the existing key {key}")
+        pub = Path(f"{key}.pub")
+        if not pub.exists():  # ssh-copy-id needs it: derive it from the private key
+            done = await proc.run(["ssh-keygen", "-y", "-f", str(key)], timeout=30, check=True)
+            atomic_write_text(pub, done.stdout.decode().strip() + " XiVO HA\n", mode=0o644)
+            res.messages.append(f"wrote the missing public key {pub}")
         return
     key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     await proc.run(["ssh-keygen", "-q", "-t", "rsa", "-N", "", "-C", "XiVO HA", "-f", str(key)],
