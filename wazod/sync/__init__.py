@@ -74,7 +74,7 @@ async def _rsync(config, host: str, options: list[str], sources: list[str], time
         warning = f"rsync: {exit_code_words(24)}" if done.returncode == 24 else None
         return _Transfer(True, stats, done.returncode, None, warning)
     words = exit_code_words(done.returncode)
-    why = explain_ssh_failure(stderr, config, host) if done.returncode == 255 or "ssh" in stderr else None
+    why = explain_ssh_failure(stderr, config, host)  # rsync may report 12 when ssh died first
     detail = why or mask_text(stderr.strip()[-500:])
     error = f"rsync exited with {done.returncode} ({words})" + (f": {detail}" if detail else "")
     return _Transfer(False, stats, done.returncode, error)

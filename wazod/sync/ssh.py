@@ -72,8 +72,9 @@ def explain_ssh_failure(stderr: str, config, host: str) -> str | None:
     if any(m in stderr for m in AUTH_FAILED_MARKERS):
         return (f"{config.sync.remote_user}@{host} refused the key {config.sync.ssh_key}: run `wazod sync --init` "
                 "to install it")
-    if any(m in stderr for m in UNREACHABLE_MARKERS):
-        return f"cannot reach {host} port {config.sync.ssh_port} over ssh: {stderr.strip().splitlines()[-1]}"
+    lines = [line for line in stderr.splitlines() if any(m in line for m in UNREACHABLE_MARKERS)]
+    if lines:
+        return f"cannot reach {host} port {config.sync.ssh_port} over ssh: {lines[0].strip()}"
     return None
 
 
