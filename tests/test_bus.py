@@ -137,6 +137,9 @@ async def test_event_from_another_process_reaches_the_bus(tmp_path, mosquitto):
 
 
 async def test_outbox_bound_drops_oldest_loudly(tmp_path, mosquitto, capsys):
+    from wazod.logsetup import configure_logging
+
+    configure_logging("info", json=True)  # to stdout, whatever an earlier test configured
     mosquitto.stop()
     ctx = make_ctx(tmp_path, mosquitto, outbox_max=100)
     for i in range(130):
