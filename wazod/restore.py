@@ -369,12 +369,16 @@ class Restore:
                 t0 = time.monotonic()
                 try:
                     rec.detail = await action()
-                except (RestoreError, ArchiveError, DumpError, proc.CommandFailed, OSError, TimeoutError) as e:
+                except Exception as e:  # whatever breaks a step, the database goes back to where it was
                     rec.status = "failed"
                     rec.duration = time.monotonic() - t0
                     self.report.stopped_at = number
-                    self.report.error = str(e)
-                    self.say(f"  failed: {e}")
+                    known = (WazodError, ArchiveError, DumpError, proc.CommandFailed, OSError, TimeoutError)
+                    if isinstance(e, FileNotFoundError) and e.filename:
+                        self.report.error = f"cannot run {e.filename}: {e.strerror}"
+                    else:
+                        self.report.error = str(e) if isinstance(e, known) else f"{type(e).__name__}: {e}"
+                    self.say(f"  failed: {self.report.error}")
                     await self._after_failure(number, title)
                     return self.report
                 except asyncio.CancelledError:
