@@ -240,3 +240,9 @@ def test_cli_config_check_json_masks_secrets(tmp_path):
 def test_cli_usage_error_exit_2():
     out = run_cli("no-such-command")
     assert out.returncode == 2
+
+
+def test_readme_configuration_reference_is_the_generated_config():
+    """The README's configuration reference documents every key: it is the generated default config."""
+    readme = (ROOT / "README.md").read_text()
+    assert render_default_config().rstrip("\n") in readme, "rebuild the README's configuration reference"
