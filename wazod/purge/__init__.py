@@ -59,21 +59,21 @@ async def _connect(section) -> asyncpg.Connection:
 
 
 async def _cutoffs(conn, now: dt.datetime | None, days_values: set[int]) -> dict[tuple[int, bool], dt.datetime]:
-    """(days, naive) -> cutoff, from one reference instant.
+    """(days, naive) -> cutoff, from one reference instant (the server's now() unless given).
 
     Calendar days in the session's TimeZone, like ``now() - interval 'N days'``;
     the naive cutoff is that instant as local time, like ``localtimestamp - N days``.
     """
-    ref = now if now is not None else await conn.fetchval("SELECT now()")
+    rows = await conn.fetch(
+        "SELECT d, r.ref - make_interval(days => d) AS aware, "
+        "(r.ref AT TIME ZONE current_setting('TimeZone')) - make_interval(days => d) AS naive "
+        "FROM (SELECT coalesce($1::timestamptz, now()) AS ref) r, unnest($2::int[]) d",
+        now, sorted(days_values),
+    )
     out = {}
-    for days in days_values:
-        row = await conn.fetchrow(
-            "SELECT $1::timestamptz - make_interval(days => $2) AS aware, "
-            "($1::timestamptz AT TIME ZONE current_setting('TimeZone')) - make_interval(days => $2) AS naive",
-            ref, days,
-        )
-        out[(days, False)] = row["aware"]
-        out[(days, True)] = row["naive"]
+    for row in rows:
+        out[(row["d"], False)] = row["aware"]
+        out[(row["d"], True)] = row["naive"]
     return out
 
 
@@ -151,8 +151,7 @@ async def _after_purge(section, conn, plan, deleted: int, size_before: int, rows
         )
 
 
-async def _table(section, conn_factory, table, column, days, cutoffs, archivers, dry_run, notes) -> dict[str, Any]:
-    conn = await conn_factory()
+async def _table(section, conn, table, column, days, cutoffs, archivers, dry_run, notes) -> dict[str, Any]:
     try:
         plan = await inspect_table(conn, table, column)
         if plan is None:
@@ -171,11 +170,33 @@ async def _table(section, conn_factory, table, column, days, cutoffs, archivers,
         return entry
     except (TableError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
         return {"status": "failed", "deleted": 0, "error": _describe(e)}
-    finally:
-        try:
-            await asyncio.shield(conn.close(timeout=5))
-        except Exception:
-            conn.terminate()
+
+
+class _Connection:
+    """One connection for the whole run, replaced when a table's failure broke it.
+
+    A failed statement or batch leaves the connection usable (each batch is its own
+    transaction, rolled back whole), so tables stay independent without a new
+    connection each.
+    """
+
+    def __init__(self, section):
+        self.section = section
+        self.conn: asyncpg.Connection | None = None
+
+    async def get(self) -> asyncpg.Connection:
+        if self.conn is None or self.conn.is_closed() or self.conn.is_in_transaction():
+            await self.close()
+            self.conn = await _connect(self.section)
+        return self.conn
+
+    async def close(self) -> None:
+        if self.conn is not None and not self.conn.is_closed():
+            try:
+                await asyncio.shield(self.conn.close(timeout=5))
+            except Exception:
+                self.conn.terminate()
+        self.conn = None
 
 
 def _describe(e: BaseException) -> str:
@@ -207,24 +228,23 @@ async def run(config, *, days: int | None = None, dry_run: bool = False,
             return JobResult("purge", "failed", data,
                              error=f"legacy archive plugin {name} failed: {type(e).__name__}: {e}; nothing purged")
 
-    conn = await _connect(section)
+    connection = _Connection(section)
     try:
         days_values = {section.days_for(t, days) for t in section.purged_tables}
-        cutoffs = await _cutoffs(conn, now, days_values)
+        cutoffs = await _cutoffs(await connection.get(), now, days_values)
+        for table, column in section.purged_tables.items():
+            try:
+                entry = await _table(section, await connection.get(), table, column, days, cutoffs,
+                                     archivers, dry_run, notes)
+            except WazodError as e:  # cannot connect: this table fails, the next one tries again
+                entry = {"status": "failed", "deleted": 0, "error": str(e)}
+            except asyncio.CancelledError:
+                log.warning("purge interrupted after the current batch", done=data["tables"])
+                raise
+            data["tables"][table] = entry
+            log.info("purge table", table=table, **{k: v for k, v in entry.items() if k != "archives"})
     finally:
-        await conn.close()
-
-    for table, column in section.purged_tables.items():
-        try:
-            entry = await _table(section, lambda: _connect(section), table, column, days, cutoffs,
-                                 archivers, dry_run, notes)
-        except WazodError as e:  # cannot connect: this table fails, the next one tries again
-            entry = {"status": "failed", "deleted": 0, "error": str(e)}
-        except asyncio.CancelledError:
-            log.warning("purge interrupted after the current batch", done=data["tables"])
-            raise
-        data["tables"][table] = entry
-        log.info("purge table", table=table, **{k: v for k, v in entry.items() if k != "archives"})
+        await connection.close()
 
     tables = data["tables"]
     key = "would_delete" if dry_run else "deleted"

@@ -43,7 +43,9 @@ from wazod.purge.tables import CascadeChild, TablePlan, Walk, quote_ident
 log = get_logger("purge")
 
 RETRIES = 3  # attempts of a batch rolled back by a deadlock or serialization failure
-FIRST_BATCH_ROWS = 2000
+FIRST_BATCH_ROWS = 10000
+# a heap-block batch reads kept rows too: where few of its rows go, it may read up to this many times batch_rows
+MAX_READ_FACTOR = 4
 MIN_BATCH_ROWS = 100
 # Above this estimated share of the table, reading every block once costs less
 # than finding the rows through the index (measured: a heap block walk reads a
@@ -90,8 +92,7 @@ class _Batcher:
         self.child_sinks = list(child_sinks)
         self._last_copy_count = 0
         self.progress = progress
-        # a heap-block walk reads kept rows too, and reading costs less than deleting
-        self.max_size = max_rows * (2 if walk == "heap blocks" else 1)
+        self.max_size = max_rows
         self.size = min(FIRST_BATCH_ROWS, self.max_size)
         self.position: Any = None
         self.end: Any = None
@@ -185,6 +186,10 @@ class _Batcher:
         )
         self.position = upper
         self.done = upper >= self.end  # blocks 0 .. end-1
+        # size counts rows read; keep the rows *deleted* per batch near batch_rows: where this batch
+        # deleted few of the rows it read, the next may read more (reading costs less than deleting)
+        share = deleted / max(1.0, blocks * self.rows_per_block)
+        self.max_size = int(self.max_rows / max(share, 1 / MAX_READ_FACTOR))
         return deleted
 
     async def _pk_batch(self) -> int:

@@ -68,59 +68,57 @@ class TablePlan:
         return quote_ident(self.pk)
 
 
+_FACTS_SQL = """
+SELECT t.oid,
+       c.attnum, format_type(c.atttypid, NULL) AS type,
+       EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+               WHERE i.indrelid = t.oid AND i.indkey[0] = c.attnum AND am.amname = 'btree'
+                 AND i.indpred IS NULL AND i.indisvalid) AS indexed,
+       ARRAY(SELECT a.attname || ' ' || format_type(a.atttypid, NULL) FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = t.oid AND i.indisprimary) AS pk,
+       ARRAY(SELECT attname FROM pg_attribute WHERE attrelid = t.oid AND attnum > 0 AND NOT attisdropped
+             ORDER BY attnum)::text[] AS columns,
+       current_setting('server_version_num')::int AS version
+FROM (SELECT to_regclass($1)::oid AS oid) t
+LEFT JOIN pg_attribute c ON c.attrelid = t.oid AND c.attname = $2 AND c.attnum > 0 AND NOT c.attisdropped
+"""
+
+
 async def inspect_table(conn, table: str, column: str) -> TablePlan | None:
     """The plan for ``table``, None when the table does not exist; TableError when it cannot be purged."""
-    oid = await conn.fetchval("SELECT to_regclass($1)::oid", quote_ident(table))
+    facts = await conn.fetchrow(_FACTS_SQL, quote_ident(table), column)
+    oid = facts["oid"]
     if oid is None:
         return None
-    col = await conn.fetchrow(
-        "SELECT attnum, format_type(atttypid, NULL) AS type FROM pg_attribute "
-        "WHERE attrelid = $1 AND attname = $2 AND attnum > 0 AND NOT attisdropped",
-        oid, column,
-    )
-    if col is None:
+    if facts["attnum"] is None:
         raise TableError(f"column {column} does not exist in table {table} (purge.tables names it as the time column)")
-    if col["type"] not in (TIMESTAMPTZ, TIMESTAMP):
-        raise TableError(f"{table}.{column} is of type {col['type']}; the time column must be a timestamp")
-    indexed = await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
-        "JOIN pg_am am ON am.oid = ic.relam WHERE i.indrelid = $1 AND i.indkey[0] = $2 "
-        "AND am.amname = 'btree' AND i.indpred IS NULL AND i.indisvalid)",
-        oid, col["attnum"],
-    )
-    pk_cols = await conn.fetch(
-        "SELECT a.attname, format_type(a.atttypid, NULL) AS type FROM pg_index i "
-        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-        "WHERE i.indrelid = $1 AND i.indisprimary",
-        oid,
-    )
-    pk = pk_cols[0]["attname"] if len(pk_cols) == 1 and pk_cols[0]["type"] in _INTEGER_TYPES else None
-    tid_range = int(await conn.fetchval("SELECT current_setting('server_version_num')")) >= 140000
+    if facts["type"] not in (TIMESTAMPTZ, TIMESTAMP):
+        raise TableError(f"{table}.{column} is of type {facts['type']}; the time column must be a timestamp")
+    indexed = facts["indexed"]
+    pk_cols = [entry.split(" ", 1) for entry in facts["pk"]]
+    pk = pk_cols[0][0] if len(pk_cols) == 1 and pk_cols[0][1] in _INTEGER_TYPES else None
+    tid_range = facts["version"] >= 140000
     if not indexed and pk is None and not tid_range:
         raise TableError(
             f"{table} has no index on {column} and no integer primary key: it cannot be purged in batches "
             f"without reading the whole table for each one (create an index on {table}({column}))"
         )
-    columns = await conn.fetch(
-        "SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-        oid,
+    children = tuple(
+        CascadeChild(r["child"], r["fk"], r["pk"], tuple(r["columns"]))
+        for r in await conn.fetch(
+            "SELECT c.conrelid::regclass::text AS child, a.attname AS fk, pa.attname AS pk, "
+            "ARRAY(SELECT x.attname FROM pg_attribute x WHERE x.attrelid = c.conrelid AND x.attnum > 0 "
+            "AND NOT x.attisdropped ORDER BY x.attnum)::text[] AS columns "
+            "FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
+            "JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1] "
+            "WHERE c.confrelid = $1 AND c.contype = 'f' AND c.confdeltype = 'c' AND cardinality(c.conkey) = 1 "
+            "AND c.conrelid <> c.confrelid ORDER BY 1",
+            oid,
+        )
     )
-    children = []
-    for child in await conn.fetch(
-        "SELECT c.conrelid AS oid, c.conrelid::regclass::text AS child, a.attname AS fk, pa.attname AS pk "
-        "FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
-        "JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = c.confkey[1] "
-        "WHERE c.confrelid = $1 AND c.contype = 'f' AND c.confdeltype = 'c' AND cardinality(c.conkey) = 1 "
-        "AND c.conrelid <> c.confrelid ORDER BY 2",
-        oid,
-    ):
-        child_columns = await conn.fetch(
-            "SELECT attname FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped "
-            "ORDER BY attnum", child["oid"])
-        children.append(CascadeChild(child["child"], child["fk"], child["pk"],
-                                     tuple(r["attname"] for r in child_columns)))
     return TablePlan(
-        table=table, oid=oid, column=column, naive=col["type"] == TIMESTAMP,
+        table=table, oid=oid, column=column, naive=facts["type"] == TIMESTAMP,
         indexed=bool(indexed), pk=pk, tid_range=tid_range,
-        columns=tuple(r["attname"] for r in columns), cascades=tuple(children),
+        columns=tuple(facts["columns"]), cascades=children,
     )

@@ -66,8 +66,9 @@ class PurgeSection(Section):
         None, description="where the csv archiver writes <table>-<time>.csv.gz; null: <state_dir>/purge-archives"
     )
     batch_rows: int = Field(
-        100000, ge=100, description="most rows one batch deletes (a heap-block walk reads up to twice as many, a "
-        "primary-key walk spans as many key values); batches shrink below it to stay under batch_seconds",
+        200000, ge=100, description="most rows one batch deletes (a heap-block walk reads up to 4 times as many "
+        "where few of them go, a primary-key walk spans as many key values); batches shrink below it to stay "
+        "under batch_seconds",
     )
     batch_seconds: float = Field(
         0.5, gt=0, le=30, description="target duration of each batch transaction; the batch size adapts to it"
