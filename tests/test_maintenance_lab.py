@@ -125,3 +125,24 @@ def test_set_on_the_master_shows_on_the_slave_survives_a_restart_and_expires(ha_
     wait_for(lambda: pair.slave.status().get("ha_frozen") is None, timeout=10)
     pair.slave.wait_state("standby", timeout=10)  # master up: nothing to do after the re-evaluation
     assert not pair.slave.events("ha_takeover_started")
+
+
+def test_services_moved_by_hand_during_maintenance_are_put_right_when_it_ends(ha_lab, tmp_path):
+    pair, _ = _pair(ha_lab, tmp_path)
+    pair.start_master_asterisk()
+    pair.start()
+    assert _cli(pair, "slave", "maintenance", "on", "--for", "10m", "--local").returncode == 0
+    wait_for(lambda: _maintenance(pair.slave).get("active"), timeout=5)
+    # an administrator starts the slave's services by hand while the master is fine
+    res = _cli(pair, "slave", "services", "start")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert pair.slave.standin_pid() is not None
+    mark = pair.slave.last_seq()
+    time.sleep(4 * DETECTION + FAST["failback_hold"] + 1)
+    assert pair.slave.standin_pid() is not None  # left alone while maintenance is on
+    assert not pair.slave.events("ha_failback_started", after=mark)
+    # maintenance off: the slave decides afresh from the real service state and gives the services back
+    assert _cli(pair, "slave", "maintenance", "off", "--local").returncode == 0
+    pair.slave.wait_event("ha_failback_completed", after=mark, timeout=30)
+    assert pair.slave.standin_pid() is None and not pair.slave.sip_answers()
+    pair.slave.wait_state("standby", timeout=10)
