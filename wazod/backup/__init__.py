@@ -122,7 +122,9 @@ async def _make_db(config, work: str, progress) -> tuple[str, dict, str]:
     list_file = os.path.join(work, "db-members")
     _write_list(list_file, [b.db_dir_name, rel_dump])
     out = _tmp_archive(config, "db")
-    compressor = archive.compressor_argv(b.use_pigz, DB_COMPRESS_LEVEL)
+    # a dump compressed by pg_dump is only wrapped (gzip -1); an uncompressed one (-Z0) is compressed here, in parallel
+    level = b.compress_level if b.db_compress_level == 0 else DB_COMPRESS_LEVEL
+    compressor = archive.compressor_argv(b.use_pigz, level)
     # the dump's table of contents and checksum are read while it is wrapped and read back
     toc, dump_sha, (written, scan) = await _all(
         dbdump.pg_restore_list(d.path),
