@@ -91,7 +91,7 @@ def test_full_backup_members_exclusions_manifest_and_event(tmp_path, root, wazo_
     # the event counts them
     assert len(events) == 1
     data = events[0]["data"]
-    assert data["skipped"] == len(manifest["skipped"]) and data["skipped_files"] >= 120 + 1 + 1
+    assert data["skipped_count"] == len(manifest["skipped"]) and data["skipped_files"] >= 120 + 1 + 1
     assert data["data"]["sha256"] == manifest["sha256"]
     # permissions: 640, group www-data where it exists; no temporary left
     for name in ("data.tgz", "db.tgz", "data.manifest.json", "db.manifest.json"):
@@ -422,7 +422,7 @@ def test_file_vanishing_during_the_backup_is_listed_not_fatal(tmp_path):
     manifest = json.loads((d / "data.manifest.json").read_text())
     rel = "var/spool/asterisk/voicemail/default/1001/INBOX/msg0003.wav"
     assert any(s["path"] == rel and "vanished" in s["reason"] for s in manifest["skipped"])
-    assert manifest["members"] == len(names) and result.data["skipped"] == 1
+    assert manifest["members"] == len(names) and result.data["skipped_count"] == 1
 
 
 def test_size_rules_follow_the_configuration(tmp_path, root):

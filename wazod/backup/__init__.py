@@ -228,7 +228,7 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
             else:
                 data[kind].update(dump=manifest["dump"], wazo_version=manifest["wazo_version"])
         if selection is not None:
-            data["skipped"] = len(selection.skipped)
+            data["skipped_count"] = len(selection.skipped)  # not "skipped": that flags a skipped job
             data["skipped_files"] = selection.skipped_files
             data["skipped_bytes"] = selection.skipped_bytes
             data["skipped_paths"] = [s.path for s in selection.skipped][:20]
