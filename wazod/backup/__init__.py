@@ -258,12 +258,13 @@ async def _write_and_read_back(out: str, want_dump: str | None, write) -> tuple[
     reader = asyncio.ensure_future(asyncio.to_thread(_read_back, out, want_dump, follow))
     try:
         written = await write
-    finally:
-        follow.set()  # the reader then stops at the end of what was written
-        if not reader.done():
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(reader)
-    return written, reader.result()
+    except BaseException:
+        follow.set()  # the reader stops at the end of what was written; wait for it, then report the failure
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(reader)
+        raise
+    follow.set()
+    return written, await reader
 
 
 def _check_read_back(kind: str, scan, written: archive.Written, manifest: dict) -> None:
