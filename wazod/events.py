@@ -38,6 +38,7 @@ EVENT_NAMES = {
     "sync_completed", "sync_failed", "backup_completed", "backup_failed", "purge_completed", "purge_failed",
     "health_degraded", "health_recovered",
     "maintenance_started", "maintenance_ended",
+    "restore_completed", "restore_failed",
 }
 
 _WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded)$")
