@@ -33,6 +33,7 @@ NOTIFICATION_NUMBERS: dict[str, int] = {
     "purge_completed": 47, "purge_failed": 48,
     "health_degraded": 50, "health_recovered": 51,
     "maintenance_started": 60, "maintenance_ended": 61,
+    "restore_completed": 62, "restore_failed": 63,
 }
 OTHER_EVENT_NUMBER = 100  # wazodOtherEvent: any event name not listed above
 
