@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from harness.util import free_port, wait_for
 
 

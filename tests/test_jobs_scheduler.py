@@ -117,7 +117,7 @@ MISSED_CASES = [
 
 @pytest.mark.parametrize("expr,ago,expected", MISSED_CASES)
 def test_missed_since(expr, ago, expected):
-    now = dt.datetime(2026, 11, 27, 10, 2, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 27, 10, 2, tzinfo=dt.UTC)
     last = None if ago is None else now - dt.timedelta(minutes=ago)
     assert missed_since(make_trigger(expr), last, now) is expected
 

@@ -45,7 +45,7 @@ _WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded)$")
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat()
+    return dt.datetime.now(dt.UTC).astimezone().isoformat()
 
 
 class EventStore:

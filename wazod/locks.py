@@ -7,9 +7,11 @@ run and a scheduled run of the same operation therefore never overlap.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from wazod.errors import LockHeld
@@ -36,6 +38,28 @@ class OperationLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+
+    def acquire_waiting(self, wait: float, interval: float = 0.02) -> None:
+        """Acquire, retrying for up to ``wait`` seconds (blocking); LockHeld after that."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self.acquire()
+            except LockHeld:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(interval)
+
+    async def acquire_async(self, wait: float | None, interval: float = 0.1) -> None:
+        """Acquire without blocking the event loop, retrying for up to ``wait`` seconds (None: forever)."""
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            try:
+                return self.acquire()
+            except LockHeld:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(interval)
 
     def release(self) -> None:
         if self._fd is not None:

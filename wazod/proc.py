@@ -53,7 +53,7 @@ async def _terminate(proc: asyncio.subprocess.Process, grace: float = 5.0) -> No
         os.killpg(proc.pid, signal.SIGTERM)
     try:
         await asyncio.wait_for(proc.wait(), grace)
-    except (asyncio.TimeoutError, asyncio.CancelledError):
+    except (TimeoutError, asyncio.CancelledError):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
@@ -86,7 +86,7 @@ async def run(
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(input), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await _terminate(proc)
         raise TimeoutError(f"{os.path.basename(argv[0])} did not finish within {timeout:g} s") from None
     except BaseException:

@@ -94,15 +94,7 @@ class HaMonitor:
         """The ``ha`` operation lock: in-process first (asyncio), then the file shared with other processes."""
         async with self._alock:
             lock = OperationLock(self.ctx.config.node.state_dir, "ha")
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    lock.acquire()
-                    break
-                except LockHeld:
-                    if time.monotonic() >= deadline:
-                        raise
-                    await asyncio.sleep(0.1)
+            await lock.acquire_async(wait)
             try:
                 yield
             finally:

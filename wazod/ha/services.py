@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wazod import proc
-from wazod.errors import LockHeld
 from wazod.locks import OperationLock
 from wazod.logsetup import get_logger
 
@@ -200,15 +199,7 @@ async def run_action(services, action: str, *, hook: Hook | None = None) -> Serv
 async def services_lock(state_dir, wait: float | None = None):
     """The ``services`` operation lock shared with ``wazod services``; waits up to ``wait`` s (None: forever)."""
     lock = OperationLock(state_dir, "services")
-    deadline = None if wait is None else time.monotonic() + wait
-    while True:
-        try:
-            lock.acquire()
-            break
-        except LockHeld:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise
-            await asyncio.sleep(0.2)
+    await lock.acquire_async(wait, interval=0.2)
     try:
         yield lock
     finally:
