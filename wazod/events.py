@@ -44,6 +44,14 @@ EVENT_NAMES = {
 _WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded)$")
 
 
+# The outbox's tables; outputs that open the store themselves (wazod.bus.outbox) create the same.
+STORE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+"""
+
+
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).astimezone().isoformat()
 
@@ -58,13 +66,7 @@ class EventStore:
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL);
-            CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-            """
-        )
+        self._db.executescript(STORE_SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from wazod.events import STORE_SCHEMA
 from wazod.logsetup import get_logger
 
 log = get_logger("bus")
@@ -49,13 +50,7 @@ class OutboxReader:
             # a cursor lost to a power cut only means re-sending (at least once): no fsync per ack
             self._db.execute("PRAGMA synchronous=NORMAL")
             # the emitter normally creates these; an output may start first
-            self._db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS cursors (consumer TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-                """
-            )
+            self._db.executescript(STORE_SCHEMA)
         self.dropped = 0  # events skipped because the outbox overflowed, since start
         self.closed = False
         self._warned_filling = False
