@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from wazod.errors import ExitCode, LockHeld, WazodError
+from wazod.errors import ExitCode, WazodError
 from wazod.locks import OperationLock
 from wazod.state import StateStore
 
@@ -92,15 +92,7 @@ class MaintenanceState:
     @contextlib.contextmanager
     def locked(self, wait: float = LOCK_WAIT):
         lock = OperationLock(self.state_dir, "maintenance")
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                lock.acquire()
-                break
-            except LockHeld:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.02)
+        lock.acquire_waiting(wait)
         try:
             yield
         finally:
