@@ -129,6 +129,8 @@ def test_set_on_the_master_shows_on_the_slave_survives_a_restart_and_expires(ha_
 
 def test_services_moved_by_hand_during_maintenance_are_put_right_when_it_ends(ha_lab, tmp_path):
     pair, _ = _pair(ha_lab, tmp_path)
+    for node in (pair.master, pair.slave):  # no periodic service check: only the end of maintenance re-reads them
+        node.write_config(services_check_interval=0)
     pair.start_master_asterisk()
     pair.start()
     assert _cli(pair, "slave", "maintenance", "on", "--for", "10m", "--local").returncode == 0
@@ -146,3 +148,4 @@ def test_services_moved_by_hand_during_maintenance_are_put_right_when_it_ends(ha
     pair.slave.wait_event("ha_failback_completed", after=mark, timeout=30)
     assert pair.slave.standin_pid() is None and not pair.slave.sip_answers()
     pair.slave.wait_state("standby", timeout=10)
+    assert "the HA monitor has no reevaluate()" not in pair.slave.log_path.read_text()

@@ -160,6 +160,11 @@ class HaMonitor:
         if self._watch_key() != self._ha_key:
             self._reload.set()
 
+    def reevaluate(self) -> None:
+        """Maintenance ended (wazod.maintenance calls this): restart the watch, so the decision comes from
+        fresh probe rounds and the real service state, as after a daemon restart."""
+        self._reload.set()
+
     def _start_watch(self) -> asyncio.Task | None:
         cfg = self.ctx.config
         role = cfg.role
