@@ -238,3 +238,22 @@ def test_shipped_config_starts_on_a_plain_machine_and_stops_on_sigterm():
     for line in (lines + rest.splitlines()):
         if line.strip():
             assert line.startswith("<") and json.loads(line.split(">", 1)[1])
+
+
+def test_status_shows_maintenance_expired_while_the_daemon_was_down(tmp_path):
+    """The maintenance file decides: an expiry during the daemon's absence shows as ended."""
+    from wazod.config import load_config
+    from wazod.maintenance.state import MaintenanceState
+    from wazod.status_view import collect_status
+
+    cfg_path = tmp_path / "config.yml"
+    cfg_path.write_text(BASE.replace("@STATE@", str(tmp_path / "state")).replace("@PORT@", str(free_port())))
+    config = load_config(cfg_path).config
+    state = MaintenanceState(config.node.state_dir, config.node_name)
+    state.switch_on(duration=60, reason="upgrade", user="root", node="testnode", now=time.time() - 120)
+    doc = collect_status(config)
+    assert doc["daemon"] == "not running"
+    assert doc["maintenance"]["active"] is False and doc["maintenance"]["last"]["reason"] == "upgrade"
+    state.switch_on(duration=3600, reason="repair", user="root", node="testnode")
+    doc = collect_status(config)
+    assert doc["maintenance"]["active"] is True and doc["maintenance"]["reason"] == "repair"

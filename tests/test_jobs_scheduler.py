@@ -233,3 +233,24 @@ async def test_first_backup_runs_at_start_when_none_exists(loaded, tmp_path, mon
     from wazod.backup import needs_initial_backup
 
     assert not needs_initial_backup(cfg)
+
+
+async def test_maintenance_holds_the_jobs_it_names(loaded, tmp_path, monkeypatch):
+    """Replication is held while maintenance is on; backup runs unless maintenance holds it too."""
+    marker = tmp_path / "ran"
+
+    async def entry(config, **_):
+        return await counting_job(config, marker=marker)
+
+    monkeypatch.setattr(JobSpec, "load", lambda self: entry)
+    ctx = _ctx(loaded)
+    held = {"replication", "sync"}
+    ctx.registry["maintenance_holds"] = lambda job: job in held
+    sched = JobScheduler(ctx)
+    await sched._fire("replication")
+    assert not marker.exists()
+    await sched._fire("backup")
+    assert marker.read_text().count("\n") == 1
+    held.add("backup")  # maintenance.hold_backup: true
+    await sched._fire("backup")
+    assert marker.read_text().count("\n") == 1

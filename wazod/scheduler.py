@@ -56,6 +56,14 @@ def maintenance_active(ctx) -> bool:
     return bool(check and check())
 
 
+def held_in_maintenance(ctx, name: str) -> bool:
+    """Whether maintenance holds job ``name`` now (replication and sync always; backup/purge if configured)."""
+    holds = ctx.registry.get("maintenance_holds")
+    if holds is not None:
+        return bool(holds(name))
+    return JOBS[name].held_in_maintenance and maintenance_active(ctx)
+
+
 class JobScheduler:
     """The scheduler component of the supervisor."""
 
@@ -100,7 +108,7 @@ class JobScheduler:
         if name in self.running and not self.running[name].done():
             log.info("job still running, this run is skipped", job=name)
             return
-        if JOBS[name].held_in_maintenance and maintenance_active(self.ctx):
+        if held_in_maintenance(self.ctx, name):
             log.info("maintenance mode: scheduled run held", job=name)
             return
         task = asyncio.current_task()

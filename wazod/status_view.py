@@ -73,6 +73,12 @@ def collect_status(config) -> dict[str, Any]:
             doc["saved_at"] = dt.datetime.fromtimestamp(mtime).astimezone().isoformat()
         except OSError:
             doc["saved_at"] = None
+    # maintenance from its own file: it may have ended (expired) while the daemon was down
+    from wazod.maintenance.state import MaintenanceState, status_view
+
+    record = MaintenanceState(config.node.state_dir, config.node_name).read()
+    if record:
+        doc["maintenance"] = status_view(record)
     next_runs = saved.get("next_runs", {}) if running else {}
     for name, spec in JOBS.items():
         applies = spec.roles is None or config.role in spec.roles
