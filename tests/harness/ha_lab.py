@@ -38,7 +38,7 @@ import pytest
 import yaml
 
 from .netns import NetnsLab, netns_unavailable_reason
-from .util import kill_process_group, wait_for
+from .util import kill_process_group, stop_process_group, wait_for
 
 PY = sys.executable
 SIP_PORT = 5060
@@ -130,14 +130,7 @@ class HaNode:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM and wait (the clean stop systemd does)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            kill_process_group(self.proc)
-            return None
+        return stop_process_group(self.proc, timeout)
 
     @property
     def running(self) -> bool:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from .util import GiveUp, free_port, kill_process_group, wait_for
+from .util import GiveUp, free_port, stop_process_group, wait_for
 
 PY = sys.executable
 TOKEN = "maintenance-test-token-0123456789"
@@ -113,14 +111,7 @@ class LoopNode:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            kill_process_group(self.proc)
-            return None
+        return stop_process_group(self.proc, timeout)
 
     def log_tail(self, n: int = 40) -> str:
         with contextlib.suppress(OSError):

@@ -31,6 +31,7 @@ __all__ = [
     "wait_for_async",
     "wait_for_port",
     "kill_process_group",
+    "stop_process_group",
     "register_cleanup",
     "unregister_cleanup",
     "run",
@@ -272,3 +273,18 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 60.0,
             f"stdout: {res.stdout}\nstderr: {res.stderr}"
         )
     return res
+
+
+def stop_process_group(proc: subprocess.Popen | None, timeout: float = 20.0) -> int | None:
+    """SIGTERM the group of ``proc`` and wait (the clean stop systemd does); SIGKILL if it hangs.
+
+    Returns the exit code, or None when the process had to be killed or never ran.
+    """
+    if proc is None or proc.poll() is not None:
+        return None if proc is None else proc.returncode
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill_process_group(proc)
+        return None
