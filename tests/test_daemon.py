@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,18 +14,7 @@ from pathlib import Path
 import pytest
 from harness.util import free_port, wait_for
 
-
-def events_of(state_dir: Path) -> list[dict]:
-    db = state_dir / "events.sqlite3"
-    if not db.exists():
-        return []
-    con = sqlite3.connect(db, timeout=10)
-    try:
-        return [json.loads(r[0]) for r in con.execute("SELECT body FROM events ORDER BY seq")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
+from wazod.events import read_events
 
 
 class Daemon:
@@ -74,8 +62,7 @@ class Daemon:
         return wait_for(seen, timeout=timeout)
 
     def events(self, name: str | None = None) -> list[dict]:
-        evs = events_of(self.state_dir)
-        return [e for e in evs if name is None or e["name"] == name]
+        return read_events(self.state_dir, name)
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -129,6 +129,22 @@ class EventStore:
             return cur.rowcount
 
 
+def read_events(state_dir: str | os.PathLike, name: str | None = None, after: int = 0) -> list[dict[str, Any]]:
+    """The events stored on a node after ``after`` (optionally only ``name``); [] when it has none yet.
+
+    For readers outside the daemon (``wazod`` tools, the tests' lab helpers): opens and closes the store.
+    """
+    path = Path(state_dir) / "events.sqlite3"
+    if not path.exists():
+        return []
+    store = EventStore(path)
+    try:
+        events = store.after(after, limit=1_000_000)
+    finally:
+        store.close()
+    return [e for e in events if name is None or e["name"] == name]
+
+
 def read_origin_uuid(uuid_file: str | os.PathLike, state_dir: str | os.PathLike) -> str:
     """The node's installation UUID: XIVO_UUID from Wazo's profile file, else one kept in state_dir."""
     with contextlib.suppress(OSError):

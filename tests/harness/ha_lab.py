@@ -143,17 +143,9 @@ class HaNode:
 
     # --- observation ------------------------------------------------------------
     def events(self, name: str | None = None, after: int = 0) -> list[dict[str, Any]]:
-        path = self.state_dir / "events.sqlite3"
-        if not path.exists():
-            return []
-        from wazod.events import EventStore
+        from wazod.events import read_events
 
-        store = EventStore(path)
-        try:
-            evs = store.after(after, limit=100_000)
-        finally:
-            store.close()
-        return [e for e in evs if name is None or e["name"] == name]
+        return read_events(self.state_dir, name, after)
 
     def last_seq(self) -> int:
         evs = self.events()

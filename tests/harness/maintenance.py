@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from wazod.events import read_events
+
 from .util import GiveUp, free_port, stop_process_group, wait_for
 
 PY = sys.executable
@@ -41,18 +43,6 @@ def run_wazod(config: Path, *args: str, timeout: float = 30.0) -> subprocess.Com
                           timeout=timeout)
 
 
-def read_events(state_dir: Path, name: str | None = None, after: int = 0) -> list[dict[str, Any]]:
-    path = state_dir / "events.sqlite3"
-    if not path.exists():
-        return []
-    from wazod.events import EventStore
-
-    store = EventStore(path)
-    try:
-        evs = store.after(after, limit=100_000)
-    finally:
-        store.close()
-    return [e for e in evs if name is None or e["name"] == name]
 
 
 class LoopNode:

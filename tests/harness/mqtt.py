@@ -24,6 +24,7 @@ from .util import (
     free_port,
     kill_process_group,
     register_cleanup,
+    server_factory,
     unregister_cleanup,
     wait_for,
 )
@@ -186,18 +187,7 @@ class Mosquitto:
 def make_mosquitto() -> Iterator[Callable[..., Mosquitto]]:
     """Factory ``make_mosquitto(host='127.0.0.1', port=None, netns=None,
     start=True) -> Mosquitto``; every broker made is destroyed at teardown."""
-    made: list[Mosquitto] = []
-
-    def factory(*, start: bool = True, **kw) -> Mosquitto:
-        broker = Mosquitto(**kw)
-        made.append(broker)
-        if start:
-            broker.start()
-        return broker
-
-    yield factory
-    for broker in reversed(made):
-        broker.destroy()
+    yield from server_factory(Mosquitto)
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from .util import (
     kill_process_group,
     register_cleanup,
     run,
+    server_factory,
     unregister_cleanup,
     wait_for,
 )
@@ -425,19 +426,7 @@ def make_pg_cluster(pg_template: Path) -> Iterator[Callable[..., PgCluster]]:
 
     Every cluster made is destroyed at teardown, even if the test failed.
     """
-    made: list[PgCluster] = []
-
-    def factory(*, start: bool = True, **kw) -> PgCluster:
-        kw.setdefault("template", pg_template)
-        cluster = PgCluster(**kw)
-        made.append(cluster)
-        if start:
-            cluster.start()
-        return cluster
-
-    yield factory
-    for cluster in reversed(made):
-        cluster.destroy()
+    yield from server_factory(PgCluster, template=pg_template)
 
 
 @pytest.fixture

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from .util import GiveUp, free_port, kill_process_group, register_cleanup, run, unregister_cleanup, wait_for
+from .util import (
+    GiveUp,
+    free_port,
+    kill_process_group,
+    register_cleanup,
+    run,
+    server_factory,
+    unregister_cleanup,
+    wait_for,
+)
 
 __all__ = ["Sshd"]
 
@@ -226,18 +235,7 @@ def make_sshd() -> Iterator[Callable[..., Sshd]]:
     user='root', start=True) -> Sshd``; all destroyed at teardown.  Use it for
     an sshd inside a NetnsLab host (``listen=lab.master.addr,
     netns=lab.master.netns``)."""
-    made: list[Sshd] = []
-
-    def factory(*, start: bool = True, **kw) -> Sshd:
-        server = Sshd(**kw)
-        made.append(server)
-        if start:
-            server.start()
-        return server
-
-    yield factory
-    for server in reversed(made):
-        server.destroy()
+    yield from server_factory(Sshd)
 
 
 @pytest.fixture

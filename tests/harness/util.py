@@ -32,6 +32,7 @@ __all__ = [
     "wait_for_port",
     "kill_process_group",
     "stop_process_group",
+    "server_factory",
     "register_cleanup",
     "unregister_cleanup",
     "run",
@@ -288,3 +289,24 @@ def stop_process_group(proc: subprocess.Popen | None, timeout: float = 20.0) -> 
     except subprocess.TimeoutExpired:
         kill_process_group(proc)
         return None
+
+
+def server_factory(cls: Callable[..., T], **defaults: Any):
+    """Body of a factory fixture: ``yield from server_factory(Mosquitto)``.
+
+    Yields ``factory(*, start=True, **kw)`` making ``cls(**defaults, **kw)``
+    (started unless ``start=False``); every server made is destroyed at
+    teardown, newest first, even when the test failed.
+    """
+    made: list = []
+
+    def factory(*, start: bool = True, **kw):
+        server = cls(**{**defaults, **kw})
+        made.append(server)
+        if start:
+            server.start()
+        return server
+
+    yield factory
+    for server in reversed(made):
+        server.destroy()
