@@ -349,6 +349,53 @@ async def test_a_failed_copy_keeps_the_slave_indexes(tmp_path, dbs):
     assert [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)] == constraints
 
 
+OBJECT_OIDS_QUERY = ("SELECT conname, oid, conindid FROM pg_constraint WHERE connamespace = 'public'::regnamespace "
+                     "AND conname = ANY($1::text[]) ORDER BY 1")
+
+
+async def test_keys_and_their_indexes_are_dropped_for_the_load_and_added_back(tmp_path, dbs):
+    """PRIMARY KEY, UNIQUE and foreign keys between reloaded tables are rebuilt (new oids), identical."""
+    master, slave = dbs
+    names = ["userfeatures_pkey", "userfeatures_uuid_key", "auth_user_pkey", "user_line_user_id_fkey",
+             "auth_user_tenant_uuid_fkey", "auth_tenant_contact_uuid_fkey"]
+    before = {r[0]: (r[1], r[2]) for r in await sql(slave, OBJECT_OIDS_QUERY, names)}
+    constraints = [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)]
+    result = await run(make_config(tmp_path, master, slave))
+    assert result.status == "ok", result.error
+    after = {r[0]: (r[1], r[2]) for r in await sql(slave, OBJECT_OIDS_QUERY, names)}
+    assert set(after) == set(names)
+    assert all(after[n][0] != before[n][0] for n in names), (before, after)  # dropped and added back
+    assert [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)] == constraints
+    validated = await sql(slave, "SELECT bool_and(convalidated) FROM pg_constraint WHERE contype = 'f' "
+                                 "AND connamespace = 'public'::regnamespace")
+    assert validated[0][0] is True
+    # the keys added back are enforced
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await sql(slave, "INSERT INTO user_line (user_id, line_id) VALUES (987654, 1)")
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await sql(slave, "INSERT INTO auth_user (uuid, username, tenant_uuid, purpose) "
+                         "SELECT uuid, 'again', tenant_uuid, purpose FROM auth_user LIMIT 1")
+    assert await table_rows(slave, "user_line") == await table_rows(master, "user_line")
+
+
+async def test_master_rows_breaking_a_key_are_copied_with_the_keys_in_place(tmp_path, dbs):
+    """Wazo's replica-role load accepts rows a foreign key would refuse; so does wazod (second load)."""
+    master, slave = dbs
+    await sql(master, "ALTER TABLE user_line DROP CONSTRAINT user_line_user_id_fkey")
+    await sql(master, "INSERT INTO user_line (user_id, line_id) VALUES (987654, 1)")
+    await sql(master, "ALTER TABLE user_line ADD CONSTRAINT user_line_user_id_fkey FOREIGN KEY (user_id) "
+                      "REFERENCES userfeatures(id) ON DELETE CASCADE NOT VALID")
+    constraints = [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)]
+    result = await run(make_config(tmp_path, master, slave))
+    assert result.status == "ok", result.error
+    assert "foreign keys in place" in result.data["note"] and "user_line_user_id_fkey" in result.data["note"]
+    assert await table_rows(slave, "user_line") == await table_rows(master, "user_line")
+    assert (await sql(slave, "SELECT count(*) FROM user_line WHERE user_id = 987654"))[0][0] == 1
+    # the slave's key is untouched (still validated: it was never dropped)
+    assert [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)] == constraints
+    assert (await run(make_config(tmp_path, master, slave))).status == "skipped"
+
+
 async def test_change_test_sees_rows_committed_between_statements(dbs):
     """The slave's transaction reads its snapshot, then its rows, in two statements; a row committed
     in between (by a transaction with a later xid) must count as changed."""

@@ -48,7 +48,14 @@ from wazod.replication.changes import (
     write_marker_sql,
 )
 from wazod.replication.copy import SourceFailed, clear_tables, set_sequences, stream_tables
-from wazod.replication.indexes import Deferred, IndexRebuildMismatch, defer_indexes, rebuild_indexes
+from wazod.replication.indexes import (
+    Deferred,
+    ForeignKeyNotSatisfied,
+    IndexRebuildMismatch,
+    build_table_indexes,
+    defer_indexes,
+    finish_rebuild,
+)
 from wazod.secrets import mask_text
 from wazod.state import StateStore
 
@@ -111,7 +118,8 @@ def _listed(names) -> list[str]:
 async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResult:
     rc = config.replication
     try:
-        return await asyncio.wait_for(_replicate(config, dry_run=dry_run, force=force), rc.timeout)
+        return await asyncio.wait_for(_replicate_once_more_if_keys_break(config, dry_run=dry_run, force=force),
+                                      rc.timeout)
     except TimeoutError:
         return JobResult("replication", "failed",
                          error=f"abandoned after {rc.timeout:g} s (replication.timeout); "
@@ -127,7 +135,25 @@ async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResul
                                "(the copy was rolled back)")
 
 
-async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
+async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bool) -> JobResult:
+    """A run with the foreign keys dropped for the load; again with them in place if the rows break one.
+
+    Only a master holding rows its own keys would refuse (a key created NOT
+    VALID there, rows written in replica role) gets there: Wazo's replica-role
+    load copies such rows, so wazod does too rather than fail.
+    """
+    try:
+        return await _replicate(config, dry_run=dry_run, force=force)
+    except ForeignKeyNotSatisfied as e:
+        why = mask_text(str(e))
+        log.warning("replication_keys_kept", error=why)
+        result = await _replicate(config, dry_run=dry_run, force=force, defer_keys=False)
+        if result.data is not None and result.status == "ok":
+            result.data["note"] = f"loaded with the foreign keys in place: the master's rows break one ({why})"
+        return result
+
+
+async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = True) -> JobResult:
     rc = config.replication
     state = StateStore(config.node.state_dir)
     source, target = rc.source_dsn, target_dsn(config)
@@ -233,12 +259,14 @@ async def _replicate(config, *, dry_run: bool, force: bool) -> JobResult:
         tables = [m_cat.tables[t] for t in sorted(to_copy)]
         t0 = time.monotonic()
         await clear_tables(slave, truncate, to_copy - truncate)
-        deferred = await defer_indexes(slave, truncate) if rc.rebuild_indexes else Deferred()
+        deferred = (await defer_indexes(slave, truncate, foreign_keys=defer_keys) if rc.rebuild_indexes
+                    else Deferred())
         mark("clear")
-        stats = await stream_tables(master, slave, tables, frozen=truncate)
+        stats = await stream_tables(master, slave, tables, frozen=truncate,
+                                    after_table=lambda name: build_table_indexes(slave, deferred, name))
         mark("copy")
-        await rebuild_indexes(slave, deferred)
-        mark("indexes")
+        await finish_rebuild(slave, deferred)
+        mark("keys")
         await set_sequences(slave, seqs_to_set)
         new_marker = uuid.uuid4().hex
         await slave.execute(write_marker_sql(new_marker))

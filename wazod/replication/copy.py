@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from wazod.replication.catalog import Table, quote_ident
@@ -42,8 +43,13 @@ async def clear_tables(slave, truncate: set[str], delete: set[str]) -> None:
         await slave.execute(f"DELETE FROM public.{quote_ident(t)}")
 
 
-async def stream_tables(master, slave, tables: list[Table], frozen: set[str]) -> CopyStats:
-    """Copy ``tables`` from ``master`` to ``slave`` (both already in their transactions)."""
+async def stream_tables(master, slave, tables: list[Table], frozen: set[str],
+                        after_table: Callable[[str], Awaitable[None]] | None = None) -> CopyStats:
+    """Copy ``tables`` from ``master`` to ``slave`` (both already in their transactions).
+
+    ``after_table(name)`` runs on the slave right after each table is loaded
+    (its indexes are built there), while the reader keeps filling the queue.
+    """
     stats = CopyStats()
     queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_CHUNKS)
 
@@ -81,6 +87,8 @@ async def stream_tables(master, slave, tables: list[Table], frozen: set[str]) ->
             n = int(status.split()[-1]) if status else 0
             stats.per_table[table.name] = n
             stats.rows += n
+            if after_table is not None:
+                await after_table(table.name)
         await producer
     finally:
         if not producer.done():

@@ -30,8 +30,8 @@ class ReplicationSection(Section):
     timeout: float = Field(1800.0, gt=0, description="seconds after which a replication run is abandoned (rolled back)")
     rebuild_indexes: bool = Field(
         True,
-        description="drop the indexes of the tables being reloaded and build them after the load (faster; "
-        "all within the replication transaction)",
+        description="drop the indexes, primary/unique keys and foreign keys of the tables being reloaded and "
+        "add them back after the load, checked identical (faster; all within the replication transaction)",
     )
     full_copy_interval: float = Field(
         86400.0,
