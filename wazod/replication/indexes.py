@@ -105,7 +105,8 @@ ORDER BY t.relname, co.conname
 """
 
 _FOREIGN_KEYS_CHECK_SQL = """
-SELECT co.conname AS name, pg_get_constraintdef(co.oid) AS definition, ic.relname AS index_name
+SELECT r.relname AS table_name, co.conname AS name, pg_get_constraintdef(co.oid) AS definition,
+       ic.relname AS index_name
 FROM pg_constraint co
 JOIN pg_class r ON r.oid = co.conrelid
 JOIN pg_namespace n ON n.oid = r.relnamespace
@@ -212,10 +213,11 @@ async def _add_foreign_keys(slave, keys: list[ForeignKey]) -> None:
     except asyncpg.ForeignKeyViolationError as e:
         raise ForeignKeyNotSatisfied(f"{e}" + (f" ({e.detail})" if getattr(e, "detail", None) else "")) from None
     rows = await slave.fetch(_FOREIGN_KEYS_CHECK_SQL, [fk.name for fk in keys])
-    now = {r["name"]: (r["definition"], r["index_name"]) for r in rows}
+    now = {(r["table_name"], r["name"]): (r["definition"], r["index_name"]) for r in rows}  # names are per table
     for fk in keys:
-        if now.get(fk.name) != (fk.definition, fk.index):
+        if now.get((fk.table, fk.name)) != (fk.definition, fk.index):
             raise IndexRebuildMismatch(
-                f"foreign key {fk.name} would be added back as {now.get(fk.name)!r} instead of "
+                f"foreign key {fk.name} of {fk.table} would be added back as {now.get((fk.table, fk.name))!r} "
+                "instead of "
                 f"{(fk.definition, fk.index)!r}; nothing was written; set replication.rebuild_indexes: false "
                 "to load with the indexes in place")
