@@ -396,6 +396,38 @@ async def test_master_rows_breaking_a_key_are_copied_with_the_keys_in_place(tmp_
     assert (await run(make_config(tmp_path, master, slave))).status == "skipped"
 
 
+async def test_partitioned_and_inherited_tables_keep_their_attached_keys(tmp_path, dbs):
+    """Keys and indexes a partition inherits cannot be dropped alone: they stay, and the copy works."""
+    master, slave = dbs
+    ddl = """
+    CREATE TABLE wazod_part (id int, k text, PRIMARY KEY (id)) PARTITION BY RANGE (id);
+    CREATE TABLE wazod_part_low PARTITION OF wazod_part FOR VALUES FROM (0) TO (1000);
+    CREATE TABLE wazod_part_high PARTITION OF wazod_part FOR VALUES FROM (1000) TO (MAXVALUE);
+    CREATE INDEX wazod_part_k ON wazod_part (k);
+    CREATE TABLE wazod_base (id int PRIMARY KEY, v text);
+    CREATE TABLE wazod_child (extra int) INHERITS (wazod_base);
+    ALTER TABLE wazod_child ADD PRIMARY KEY (id);
+    CREATE TABLE wazod_ref (id int PRIMARY KEY, part_id int REFERENCES wazod_part(id));
+    """
+    for dsn in (master, slave):
+        for statement in filter(str.strip, ddl.split(";")):
+            await sql(dsn, statement)
+    await sql(master, "INSERT INTO wazod_part SELECT g, 'k' || g FROM generate_series(1, 2000) g")
+    await sql(master, "INSERT INTO wazod_child SELECT g, 'v', g FROM generate_series(1, 50) g")
+    await sql(master, "INSERT INTO wazod_ref SELECT g, g * 3 FROM generate_series(1, 500) g")
+    await sql(slave, "INSERT INTO wazod_part VALUES (7, 'slave')")
+    constraints = [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)]
+    indexes = [tuple(r) for r in await sql(slave, "SELECT indexname, indexdef FROM pg_indexes "
+                                                  "WHERE schemaname = 'public' ORDER BY 1")]
+    result = await run(make_config(tmp_path, master, slave))
+    assert result.status == "ok", result.error
+    for table in ("wazod_part_low", "wazod_part_high", "wazod_child", "wazod_ref"):
+        assert await table_rows(slave, table) == await table_rows(master, table), table
+    assert [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)] == constraints
+    assert [tuple(r) for r in await sql(slave, "SELECT indexname, indexdef FROM pg_indexes "
+                                               "WHERE schemaname = 'public' ORDER BY 1")] == indexes
+
+
 async def test_change_test_sees_rows_committed_between_statements(dbs):
     """The slave's transaction reads its snapshot, then its rows, in two statements; a row committed
     in between (by a transaction with a later xid) must count as changed."""

@@ -13,8 +13,8 @@ What is deferred, on tables emptied by TRUNCATE only:
   auth_user -> auth_tenant): dropped, and added back with their own
   ``pg_get_constraintdef`` after the indexes, which validates them in one
   join per key instead of keeping the referenced indexes live during the
-  load. Keys with a comment, a parent (partitions) or anything depending on
-  them stay in place;
+  load. Keys with a comment, a parent (partitions, inheritance) or anything
+  depending on them stay in place;
 * plain indexes: valid, nothing depending on them, nothing a rebuild would
   lose (tablespace, comment, clustering, replica identity);
 * PRIMARY KEY and UNIQUE constraints whose index carries the constraint's
@@ -48,7 +48,7 @@ FROM pg_index i
 JOIN pg_class t ON t.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_class ic ON ic.oid = i.indexrelid
-WHERE n.nspname = 'public' AND t.relname = ANY($1::text[])
+WHERE n.nspname = 'public' AND t.relname = ANY($1::text[]) AND NOT t.relispartition
   AND i.indisvalid AND i.indisready AND NOT i.indisreplident AND NOT i.indisclustered
   AND ic.reltablespace = 0
   AND obj_description(i.indexrelid, 'pg_class') IS NULL
@@ -71,6 +71,7 @@ JOIN pg_namespace tn ON tn.oid = t.relnamespace
 JOIN pg_class ic ON ic.oid = co.conindid
 WHERE co.contype = 'f' AND co.conparentid = 0 AND rn.nspname = 'public' AND tn.nspname = 'public'
   AND r.relname = ANY($1::text[]) AND t.relname = ANY($1::text[]) AND r.relkind = 'r' AND t.relkind = 'r'
+  AND NOT r.relispartition AND NOT t.relispartition AND co.conislocal AND co.coninhcount = 0
   AND obj_description(co.oid, 'pg_constraint') IS NULL
   AND NOT EXISTS (SELECT 1 FROM pg_depend d
                   WHERE d.refclassid = 'pg_constraint'::regclass AND d.refobjid = co.oid
@@ -89,6 +90,7 @@ JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_class ic ON ic.oid = co.conindid
 JOIN pg_index i ON i.indexrelid = co.conindid
 WHERE n.nspname = 'public' AND t.relname = ANY($1::text[]) AND co.contype IN ('p', 'u')
+  AND NOT t.relispartition AND co.conparentid = 0 AND co.conislocal AND co.coninhcount = 0
   AND ic.relname = co.conname AND ic.reltablespace = 0
   AND i.indisvalid AND NOT i.indisreplident AND NOT i.indisclustered
   AND obj_description(co.oid, 'pg_constraint') IS NULL
