@@ -13,6 +13,8 @@ import time
 
 import asyncpg
 
+from wazod import pgconnect
+from wazod.errors import ConfigError
 from wazod.health.levels import CRITICAL, OK, WARNING, CheckResult
 from wazod.secrets import mask_text
 
@@ -24,7 +26,8 @@ async def check_postgres(section) -> CheckResult:
     t0 = time.monotonic()
     dsn = mask_text(section.dsn)
     try:
-        conn = await asyncpg.connect(section.dsn, timeout=section.timeout)
+        conn = await pgconnect.connect(section.dsn, os_user=section.db_os_user,
+                                       setting="health.postgresql.db_os_user", timeout=section.timeout)
         try:
             row = await asyncio.wait_for(
                 conn.fetchrow("SELECT pg_is_in_recovery() AS recovery, current_setting('server_version') AS v"),
@@ -32,6 +35,8 @@ async def check_postgres(section) -> CheckResult:
             )
         finally:
             await conn.close(timeout=section.timeout)
+    except ConfigError as e:
+        return CheckResult(WARNING, f"cannot run the check: {e}", {"error": str(e), "dsn": dsn})
     except asyncpg.PostgresError as e:
         error = mask_text(str(e) or type(e).__name__)
         values = {"error": error, "sqlstate": e.sqlstate, "dsn": dsn}

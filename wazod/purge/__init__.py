@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from wazod import pgconnect
 from wazod.errors import WazodError
 from wazod.jobs import JobResult
 from wazod.logsetup import get_logger
@@ -53,7 +54,8 @@ async def _connect(section) -> asyncpg.Connection:
         "statement_timeout": f"{int(section.statement_timeout * 1000)}ms",
     }
     try:
-        return await asyncpg.connect(section.dsn, server_settings=settings, timeout=30)
+        return await pgconnect.connect(section.dsn, os_user=section.db_os_user, setting="purge.db_os_user",
+                                       server_settings=settings, timeout=30)
     except (TimeoutError, OSError, asyncpg.PostgresError) as e:
         raise WazodError(f"purge: cannot connect to {mask_text(section.dsn)}: {type(e).__name__}: {e}") from None
 

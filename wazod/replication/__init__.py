@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from wazod import pgconnect
 from wazod.errors import ConfigError, WazodError
 from wazod.events import now_iso
 from wazod.jobs import JobResult
@@ -91,9 +92,10 @@ def target_dsn(config) -> str:
     return dsn
 
 
-async def _connect(dsn: str, side: str, timeout: float):
+async def _connect(dsn: str, side: str, timeout: float, os_user: str | None):
     try:
-        return await asyncpg.connect(dsn, timeout=timeout, server_settings=SESSION_SETTINGS)
+        return await pgconnect.connect(dsn, os_user=os_user, setting="replication.db_os_user", timeout=timeout,
+                                       server_settings=SESSION_SETTINGS)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
         raise ReplicationError(f"cannot connect to the {side} database {mask_text(dsn)}: "
                                f"{type(e).__name__}: {e}") from None
@@ -168,8 +170,8 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
         return {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])}
 
     try:
-        master, slave = await asyncio.gather(_connect(source, "master", rc.connect_timeout),
-                                             _connect(target, "slave", rc.connect_timeout),
+        master, slave = await asyncio.gather(_connect(source, "master", rc.connect_timeout, rc.db_os_user),
+                                             _connect(target, "slave", rc.connect_timeout, rc.db_os_user),
                                              return_exceptions=True)
         for conn in (master, slave):
             if isinstance(conn, BaseException):

@@ -50,6 +50,12 @@ class PurgeSection(Section):
         "wins over days_to_keep and -d",
     )
     dsn: str = Field("postgresql:///asterisk", description="database purged")
+    db_os_user: str | None = Field(
+        "postgres",
+        description="when wazod runs as root, connections over the local socket authenticate as this system user "
+        "(peer, like Wazo's sudo -u postgres) and the role defaults to it when the DSN names none; "
+        "null: as wazod's own user",
+    )
     archives: list[str] = Field(
         default_factory=list,
         description="archive plugins run before rows are deleted: csv (built in), plugins of the entry-point "

@@ -23,6 +23,12 @@ class ReplicationSection(Section):
         default_factory=lambda: list(WAZO_EXCLUDED_TABLES),
         description="tables never copied (Wazo's list plus infos, so each node keeps its UUID); remove infos to copy it",
     )
+    db_os_user: str | None = Field(
+        "postgres",
+        description="when wazod runs as root, connections over the local socket authenticate as this system user "
+        "(peer, like Wazo's sudo -u postgres) and the role defaults to it when the DSN names none; "
+        "null: as wazod's own user",
+    )
     connect_timeout: float = Field(10.0, gt=0, description="seconds to wait for each database connection")
     lock_timeout: float = Field(
         30.0, ge=0, description="seconds the slave waits for its table locks before the run fails (0: no limit)"
