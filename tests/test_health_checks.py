@@ -21,7 +21,12 @@ from harness.health import (
     write_config,
 )
 
-from wazod.config.sections.health import CertificateCheckSection, DiskCheckSection, NtpCheckSection
+from wazod.config.sections.health import (
+    CertificateCheckSection,
+    DiskCheckSection,
+    NtpCheckSection,
+    PostgresCheckSection,
+)
 from wazod.health.certificates import check_certificates
 from wazod.health.checks import HealthChecks
 from wazod.health.disk import check_disk
@@ -364,7 +369,7 @@ def test_certificate_default_hostname_and_bad_files(tmp_path):
 
 @pytest.mark.pg
 async def test_postgresql_stopped_and_started(pg_cluster):
-    section = SimpleNamespace(dsn=pg_cluster.dsn(), timeout=3.0)
+    section = PostgresCheckSection(dsn=pg_cluster.dsn(), timeout=3.0)
     up = await check_postgres(section)
     assert up.level == "ok" and up.values["in_recovery"] is False and up.values["version"].startswith("15")
     pg_cluster.stop()
@@ -376,7 +381,8 @@ async def test_postgresql_stopped_and_started(pg_cluster):
 
 @pytest.mark.pg
 async def test_postgresql_refusing_the_check_is_up_and_the_password_never_shown(pg_cluster):
-    section = SimpleNamespace(dsn=f"postgresql://postgres:hunter2@127.0.0.1:{pg_cluster.port}/nosuchdb", timeout=3.0)
+    section = PostgresCheckSection(dsn=f"postgresql://postgres:hunter2@127.0.0.1:{pg_cluster.port}/nosuchdb",
+                                   timeout=3.0)
     result = await check_postgres(section)
     assert result.level == "warning" and "refused the check" in result.summary and "nosuchdb" in result.summary
     assert result.values["sqlstate"] == "3D000"
