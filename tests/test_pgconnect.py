@@ -19,6 +19,7 @@ from wazod.config import Config
 from wazod.config.sections.health import PostgresCheckSection
 from wazod.errors import ConfigError
 from wazod.health.postgres import check_postgres
+from wazod.purge import run as purge
 from wazod.replication import run as replicate
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="peer authentication as another user needs root")
@@ -100,3 +101,25 @@ async def test_health_check_connects_as_postgres(peer_cluster):
     assert refused.level == "warning" and "root" in refused.summary
     result = await check_postgres(PostgresCheckSection(dsn=socket_dsn(peer_cluster)))
     assert result.level == "ok", result.summary
+
+
+async def test_purge_from_the_default_style_dsn(peer_cluster, tmp_path):
+    """The nightly purge (batched DELETE ... RETURNING through COPY) over a peer-authenticated socket."""
+    peer_cluster.create_database("asterisk")
+    tcp = peer_cluster.dsn("asterisk")
+    wazo_schema.create_wazo_database(tcp, users=2, log_rows=200, days_span=800)
+    config = Config.model_validate({
+        "node": {"name": "pbx1", "state_dir": str(tmp_path / "state")},
+        "ha": {"node_type": "disabled", "remote_address": "", "ha_conf": str(tmp_path / "ha.conf")},
+        "purge": {"dsn": socket_dsn(peer_cluster, "asterisk"), "days_to_keep": 365},
+    })
+    result = await purge(config)
+    assert result.status == "ok", result
+    conn = await asyncpg.connect(tcp)
+    try:
+        old = await conn.fetchval("SELECT count(*) FROM cel WHERE eventtime < now() - interval '366 days'")
+        kept = await conn.fetchval("SELECT count(*) FROM cel")
+    finally:
+        await conn.close()
+    assert old == 0 and 0 < kept < 200
+    assert result.data["tables"]["cel"]["deleted"] == 200 - kept
