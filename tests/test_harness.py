@@ -264,3 +264,35 @@ async def test_helpers():
     assert await wait_for_async(later, timeout=1) == "ok"
     with pytest.raises(TimeoutError):
         await wait_for_async(lambda: False, timeout=0.2, interval=0.05)
+
+
+def test_a_first_start_moves_off_a_port_taken_meanwhile_a_given_port_does_not(tmp_path):
+    """The shared start_moving_port_if_taken: mosquitto and sshd start on a new port if theirs was grabbed."""
+    import socket
+
+    from harness.mqtt import Mosquitto
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        broker = Mosquitto()
+        try:
+            broker.port = port  # as if another process grabbed the port free_port() had picked
+            broker._write_conf()
+            broker.start()
+            assert broker.port != port
+            wait_for(lambda: socket.create_connection(("127.0.0.1", broker.port), timeout=1).close() is None,
+                     timeout=5)
+        finally:
+            broker.destroy()
+        fixed = Mosquitto(port=port)
+        try:
+            with pytest.raises(RuntimeError, match="in use"):
+                fixed.start()
+            assert fixed.port == port
+        finally:
+            fixed.destroy()
+    finally:
+        taken.close()

@@ -25,6 +25,7 @@ from .util import (
     kill_process_group,
     register_cleanup,
     server_factory,
+    start_moving_port_if_taken,
     unregister_cleanup,
     wait_for,
 )
@@ -92,16 +93,7 @@ class Mosquitto:
         """
         if self.running:
             return self
-        for attempt in range(5):
-            try:
-                return self._start_once(timeout)
-            except RuntimeError as exc:
-                if (self._started_once or self._fixed_port or attempt == 4
-                        or "in use" not in str(exc)):
-                    raise
-                self.port = free_port(self.host) if self.netns is None else free_port()
-                self._write_conf()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return start_moving_port_if_taken(self, lambda: self._start_once(timeout), self._write_conf)
 
     def _start_once(self, timeout: float) -> Mosquitto:
         offset = self.logfile.stat().st_size if self.logfile.exists() else 0

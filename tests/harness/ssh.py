@@ -24,6 +24,7 @@ from .util import (
     register_cleanup,
     run,
     server_factory,
+    start_moving_port_if_taken,
     unregister_cleanup,
     wait_for,
 )
@@ -159,17 +160,11 @@ class Sshd:
         (known_hosts entries name the port)."""
         if self.running:
             return self
-        for attempt in range(5):
-            try:
-                return self._start_once(timeout)
-            except RuntimeError as exc:
-                if (self._started_once or self._fixed_port or attempt == 4
-                        or "in use" not in str(exc)):
-                    raise
-                self.port = free_port(self.host) if self.netns is None else free_port()
-                self._write_config()
-                self.write_known_hosts()
-        raise AssertionError("unreachable")  # pragma: no cover
+        def reconfigure() -> None:
+            self._write_config()
+            self.write_known_hosts()
+
+        return start_moving_port_if_taken(self, lambda: self._start_once(timeout), reconfigure)
 
     def _start_once(self, timeout: float) -> Sshd:
         argv = [self.binary, "-D", "-e", "-f", str(self.config)]

@@ -291,6 +291,25 @@ def stop_process_group(proc: subprocess.Popen | None, timeout: float = 20.0) -> 
         return None
 
 
+def start_moving_port_if_taken(server: Any, start_once: Callable[[], T], reconfigure: Callable[[], None]) -> T:
+    """``start_once()``; if the port free_port() picked was taken meanwhile, a new port and again.
+
+    Only a server's first start may move (``server._started_once`` false, no
+    port given: ``server._fixed_port``): restarts keep the port, because the
+    clients under test (and known_hosts entries) name it. ``reconfigure()``
+    rewrites the server's files for the new ``server.port``.
+    """
+    for attempt in range(5):
+        try:
+            return start_once()
+        except RuntimeError as exc:
+            if server._started_once or server._fixed_port or attempt == 4 or "in use" not in str(exc):
+                raise
+            server.port = free_port(server.host) if server.netns is None else free_port()
+            reconfigure()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def server_factory(cls: Callable[..., T], **defaults: Any):
     """Body of a factory fixture: ``yield from server_factory(Mosquitto)``.
 
