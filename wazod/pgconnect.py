@@ -17,7 +17,8 @@ or by address, as configured in ``pg_hba.conf``).
 
 asyncpg opens its socket through the event loop it is given; a thin view of
 the running loop that opens Unix sockets this way is passed to
-``asyncpg.connect(loop=...)``. Everything else is the running loop's own.
+``asyncpg.connect(loop=...)``. Everything else, TCP connections included, is
+the running loop's own (so asyncpg's host resolution is not repeated here).
 """
 
 from __future__ import annotations
@@ -101,16 +102,6 @@ class _LoopOpeningSocketsAs:
         return await self._loop.create_unix_connection(protocol_factory, sock=sock, **kwargs)
 
 
-def _may_use_a_unix_socket(dsn: str) -> bool:
-    """False when the DSN names only network hosts (asyncpg then never opens a Unix socket)."""
-    parts = urlsplit(dsn)
-    hosts = parse_qs(parts.query).get("host") or ([parts.netloc.rsplit("@", 1)[-1]] if parts.netloc else [])
-    hosts = [h for spec in hosts for h in spec.split(",") if h.split(":")[0]]
-    if not hosts:
-        return not os.environ.get("PGHOST") or any(h.startswith("/") for h in os.environ["PGHOST"].split(","))
-    return any(h.startswith("/") or h.startswith("%2F") for h in hosts)
-
-
 def _names_a_user(dsn: str) -> bool:
     if os.environ.get("PGUSER"):
         return True
@@ -134,7 +125,5 @@ async def connect(dsn: str, *, os_user: str | None = None, setting: str = "db_os
         raise ConfigError(f"{setting}: no system user {os_user!r}") from None
     if not _names_a_user(dsn):
         kwargs.setdefault("user", os_user)
-    if not _may_use_a_unix_socket(dsn):
-        return await asyncpg.connect(dsn, **kwargs)
     loop = _LoopOpeningSocketsAs(asyncio.get_running_loop(), pw.pw_uid, pw.pw_gid, kwargs.get("timeout"))
     return await asyncpg.connect(dsn, loop=loop, **kwargs)

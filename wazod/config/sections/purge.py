@@ -11,7 +11,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from . import Section
+from . import Section, db_os_user_field
 
 # table -> the column its age is read from (wazo-purge-db's purgers, plus
 # wazo-call-logd's call-logs purger, which wazo-purge-db runs too)
@@ -50,12 +50,7 @@ class PurgeSection(Section):
         "wins over days_to_keep and -d",
     )
     dsn: str = Field("postgresql:///asterisk", description="database purged")
-    db_os_user: str | None = Field(
-        "postgres",
-        description="when wazod runs as root, connections over the local socket authenticate as this system user "
-        "(peer, like Wazo's sudo -u postgres) and the role defaults to it when the DSN names none; "
-        "null: as wazod's own user",
-    )
+    db_os_user: str | None = db_os_user_field()
     archives: list[str] = Field(
         default_factory=list,
         description="archive plugins run before rows are deleted: csv (built in), plugins of the entry-point "

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from . import Section
+from . import Section, db_os_user_field
 
 WAZO_EXCLUDED_TABLES = [
     "call_log", "call_log_participant", "cel", "dhcp", "queue_log", "session", "stat_agent",
@@ -23,12 +23,7 @@ class ReplicationSection(Section):
         default_factory=lambda: list(WAZO_EXCLUDED_TABLES),
         description="tables never copied (Wazo's list plus infos, so each node keeps its UUID); remove infos to copy it",
     )
-    db_os_user: str | None = Field(
-        "postgres",
-        description="when wazod runs as root, connections over the local socket authenticate as this system user "
-        "(peer, like Wazo's sudo -u postgres) and the role defaults to it when the DSN names none; "
-        "null: as wazod's own user",
-    )
+    db_os_user: str | None = db_os_user_field()
     connect_timeout: float = Field(10.0, gt=0, description="seconds to wait for each database connection")
     lock_timeout: float = Field(
         30.0, ge=0, description="seconds the slave waits for its table locks before the run fails (0: no limit)"
