@@ -120,6 +120,10 @@ def test_missing_conf_d_and_config_give_defaults(tmp_path):
 
 # (files, substrings the error must contain)
 ERROR_CASES = {
+    "empty db_os_user is refused, not taken for null": (
+        {"conf.d/50-db.yml": "replication:\n  db_os_user: ''\n"},
+        ["50-db.yml", "replication.db_os_user", "at least 1 character"],
+    ),
     "invalid YAML in conf.d names file and line": (
         {"conf.d/20-bad.yml": "purge:\n  days_to_keep: 3\n  dsn: [unclosed\n"},
         ["20-bad.yml:", "invalid YAML"],

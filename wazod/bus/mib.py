@@ -149,28 +149,19 @@ def render_mib() -> str:
         "wazodJobs          OBJECT IDENTIFIER ::= { wazodObjects 3 }",
         "",
     ]
-    readable = [(STATUS_OBJECTS, "wazodStatus"), (job_objects(), "wazodJobs")]
-    for table, parent in readable:
+    tables = [(STATUS_OBJECTS, "wazodStatus", "read-only"), (job_objects(), "wazodJobs", "read-only"),
+              (EVENT_OBJECTS, "wazodEvent", "accessible-for-notify")]
+    for table, parent, access in tables:
         for sub, name, syntax, description in table:
             out += [
                 f"{name} OBJECT-TYPE",
                 f"    SYNTAX      {syntax}",
-                "    MAX-ACCESS  read-only",
+                f"    MAX-ACCESS  {access}",
                 "    STATUS      current",
                 f'    DESCRIPTION "{description}"',
                 f"    ::= {{ {parent} {sub} }}",
                 "",
             ]
-    for column, name, syntax, description in EVENT_OBJECTS:
-        out += [
-            f"{name} OBJECT-TYPE",
-            f"    SYNTAX      {syntax}",
-            "    MAX-ACCESS  accessible-for-notify",
-            "    STATUS      current",
-            f'    DESCRIPTION "{description}"',
-            f"    ::= {{ wazodEvent {column} }}",
-            "",
-        ]
     names = []
     for event, number in sorted(NOTIFICATION_NUMBERS.items(), key=lambda kv: kv[1]):
         names.append(mib_name(event))

@@ -19,6 +19,7 @@ def db_os_user_field():
     """The ``db_os_user`` key of every section whose code connects to PostgreSQL itself (``wazod.pgconnect``)."""
     return Field(
         "postgres",
+        min_length=1,
         description="when wazod runs as root, connections over the local socket authenticate as this system user "
         "(peer, like Wazo's sudo -u postgres) and the role defaults to it when the DSN names none; "
         "null: as wazod's own user",
