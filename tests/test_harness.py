@@ -296,3 +296,13 @@ def test_a_first_start_moves_off_a_port_taken_meanwhile_a_given_port_does_not(tm
             fixed.destroy()
     finally:
         taken.close()
+
+
+def test_log_tails_are_the_last_lines_of_the_real_logs(pg_cluster, tmp_path):
+    """One tail_lines behind every server's log_tail (assertion messages quote them)."""
+    from harness.util import tail_lines
+
+    full = pg_cluster.logfile.read_text(errors="replace").splitlines()
+    assert full, "postgres wrote nothing to its log"
+    assert pg_cluster.log_tail(2).splitlines() == full[-2:]
+    assert tail_lines(tmp_path / "missing.log", 5) == ""

@@ -38,7 +38,7 @@ import pytest
 import yaml
 
 from .netns import NetnsLab, netns_unavailable_reason
-from .util import kill_process_group, stop_process_group, wait_for
+from .util import kill_process_group, stop_process_group, tail_lines, wait_for
 
 PY = sys.executable
 SIP_PORT = 5060
@@ -137,9 +137,7 @@ class HaNode:
         return self.proc is not None and self.proc.poll() is None
 
     def log_tail(self, n: int = 60) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        return ""
+        return tail_lines(self.log_path, n)
 
     # --- observation ------------------------------------------------------------
     def events(self, name: str | None = None, after: int = 0) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ import yaml
 
 from wazod.events import read_events
 
-from .util import GiveUp, free_port, stop_process_group, wait_for
+from .util import GiveUp, free_port, stop_process_group, tail_lines, wait_for
 
 PY = sys.executable
 TOKEN = "maintenance-test-token-0123456789"
@@ -104,9 +104,7 @@ class LoopNode:
         return stop_process_group(self.proc, timeout)
 
     def log_tail(self, n: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        return ""
+        return tail_lines(self.log_path, n)
 
     # --- observation ----------------------------------------------------------------------
     def events(self, name: str | None = None, after: int = 0) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from .util import (
     register_cleanup,
     server_factory,
     start_moving_port_if_taken,
+    tail_lines,
     unregister_cleanup,
     wait_for,
 )
@@ -151,10 +152,7 @@ class Mosquitto:
             self._log_fh = None
 
     def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return tail_lines(self.logfile, n)
 
     def destroy(self) -> None:
         """Kill the broker and remove its directory (idempotent)."""

@@ -36,6 +36,7 @@ from .util import (
     register_cleanup,
     run,
     server_factory,
+    tail_lines,
     unregister_cleanup,
     wait_for,
 )
@@ -389,10 +390,7 @@ class PgCluster:
 
     def log_tail(self, n: int = 40) -> str:
         """Last lines of the server log, for assertion messages."""
-        try:
-            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return tail_lines(self.logfile, n)
 
     def __repr__(self) -> str:
         return f"<PgCluster {self.dsn()} running={self.running} dir={self.base}>"

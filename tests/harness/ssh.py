@@ -25,6 +25,7 @@ from .util import (
     run,
     server_factory,
     start_moving_port_if_taken,
+    tail_lines,
     unregister_cleanup,
     wait_for,
 )
@@ -201,10 +202,7 @@ class Sshd:
         return self.start()
 
     def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
+        return tail_lines(self.logfile, n)
 
     def destroy(self) -> None:
         if getattr(self, "_destroyed", True):

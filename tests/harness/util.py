@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar, Union
 
 T = TypeVar("T")
@@ -308,6 +309,14 @@ def start_moving_port_if_taken(server: Any, start_once: Callable[[], T], reconfi
             server.port = free_port(server.host) if server.netns is None else free_port()
             reconfigure()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def tail_lines(path: Path, n: int) -> str:
+    """The last ``n`` lines of a log file, for assertion messages ("" when it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
 
 
 def server_factory(cls: Callable[..., T], **defaults: Any):
