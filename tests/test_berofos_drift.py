@@ -221,3 +221,20 @@ async def test_no_correction_while_an_ha_action_holds_the_lock(tmp_path, sims): 
         await component(ctx).check_once()
     assert a.mode == 1 and a.mode_changes() == []
     ctx.emitter.store.close()
+
+
+async def test_master_cut_from_its_slave_leaves_the_lines_it_took_and_says_so_once(tmp_path, sims):  # noqa: F811
+    """Issue 19: one writer. A master that cannot reach its slave finds the lines switched to the slave:
+    it leaves them (``berofos_taken``, once), never flips them back (the relay fight of a cut link)."""
+    a = await sims(mode=0)  # the slave took over and switched the lines
+    ctx = make_ctx(tmp_path, [a], role="master", master_holds=False)
+    ctx.registry["ha_monitor"].lines_taken_watch = True  # the master's HA part: slave down
+    drift = component(ctx)
+    await drift.check_once()
+    await drift.check_once()
+    assert a.mode == 0 and a.mode_changes() == []
+    names = [e["name"] for e in berofos_events(ctx)]
+    assert names == ["berofos_taken"]
+    taken = berofos_events(ctx)[0]["data"]
+    assert taken["device"] == "fos1" and taken["mode"] == 0
+    ctx.emitter.store.close()

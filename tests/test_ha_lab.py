@@ -229,3 +229,95 @@ def test_failback_copies_back_the_voicemail_left_on_the_slave(ha_lab, make_sshd)
     assert back["data"]["files"] >= 1
     assert (master_root / inbox / "msg0000.wav").read_bytes() == b"RIFF" + b"\x01" * 4000
     assert pair.slave.standin_pid() is None
+
+
+# --- issue 19: never wrong without an arbiter ------------------------------------------------------------
+
+
+def test_isolation_ends_without_a_false_takeover(ha_lab):
+    """19.1: the slave cut from master and witness, then the witness answers one round before the master:
+    the rounds of the isolation said nothing about the master, fresh rounds decide: no takeover."""
+    pair = ha_lab(witness=True, **{**FAST, "fall": 3})
+    pair.start_master_asterisk()
+    pair.start()
+    pair.lab.cut_link()
+    pair.lab.cut_witness()
+    iso = pair.slave.wait_event("ha_isolated", timeout=15)
+    assert iso["data"]["cause"] == "no_witness"
+    pair.lab.restore_witness()
+    time.sleep(FAST["probe_interval"])  # the witness is back one round before the master
+    pair.lab.restore_link()
+    wait_for(lambda: pair.slave.status().get("ha_state") == "standby", timeout=10)
+    time.sleep(3 * FAST["probe_interval"] * 3)  # a takeover would have started by now
+    assert _names(pair.slave) == ["ha_isolated"]  # no ha_master_down, no takeover
+    assert pair.slave.standin_pid() is None
+
+
+def test_late_sip_answers_are_alive_and_a_silent_host_is_still_caught(ha_lab):
+    """19.3: an Asterisk answering OPTIONS 0.8 s then 1.5 s late (PJSIP under load) serves calls: no
+    takeover. A host that answers nothing at all is still caught in fall rounds, not after the SIP budget."""
+    pair = ha_lab(**FAST)  # default ha.sip_timeout (4 s); rounds of 0.18 s
+    pair.start_master_asterisk()
+    pair.start()
+    for delay in (0.8, 1.5):
+        pair.set_master_sip_delay(delay)
+        assert not pair.master.sip_answers(from_host="slave", timeout=0.6)  # really late: a round would miss it
+        assert pair.master.sip_answers(from_host="slave", timeout=delay + 1)  # but alive
+        time.sleep(4 * delay + 2)
+    assert _names(pair.slave) == []
+    assert pair.slave.standin_pid() is None and pair.slave.status()["ha_state"] == "standby"
+    pair.lab.blackhole("master")
+    done = pair.slave.wait_event("ha_takeover_completed", timeout=20)
+    down = pair.slave.wait_event("ha_master_down")
+    assert down["data"]["reason"] == "unreachable" and down["data"]["rounds"] == FAST["fall"]
+    assert down["data"]["detection_s"] < 4.0  # the SIP budget did not delay it
+    assert done["data"]["since_first_failure_s"] < 4.0
+
+
+def test_own_isolation_does_not_freeze_the_next_takeover(ha_lab):
+    """19.4: blackholed master, failback, an isolation of the slave, then the master's Asterisk dies: the
+    takeover comes at once (the isolation is no master transition, flap damping stays calm)."""
+    pair = ha_lab(witness=True, **FAST)  # flap_limit 4 in a 30 s window
+    pair.start_master_asterisk()
+    pair.start()
+    pair.lab.blackhole("master")
+    pair.slave.wait_event("ha_takeover_completed", timeout=20)
+    pair.lab.unblackhole("master")
+    pair.slave.wait_event("ha_failback_completed", timeout=20)
+    pair.slave.wait_state("standby")
+    pair.lab.cut_link()
+    pair.lab.cut_witness()
+    pair.slave.wait_event("ha_isolated", timeout=15)
+    pair.lab.restore_link()
+    pair.lab.restore_witness()
+    pair.slave.wait_state("standby", timeout=10)
+    mark = pair.slave.last_seq()
+    pair.kill_master_asterisk()
+    done = pair.slave.wait_event("ha_takeover_completed", after=mark, timeout=15)
+    assert done["data"]["reason"] == "sip_dead"
+    assert not pair.slave.events("ha_flapping")
+
+
+def test_cut_between_the_nodes_alone_no_relay_fight(ha_lab):
+    """19.2 without an arbiter: both nodes still reach the third host and the berofos. The slave takes over
+    (both active: the documented price of no arbiter) and writes the mode once; the master, unable to reach
+    its slave, leaves the lines (berofos_taken) and never switches them back; the failback writes once more."""
+    pair = ha_lab(bridge=True, **FAST)
+    pair.start_berofos(drift_interval=0.5)
+    pair.start_master_asterisk()
+    pair.start()
+    assert pair.berofos_state()["mode_changes"] == 0
+    pair.lab.cut("master", "slave")
+    pair.slave.wait_event("ha_takeover_completed", timeout=20)
+    taken = pair.master.wait_event("berofos_taken", timeout=15)
+    assert taken["data"]["device"] == "fos1"
+    time.sleep(4)  # several drift rounds of both nodes while cut
+    state = pair.berofos_state()
+    assert (state["mode"], state["mode_changes"]) == (0, 1)
+    assert not pair.master.events("berofos_mode_changed")
+    pair.lab.heal("master", "slave")
+    pair.slave.wait_event("ha_failback_completed", timeout=20)
+    time.sleep(2)
+    state = pair.berofos_state()
+    assert (state["mode"], state["mode_changes"]) == (1, 2)  # one write per failover, one per failback
+    assert len(pair.master.events("berofos_taken")) == 1

@@ -1,6 +1,7 @@
 """Table-driven tests of the pure HA state machine, in the style of Pacemaker's scheduler tests.
 
-Each case is a sequence of probe rounds (one per second: ``G`` good, ``B`` bad;
+Each case is a sequence of probe rounds (one per second: ``G`` good, ``B`` bad, ``U`` bad because the
+peer's name did not resolve;
 an optional witness line: ``Y`` a witness answered, ``N`` none did; an optional
 maintenance line: ``M`` on) plus events injected before given rounds (the
 outcome of an action), and the exact actions expected after each round.
@@ -32,7 +33,8 @@ def play(params: Params, rounds: str, *, services="stopped", witness: str | None
             acts += m.action_done(kind, ok, float(i))
         w = None if witness is None else witness[i] == "Y"
         mt = bool(maint) and maint[i] == "M"
-        acts += m.observe(Round(float(i), i + 0.9, ch == "G", "unreachable" if ch == "B" else "ok", w), mt)
+        reason = {"G": "ok", "B": "unreachable", "U": "cannot resolve"}[ch]
+        acts += m.observe(Round(float(i), i + 0.9, ch == "G", reason, w, unresolved=ch == "U"), mt)
         if acts:
             out[i] = [_name(a) for a in acts]
     return out, m
@@ -58,11 +60,24 @@ CASES = [
     # one bad round in the hold restarts it (the master is not down: no event)
     ("hold-restarts-on-bad-round", P, "BBBBGGGGBGGGGGGG", {"done": {3: ("takeover", True)}},
      {2: ["ha_master_down", "TAKEOVER"], 6: ["ha_master_up"], 14: ["FAILBACK"]}, "failing_back"),
-    ("isolated-no-takeover", PW, "BBBBB", {"witness": "NNNNN"}, {2: ["ha_master_down", "ha_isolated"]}, "isolated"),
-    ("isolated-then-witness-back", PW, "BBBBBB", {"witness": "NNNNYY"},
-     {2: ["ha_master_down", "ha_isolated"], 4: ["TAKEOVER"]}, "taking_over"),
-    ("witness-seen-in-failing-rounds", PW, "GGBBB", {"witness": "YYYYN"}, {4: ["ha_master_down", "TAKEOVER"]},
+    # blind rounds (nothing answered, not even a witness) say nothing about the master: no down verdict
+    ("isolated-no-takeover", PW, "BBBBB", {"witness": "NNNNN"}, {2: ["ha_isolated"]}, "isolated"),
+    # the witness is back, the master still silent: fall fresh rounds prove it down
+    ("isolated-then-witness-back", PW, "BBBBBBB", {"witness": "NNNNYYY"},
+     {2: ["ha_isolated"], 6: ["ha_master_down", "TAKEOVER"]}, "taking_over"),
+    # issue 19.1: the witness answers one round before the master is counted up again: no takeover
+    ("isolation-ends-no-false-takeover", PW, "GGGBBBBBBBGGGGG", {"witness": "YYYNNNNNNYYYYYY"},
+     {5: ["ha_isolated"]}, "standby"),
+    # a master declared down before an isolation (no action: maintenance) must be proven down again after it
+    ("down-before-isolation-needs-fresh-rounds", PW, "BBBBBBBBBB",
+     {"witness": "YYYNNNYYYY", "maint": "MMMMMM...."},
+     {2: ["ha_master_down"], 5: ["ha_isolated"], 8: ["TAKEOVER"]}, "taking_over"),
+    # one blind round among witnessed failures neither counts nor resets
+    ("witness-seen-in-failing-rounds", PW, "GGBBBB", {"witness": "YYYYNY"}, {5: ["ha_master_down", "TAKEOVER"]},
      "taking_over"),
+    # issue 21.4: a name that does not resolve is this node's problem, not the master's death
+    ("unresolved-name-is-not-master-down", P, "UUUUUU", {}, {2: ["ha_isolated"]}, "isolated"),
+    ("unresolved-then-resolves-healthy", P, "GGGUUUUGGG", {}, {5: ["ha_isolated"]}, "standby"),
     ("maintenance-reports-only", P, "BBBBB", {"maint": "MMMMM"}, {2: ["ha_master_down"]}, "master_down"),
     ("maintenance-off-acts", P, "BBBBB", {"maint": "MMMM."}, {2: ["ha_master_down"], 4: ["TAKEOVER"]}, "taking_over"),
     ("failed-takeover-retried-after-backoff", P, "BBBBBBBBBBBBBBB",
@@ -97,6 +112,20 @@ def test_flapping_freezes_after_one_takeover_and_thaws_after_the_window():
     # after the thaw, the hold (10 s of continuous health) decides
     assert "FAILBACK" in out[max(out)]
     assert m.state == "failing_back"
+
+
+def test_own_isolation_is_not_counted_as_master_transitions():
+    """Issue 19.4: blackhole + failback, then an isolation of the slave, then the master's Asterisk dies:
+    the takeover must come at once, not after a flapping freeze (the isolation moved no verdict)."""
+    p = Params(role="slave", fall=2, rise=2, failback_hold=3.0, flap_window=100.0, flap_limit=4,
+               action_backoff=4.0, has_witnesses=True)
+    rounds = "BB" + "GGGGG" + "BBBB" + "GGG" + "BB"
+    witness = "YY" + "YYYYY" + "NNNN" + "YYY" + "YY"
+    out, m = play(p, rounds, witness=witness, done={2: ("takeover", True), 7: ("failback", True)})
+    names = [n for i in sorted(out) for n in out[i]]
+    assert "ha_flapping" not in names
+    assert out[len(rounds) - 1] == ["ha_master_down", "TAKEOVER"]
+    assert names.count("ha_isolated") == 1
 
 
 def test_event_data_carries_timing():

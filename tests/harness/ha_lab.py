@@ -180,10 +180,11 @@ class HaNode:
             return pid
         return None
 
-    def sip_answers(self, from_host: str | None = None) -> bool:
-        """A real SIP OPTIONS to this node's address, from ``from_host``'s namespace (default: its own)."""
+    def sip_answers(self, from_host: str | None = None, timeout: float = 1.0) -> bool:
+        """A real SIP OPTIONS to this node's address, from ``from_host``'s namespace (default: its own),
+        answered within ``timeout`` s."""
         code = ("import asyncio,sys;from wazod.ha.probes import sip_probe;"
-                f"r=asyncio.run(sip_probe({self.addr!r},{SIP_PORT},timeout=1.0,spacing=0.1,count=10));"
+                f"r=asyncio.run(sip_probe({self.addr!r},{SIP_PORT},timeout={timeout},spacing=0.1,count=10));"
                 "sys.exit(0 if r.ok else 1)")
         res = self.lab.exec(from_host or self.role, [PY, "-c", code], timeout=20)
         return res.returncode == 0
@@ -202,6 +203,38 @@ class HaPair:
         self.master = HaNode(lab, "master", root, lab.slave.addr, lab.master.addr)
         self.slave = HaNode(lab, "slave", root, lab.master.addr, lab.slave.addr)
         self.master_asterisk: subprocess.Popen | None = None
+        self.master_delay_file = root / "master-sip-delay"
+        self.berofos_port: int | None = None
+
+    def set_master_sip_delay(self, seconds: float) -> None:
+        tmp = self.master_delay_file.with_suffix(".tmp")
+        tmp.write_text(f"{seconds}\n")
+        os.replace(tmp, self.master_delay_file)
+
+    def start_berofos(self, port: int = 18080, drift_interval: float = 1.0) -> None:
+        """The berofos simulator on the third host (a BridgeLab: both nodes reach it), in mode 1;
+        both nodes' bnfos.conf name it and check it every ``drift_interval`` s."""
+        host = self.lab.witness.addr
+        self.lab.popen("witness", [PY, "-m", "wazod.berofos.simulator", "--host", host, "--port", str(port),
+                                   "--login", "admin:s3cret-pw", "--mode", "1"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.berofos_port = port
+        wait_for(lambda: self.berofos_state().get("mode") == 1, timeout=15, message="berofos simulator not up")
+        for node in (self.master, self.slave):
+            (node.dir / "bnfos.conf").write_text(
+                f"[fos1]\nmac = 00:19:32:00:12:1D\nhost = {host}:{port}\nlogin = admin:s3cret-pw\n")
+            node.overrides = _deep_merge(node.overrides, {"berofos": {"drift_interval": drift_interval}})
+            node.write_config()
+
+    def berofos_state(self) -> dict[str, Any]:
+        """The simulator's ``/_sim/state`` (mode, mode_changes: the relay writes it accepted), or {}."""
+        code = ("import json,urllib.request;"
+                f"print(json.dumps(json.load(urllib.request.urlopen("
+                f"'http://{self.lab.witness.addr}:{self.berofos_port}/_sim/state', timeout=5))))")
+        res = self.lab.exec("witness", [PY, "-c", code], timeout=20)
+        if res.returncode != 0:
+            return {}
+        return json.loads(res.stdout)
 
     def configure(self, **ha: Any) -> None:
         """Both nodes, with the same ha timings; ha.conf says master / slave."""
@@ -209,10 +242,12 @@ class HaPair:
         self.slave.write_config("slave", **ha)
 
     def start_master_asterisk(self) -> subprocess.Popen:
-        """The master's Asterisk stand-in (on a Wazo master, services always run)."""
+        """The master's Asterisk stand-in (on a Wazo master, services always run). Its answers are held back
+        by the seconds written with :meth:`set_master_sip_delay` (an overloaded PJSIP)."""
         self.master_asterisk = self.lab.popen(
-            "master", standin_argv(self.lab.master.addr, self.master.pidfile), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            "master", standin_argv(self.lab.master.addr, self.master.pidfile, "--delay-file",
+                                   str(self.master_delay_file)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: self.master.sip_answers(), timeout=10, message="master SIP stand-in not answering")
         return self.master_asterisk
 
@@ -233,16 +268,17 @@ class HaPair:
 
 @pytest.fixture(name="ha_lab")
 def ha_lab_fixture(make_netns_lab, tmp_path) -> Iterator:
-    """Factory ``ha_lab(witness=False, **ha) -> HaPair`` (configured, daemons not started)."""
+    """Factory ``ha_lab(witness=False, bridge=False, **ha) -> HaPair`` (configured, daemons not started;
+    ``bridge``: the three-host BridgeLab, the third host as the slave's witness)."""
     reason = netns_unavailable_reason()
     if reason:
         pytest.skip(reason)
     pairs: list[HaPair] = []
 
-    def factory(witness: bool = False, **ha: Any) -> HaPair:
-        lab = make_netns_lab(witness=witness)
+    def factory(witness: bool = False, bridge: bool = False, **ha: Any) -> HaPair:
+        lab = make_netns_lab(witness=witness, bridge=bridge)
         pair = HaPair(lab, tmp_path / f"pair{len(pairs)}")
-        if witness:
+        if witness or bridge:
             ha.setdefault("witnesses", [lab.witness.addr])
         pair.configure(**ha)
         pairs.append(pair)

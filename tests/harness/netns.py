@@ -30,7 +30,7 @@ import pytest
 
 from .util import kill_process_group, register_cleanup, run, unregister_cleanup
 
-__all__ = ["NetnsLab", "LabHost", "netns_unavailable_reason"]
+__all__ = ["BridgeLab", "NetnsLab", "LabHost", "netns_unavailable_reason"]
 
 _BLACKHOLE_TABLE = "wzt_blackhole"
 _DROP_TABLE = "wzt_drop"
@@ -271,13 +271,13 @@ def _require_netns() -> None:
 
 @pytest.fixture
 def make_netns_lab() -> Iterator[Callable[..., NetnsLab]]:
-    """Factory ``make_netns_lab(witness=False) -> NetnsLab`` (set up).
+    """Factory ``make_netns_lab(witness=False, bridge=False) -> NetnsLab`` (set up; ``bridge``: a BridgeLab).
     Skips the test when not root / no ``ip netns``; tears every lab down."""
     _require_netns()
     labs: list[NetnsLab] = []
 
-    def factory(witness: bool = False) -> NetnsLab:
-        lab = NetnsLab(witness=witness)
+    def factory(witness: bool = False, bridge: bool = False) -> NetnsLab:
+        lab = BridgeLab() if bridge else NetnsLab(witness=witness)
         labs.append(lab)
         try:
             lab.setup()
@@ -302,3 +302,95 @@ def netns_lab(make_netns_lab) -> NetnsLab:
 def netns_lab_witness(make_netns_lab) -> NetnsLab:
     """Like ``netns_lab`` plus a witness namespace linked to the slave."""
     return make_netns_lab(witness=True)
+
+
+_CUT_TABLE = "wzt_cut"
+
+
+class BridgeLab(NetnsLab):
+    """Three hosts on one bridge: master, slave and a third host (witness, arbiter, berofos) all see each other.
+
+    Why: a cut of the link between the two nodes alone (a switch port, a VLAN between two rooms) leaves both
+    nodes reaching the third host; a chain topology cannot express it. The bridge lives in a fourth namespace
+    (the "switch"); faults are nftables rules inside the hosts' namespaces:
+
+    * :meth:`cut` / :meth:`heal`: drop everything between two hosts (both directions, both ends);
+    * :meth:`blackhole` (inherited): a host answers nobody; :meth:`heal_all` undoes every cut and blackhole.
+
+    Addresses: master 10.231.X.1, slave .2, witness .3 (/24). The NetnsLab names keep working: ``cut_link``
+    is ``cut("master", "slave")``, ``cut_witness`` is ``cut("slave", "witness")``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(witness=True)
+        prefix = f"10.231.{self.subnet_octet}"
+        self.master = LabHost("master", f"wzt-{self.tag}-m", f"{prefix}.1")
+        self.slave = LabHost("slave", f"wzt-{self.tag}-s", f"{prefix}.2", witness_addr=f"{prefix}.2")
+        self.witness = LabHost("witness", f"wzt-{self.tag}-w", f"{prefix}.3")
+        self.switch_ns = f"wzt-{self.tag}-b"
+        self._cuts: set[frozenset[str]] = set()
+
+    def setup(self) -> BridgeLab:
+        self._cleanup_token = register_cleanup(self.teardown)
+        try:
+            run(["ip", "netns", "add", self.switch_ns])
+            self._created.append(self.switch_ns)
+            run(["ip", "-n", self.switch_ns, "link", "add", "br0", "type", "bridge"])
+            run(["ip", "-n", self.switch_ns, "link", "set", "br0", "up"])
+            for h in self.hosts:
+                run(["ip", "netns", "add", h.netns])
+                self._created.append(h.netns)
+                run(["ip", "-n", h.netns, "link", "set", "lo", "up"])
+                port = f"wzt{self.tag}{h.name[0]}"
+                inside = f"wzt{self.tag}{h.name[0]}i"
+                run(["ip", "link", "add", inside, "netns", h.netns, "type", "veth",
+                     "peer", "name", port, "netns", self.switch_ns])
+                run(["ip", "-n", h.netns, "addr", "add", f"{h.addr}/24", "dev", inside])
+                run(["ip", "-n", h.netns, "link", "set", inside, "up"])
+                run(["ip", "-n", self.switch_ns, "link", "set", port, "master", "br0"])
+                run(["ip", "-n", self.switch_ns, "link", "set", port, "up"])
+                h.ifaces.append(inside)
+        except Exception:
+            self.teardown()
+            raise
+        return self
+
+    def _render_cuts(self, host: LabHost) -> None:
+        peers = sorted(self.host(n).addr for cut in self._cuts if host.name in cut for n in cut if n != host.name)
+        rules = "".join(f"        ip saddr {a} drop\n" for a in peers)
+        out = "".join(f"        ip daddr {a} drop\n" for a in peers)
+        self._nft(host, f"table inet {_CUT_TABLE} {{}}\ndelete table inet {_CUT_TABLE}\n"
+                        f"table inet {_CUT_TABLE} {{\n"
+                        f"    chain input {{\n        type filter hook input priority -290; policy accept;\n{rules}    }}\n"
+                        f"    chain output {{\n        type filter hook output priority -290; policy accept;\n{out}    }}\n}}\n")
+
+    def cut(self, a: LabHost | str, b: LabHost | str) -> None:
+        """Nothing passes between ``a`` and ``b`` any more (each still reaches the third host)."""
+        a, b = self.host(a), self.host(b)
+        self._cuts.add(frozenset((a.name, b.name)))
+        self._render_cuts(a)
+        self._render_cuts(b)
+
+    def heal(self, a: LabHost | str, b: LabHost | str) -> None:
+        a, b = self.host(a), self.host(b)
+        self._cuts.discard(frozenset((a.name, b.name)))
+        self._render_cuts(a)
+        self._render_cuts(b)
+
+    def heal_all(self) -> None:
+        self._cuts.clear()
+        for h in self.hosts:
+            self._render_cuts(h)
+            self.unblackhole(h)
+
+    def cut_link(self) -> None:
+        self.cut("master", "slave")
+
+    def restore_link(self) -> None:
+        self.heal("master", "slave")
+
+    def cut_witness(self) -> None:
+        self.cut("slave", "witness")
+
+    def restore_witness(self) -> None:
+        self.heal("slave", "witness")

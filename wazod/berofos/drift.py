@@ -43,6 +43,7 @@ class BerofosDrift:
         self._conf_error: str | None = None
         self._corrections: dict[str, list[float]] = {}
         self._fight_reported: set[str] = set()
+        self._taken_reported: set[str] = set()
         self.rounds = 0
 
     # --- who drives -------------------------------------------------------
@@ -60,6 +61,11 @@ class BerofosDrift:
         if role == "slave":
             return self.ctx.status.get("services") == "running"
         return False
+
+    def watches_taken(self) -> bool:
+        """A master cut from its slave: lines found on the slave were taken by it; leave them, say so once."""
+        monitor = self.ctx.registry.get("ha_monitor")
+        return bool(getattr(monitor, "lines_taken_watch", False)) and self.ctx.config.role == "master"
 
     def desired_mode(self) -> int | None:
         """The mode the devices must be in when this node drives them; None when it must not drive."""
@@ -132,6 +138,7 @@ class BerofosDrift:
             self.ctx.status.update(berofos={})
             return {}
         desired = self.desired_mode()
+        taken_watch = desired is None and self.watches_taken()
         statuses = await asyncio.gather(*(read_device(d, settings) for d in devices))
         board: dict[str, Any] = {}
         wrong = []
@@ -147,6 +154,15 @@ class BerofosDrift:
             if s.name in self._unreachable:
                 self._unreachable.discard(s.name)
                 log.info("berofos device answers again", device=s.name, host=s.host, mode=s.mode)
+            if taken_watch and s.mode == MODE_SLAVE:
+                if s.name not in self._taken_reported:
+                    self._taken_reported.add(s.name)
+                    log.warning("berofos lines are on the slave while it is unreachable from here: left as they are",
+                                device=s.name, host=s.host)
+                    self.ctx.emit("berofos_taken", {"device": s.name, "host": s.host, "mode": s.mode,
+                                                    "reason": "slave unreachable; the lines are left on it"})
+            elif s.mode != MODE_SLAVE or not taken_watch:
+                self._taken_reported.discard(s.name)
             if desired is not None and s.mode != desired:
                 wrong.append(s)
             else:

@@ -41,7 +41,15 @@ def _check_master(args, loaded) -> int:
     role = cfg.role
     probes = ha.slave_probes if role == "master" else ha.probes
     witnesses = ha.witnesses if role != "master" else []
-    rnd = asyncio.run(Prober(ha, address, probes, witnesses=witnesses).round())
+    async def one_round():
+        # one round judges at once (budget 0); the daemon lets a late SIP answer count for ha.sip_timeout s
+        prober = Prober(ha, address, probes, witnesses=witnesses, sip_budget=0.0)
+        try:
+            return await prober.round()
+        finally:
+            prober.close()
+
+    rnd = asyncio.run(one_round())
     doc = {"peer": address, "role": role, "policy": ha.policy, **rnd.summary(),
            "duration_ms": round((rnd.ended - rnd.started) * 1000, 1)}
     if args.json:
@@ -50,7 +58,8 @@ def _check_master(args, loaded) -> int:
         print(f"peer {address} ({'slave' if role == 'master' else 'master'}), policy {ha.policy}")
         for r in rnd.results + rnd.witnesses:
             rtt = f"{r.rtt * 1000:8.2f} ms" if r.rtt is not None else "        -  "
-            state = "ok" if r.ok else ("FAILED (host answered)" if r.reachable else "FAILED")
+            state = "ok" if r.ok else ("FAILED (host answered)" if r.reachable else
+                                       ("no answer yet" if r.pending else "FAILED"))
             print(f"  {r.probe:<10} {r.target:<28} {rtt}  {state}  {r.detail}".rstrip())
         verdict = "UP" if rnd.good else f"DOWN ({rnd.reason})"
         print(f"verdict: {verdict} in {doc['duration_ms']} ms (one round; the daemon needs "

@@ -8,11 +8,15 @@ proven round by round:
 * hysteresis: the peer is down after ``fall`` consecutive bad rounds and up
   again after ``rise`` good ones (Wazo: one bad minute took over);
 * failback only after ``failback_hold`` seconds of continuous health;
-* witnesses: a slave that cannot reach any witness during the failing rounds
-  is the isolated one: ``ha_isolated``, no takeover (no split brain);
+* blind rounds say nothing about the master: a bad round in which no witness
+  answered either (or in which the peer's name did not resolve) is this
+  node's own trouble. It neither counts as a failure of the peer nor as
+  health; ``fall`` blind rounds in a row are an isolation (``ha_isolated``, no
+  takeover), and after an isolation the peer's failure must be proven again
+  by ``fall`` fresh rounds: the moment the links come back is no evidence;
 * flap damping: more than ``flap_limit`` up/down transitions within
   ``flap_window`` seconds freeze the node (``ha_flapping``) until the window
-  calms down;
+  calms down; an isolation moves no verdict, so it is never counted;
 * services move only when the wanted state differs from the known one
   (never a "stop" every round), one action at a time, failed actions retried
   with exponential backoff;
@@ -26,7 +30,8 @@ starting           no verdict yet (fewer than fall/rise rounds since start)
 standby            master up, services stopped: the normal state of a slave
 master_down        master down, services not running and no action allowed yet
                    (maintenance, backoff after a failure)
-isolated           master down but no witness reachable: not taking over
+isolated           the last ``fall`` rounds were blind (nothing answered, not even a
+                   witness, or the peer's name did not resolve): not taking over
 taking_over        a takeover (services start) is running
 active             master down, this node holds the services
 failback_pending   master up again, waiting for failback_hold of continuous health
@@ -74,6 +79,7 @@ class Round:
     good: bool
     reason: str = "ok"
     witness_ok: bool | None = None  # None: no witness configured
+    unresolved: bool = False  # the peer's name did not resolve: this node's problem, not the peer's death
 
 
 # --- actions -------------------------------------------------------------------
@@ -112,7 +118,8 @@ class Machine:
         self.fail_since: float | None = None  # start of the current failing streak
         self.good_since: float | None = None  # start of the current good streak
         self.down_since: float | None = None  # when the peer was declared down
-        self.witness_hist: deque[bool] = deque(maxlen=max(1, params.fall))
+        self.blind = 0  # consecutive blind rounds (bad, and no witness answered or the name did not resolve)
+        self.isolation_cause: str | None = None
         self.transitions: deque[float] = deque()
         self.flapping = False
         self.maintenance = False
@@ -126,7 +133,6 @@ class Machine:
     def update_params(self, params: Params) -> None:
         """New timings from a reloaded config; the observed state is kept."""
         self.p = params
-        self.witness_hist = deque(self.witness_hist, maxlen=max(1, params.fall))
 
     def set_services(self, state: ServicesState) -> None:
         """The real service state (read at start-up, or after a manual change)."""
@@ -136,21 +142,26 @@ class Machine:
         now = rnd.ended
         out: list[Action] = []
         self.maintenance = maintenance
-        if rnd.witness_ok is not None:
-            self.witness_hist.append(rnd.witness_ok)
-        if rnd.good:
-            if self.goods == 0:
-                self.good_since = rnd.started
-            self.goods += 1
-            self.fails = 0
-            self.fail_since = None
+        if self._is_blind(rnd):
+            self._blind_round(rnd, out)
         else:
-            if self.fails == 0:
-                self.fail_since = rnd.started
-            self.fails += 1
-            self.goods = 0
-            self.good_since = None
-            self.reason = rnd.reason
+            self.blind = 0
+            if self.isolated:
+                self.isolated = False
+                self.isolation_cause = None
+            if rnd.good:
+                if self.goods == 0:
+                    self.good_since = rnd.started
+                self.goods += 1
+                self.fails = 0
+                self.fail_since = None
+            else:
+                if self.fails == 0:
+                    self.fail_since = rnd.started
+                self.fails += 1
+                self.goods = 0
+                self.good_since = None
+                self.reason = rnd.reason
         if self.peer_up is not False and self.fails >= self.p.fall:
             self._transition(False, rnd, out)
         elif self.peer_up is not True and self.goods >= self.p.rise:
@@ -158,6 +169,33 @@ class Machine:
         self._check_flapping(now, out)
         out += self._reconcile(now)
         return out
+
+    def _is_blind(self, rnd: Round) -> bool:
+        """A bad round that says nothing about the peer: its name did not resolve, or no witness answered."""
+        if rnd.good:
+            return False
+        if rnd.unresolved:
+            return True
+        return self.p.has_witnesses and rnd.witness_ok is False
+
+    def _blind_round(self, rnd: Round, out: list[Action]) -> None:
+        """Neither a failure nor health: the good streak ends (the failback hold starts again), the failing
+        streak is kept for a moment; ``fall`` blind rounds in a row are an isolation, after which the peer's
+        failure must be proven again by fresh rounds."""
+        self.blind += 1
+        self.goods = 0
+        self.good_since = None
+        if self.blind >= self.p.fall and not self.isolated:
+            self.isolated = True
+            self.isolation_cause = "unresolved" if rnd.unresolved else "no_witness"
+            self.fails = 0
+            self.fail_since = None
+            data: dict[str, Any] = {"cause": self.isolation_cause, "witnesses_reached": False,
+                                    "rounds": self.blind, "master_down_since_mono": self.down_since}
+            if rnd.unresolved:
+                data["witnesses_reached"] = None
+                data["error"] = rnd.reason
+            out.append(Emit("ha_isolated", data))
 
     def tick(self, now: float, maintenance: bool | None = None) -> list[Action]:
         """Time passing without a round (e.g. maintenance ended): re-evaluate."""
@@ -200,13 +238,15 @@ class Machine:
             return "taking_over"
         if self.pending == "failback":
             return "failing_back"
+        if self.isolated and self.services != "running":
+            return "isolated"
         if self.peer_up is None:
             return "starting"
         if self.services == "running":
             return "failback_pending" if self.peer_up else "active"
         if self.peer_up:
             return "standby" if self.services == "stopped" else "failback_pending"
-        return "isolated" if self.isolated else ("active" if self.services == "running" else "master_down")
+        return "active" if self.services == "running" else "master_down"
 
     # --- internals -------------------------------------------------------------
     def _names(self) -> tuple[str, str]:
@@ -254,26 +294,16 @@ class Machine:
             if self.peer_up is not None and self.peer_up != self.last_reported:
                 self._report(self.peer_up, {"after_flapping": True}, out)
 
-    def _witness_ok(self) -> bool:
-        if not self.p.has_witnesses:
-            return True
-        return any(self.witness_hist)
-
     def _reconcile(self, now: float) -> list[Action]:
         if self.p.role != "slave" or self.peer_up is None or self.pending is not None:
             return []
         out: list[Action] = []
-        if self.peer_up is False and self.services != "running":
-            if not self._witness_ok():
-                if not self.isolated:
-                    self.isolated = True
-                    out.append(Emit("ha_isolated", {"witnesses_reached": False, "master_down_since_mono": self.down_since}))
-                return out
-            if self.isolated:
-                self.isolated = False
+        if self.isolated and self.services != "running":
+            return out
         if self.frozen or now < self.next_action_at:
             return out
-        if self.peer_up is False and self.services != "running":
+        if self.peer_up is False and self.services != "running" and self.fails >= self.p.fall:
+            # fall fresh bad rounds (an isolation or one good round in between resets them)
             self.pending = "takeover"
             out.append(Takeover({"reason": self.reason, "first_failure_mono": self.fail_since,
                                  "decided_mono": self.down_since, "services_before": self.services}))

@@ -139,21 +139,26 @@ class HaMonitor:
 
     @property
     def holds_services(self) -> bool:
-        """Whether this node runs the telephony now (the berofos drift check drives the lines only then).
+        """Whether this node drives the berofos now (the drift check sets the lines only then).
 
-        A slave holds them while its services run and no takeover or failback is moving them.
-        A master holds them while its slave is down; while the slave is up the master cannot
-        tell a standby slave from one still active (failback pending), so it leaves the
-        lines to the slave, as Wazo did.
+        The berofos has one writer. A slave drives it while its services run and no takeover or failback
+        is moving them. A master never does without an arbiter: a slave it cannot reach may well have
+        taken the lines over (a cut of the link between the two alone), and flipping them back would drop
+        every ISDN call, then the slave would flip them again (issue 19: 8 flips in a minute).
         """
         m = self.machine
         if m is None or self._actions or m.pending is not None:
             return False
         if self.role == "slave":
             return m.services == "running"
-        if self.role == "master":
-            return m.peer_up is False
         return False
+
+    @property
+    def lines_taken_watch(self) -> bool:
+        """A master that cannot reach its slave: lines found on the slave are reported (``berofos_taken``),
+        never switched back."""
+        m = self.machine
+        return self.role == "master" and m is not None and m.peer_up is False
 
     async def reload(self) -> None:
         """Called by the supervisor after a config reload (SIGHUP or ha.conf rewritten)."""
@@ -215,7 +220,8 @@ class HaMonitor:
                 rnd = await prober.round()
                 self.last_round = rnd
                 _observe_rtts(rnd)
-                actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, rnd.reason, rnd.witness_ok),
+                actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, rnd.reason, rnd.witness_ok,
+                                                unresolved=rnd.unresolved),
                                           maintenance=self._maintenance())
                 if check is not None and check.done():
                     if check_gen == self._actions_started:
@@ -229,6 +235,7 @@ class HaMonitor:
                 self._apply(actions, rnd)
                 self._publish_status()
         finally:
+            prober.close()
             if check is not None:
                 check.cancel()
 

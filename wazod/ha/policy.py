@@ -28,10 +28,12 @@ class ProbeResult:
     rtt: float | None = None  # seconds to the first good answer
     sent: int = 0
     detail: str = ""
+    pending: bool = False
 
     def to_dict(self) -> dict:
         return {
             "probe": self.probe, "target": self.target, "ok": self.ok, "reachable": self.reachable,
+            "pending": self.pending,
             "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 3), "sent": self.sent,
             "detail": self.detail,
         }
@@ -52,10 +54,10 @@ def judge(policy: str, results: Iterable[ProbeResult]) -> tuple[bool, str]:
         return True, "ok"
     if policy == "unreachable_or_sip_dead":
         sip = [r for r in results if r.probe == "sip"]
-        if sip and not any(r.ok for r in sip):
+        if sip and not any(r.ok or r.pending for r in sip):
             return False, "sip_dead"
         return True, "ok"
-    failed = sorted({r.probe for r in results if not r.ok})
+    failed = sorted({r.probe for r in results if not r.ok and not r.pending})
     if failed:
         return False, "failed:" + ",".join(failed)
     return True, "ok"

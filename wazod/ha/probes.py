@@ -195,6 +195,138 @@ async def sip_probe(host: str, port: int, *, timeout: float, spacing: float, cou
     return ProbeResult("sip", target, False, False, sent=sent, detail=f"no answer to {sent} OPTIONS")
 
 
+class _WatchProtocol(asyncio.DatagramProtocol):
+    """Receives the answers of every OPTIONS a :class:`SipWatcher` sent, however late they come."""
+
+    def __init__(self, watcher: SipWatcher):
+        self.watcher = watcher
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        if data.startswith(b"SIP/2.0 "):
+            self.watcher._answer(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionRefusedError):
+            self.watcher._refused()
+
+
+class SipWatcher:
+    """SIP OPTIONS across rounds: a late answer is a live Asterisk.
+
+    PJSIP under load answers OPTIONS in seconds, not milliseconds. One round
+    (0.45 s by default) is the budget of "does the host answer at all"; the SIP
+    verdict gets its own, ``budget`` seconds (``ha.sip_timeout``): every round
+    sends a new OPTIONS on one long-lived socket, and an answer to any of them,
+    even one sent seconds ago, proves Asterisk alive. Until the oldest
+    unanswered OPTIONS is older than the budget the probe is ``pending``
+    (neither proof of life nor of death); an ICMP port unreachable (nothing
+    listens: Asterisk died) is a verdict at once.
+    """
+
+    KEEP = 256  # most transactions remembered for matching late answers
+
+    def __init__(self, port: int, budget: float):
+        self.port = port
+        self.budget = budget
+        self._transport: asyncio.DatagramTransport | None = None
+        self._address: str | None = None
+        self._sent: dict[bytes, float] = {}  # Call-ID -> monotonic time of the first transmission
+        self._silent_since: float | None = None  # first OPTIONS not answered since the last answer
+        self._answered_at = float("-inf")
+        self._answer_rtt: float | None = None
+        self._answer_line = ""
+        self._refused_at = float("-inf")
+        self._wake: asyncio.Event | None = None
+
+    def _answer(self, data: bytes) -> None:
+        for line in data.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() in (b"call-id", b"i"):
+                call_id = value.strip()
+                break
+        else:
+            return
+        sent = self._sent.get(call_id)
+        if sent is None:
+            return
+        now = time.monotonic()
+        self._answered_at = now
+        self._answer_rtt = now - sent
+        self._answer_line = data.split(b"\r\n", 1)[0].decode(errors="replace")
+        self._silent_since = None
+        for cid, t in list(self._sent.items()):  # older transactions are moot: Asterisk is alive
+            if t <= sent:
+                del self._sent[cid]
+        if self._wake is not None:
+            self._wake.set()
+
+    def _refused(self) -> None:
+        self._refused_at = time.monotonic()
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _endpoint(self, address: str) -> asyncio.DatagramTransport:
+        if self._transport is not None and (self._address != address or self._transport.is_closing()):
+            self.close()
+        if self._transport is None:
+            loop = asyncio.get_running_loop()
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _WatchProtocol(self), remote_addr=(address, self.port))
+            self._address = address
+        return self._transport
+
+    async def probe(self, address: str, *, timeout: float, spacing: float, count: int) -> ProbeResult:
+        """One round's look: a new OPTIONS (retransmitted within the round), then the SIP verdict."""
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        deadline = loop.time() + timeout
+        target = f"{address}:{self.port}"
+        self._wake = asyncio.Event()
+        try:
+            transport = await self._endpoint(address)
+        except OSError as e:
+            return ProbeResult("sip", target, False, False, detail=f"cannot send: {e.strerror or e}")
+        call_id = f"{uuid.uuid4().hex}@wazod"
+        packet = sip_options(address, self.port, transport.get_extra_info("sockname")[:2], call_id,
+                             "z9hG4bK" + uuid.uuid4().hex[:16], uuid.uuid4().hex[:8])
+        self._sent[call_id.encode()] = start
+        if self._silent_since is None:
+            self._silent_since = start
+        while len(self._sent) > self.KEEP:
+            del self._sent[next(iter(self._sent))]
+        sent = 0
+        while sent < count and loop.time() < deadline and not self._wake.is_set():
+            try:
+                transport.sendto(packet)
+            except OSError:
+                pass
+            sent += 1
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, min(spacing, deadline - loop.time())))
+        if not self._wake.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - loop.time()))
+        now = time.monotonic()
+        if self._answered_at >= start:
+            rtt = self._answer_rtt
+            late = f" (answer {rtt:.2f} s after its OPTIONS)" if rtt is not None and rtt > timeout else ""
+            return ProbeResult("sip", target, True, True, rtt=rtt, sent=sent, detail=self._answer_line + late)
+        if self._refused_at >= start:
+            return ProbeResult("sip", target, False, True, sent=sent, detail="port unreachable: nothing listens")
+        silent = now - (self._silent_since if self._silent_since is not None else start)
+        if silent < self.budget:
+            return ProbeResult("sip", target, False, False, sent=sent, pending=True,
+                               detail=f"no answer yet ({silent:.1f} s of the {self.budget:g} s SIP budget)")
+        return ProbeResult("sip", target, False, False, sent=sent,
+                           detail=f"no answer to any OPTIONS for {silent:.1f} s")
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
+        self._address = None
+
+
 # --- TCP ------------------------------------------------------------------------
 async def tcp_probe(host: str, port: int, *, timeout: float, spacing: float) -> ProbeResult:
     """TCP connects, a new attempt every 2 x ``spacing`` s (the kernel's SYN retry is 1 s: too slow)."""
@@ -297,6 +429,7 @@ class RoundResult:
     reason: str
     results: list[ProbeResult] = field(default_factory=list)
     witnesses: list[ProbeResult] = field(default_factory=list)
+    unresolved: bool = False  # the target's name did not resolve: this node's problem
 
     @property
     def witness_ok(self) -> bool | None:
@@ -313,25 +446,31 @@ class RoundResult:
 
 
 class Prober:
-    """Runs the configured probes of one target (and the witnesses) as one round."""
+    """Runs the configured probes of one target (and the witnesses) as one round.
 
-    def __init__(self, ha, target: str, probes: list[str], *, witnesses: list[str] | None = None):
+    Long-lived (the daemon keeps one per watch): the SIP probe's answers may
+    arrive rounds later (:class:`SipWatcher`). ``close()`` when done.
+    """
+
+    def __init__(self, ha, target: str, probes: list[str], *, witnesses: list[str] | None = None,
+                 sip_budget: float | None = None):
         self.ha = ha
         self.target = target
         self.probes = list(probes)
         self.witnesses = list(witnesses or [])
+        self.sip = SipWatcher(ha.sip_port, ha.sip_timeout if sip_budget is None else sip_budget)
 
-    def _coros(self, timeout: float) -> list:
+    def _coros(self, address: str, timeout: float) -> list:
         ha = self.ha
         spacing, count = ha.retransmit_interval, ha.icmp_count
         coros = []
         for probe in self.probes:
             if probe == "icmp":
-                coros.append(icmp_probe(self.target, timeout=timeout, spacing=spacing, count=count))
+                coros.append(icmp_probe(address, timeout=timeout, spacing=spacing, count=count))
             elif probe == "sip":
-                coros.append(sip_probe(self.target, ha.sip_port, timeout=timeout, spacing=spacing, count=count))
+                coros.append(self.sip.probe(address, timeout=timeout, spacing=spacing, count=count))
             elif probe == "tcp":
-                coros += [tcp_probe(self.target, p, timeout=timeout, spacing=spacing) for p in ha.tcp_ports]
+                coros += [tcp_probe(address, p, timeout=timeout, spacing=spacing) for p in ha.tcp_ports]
             elif probe == "peer" and ha.peer_url:
                 coros.append(peer_probe(ha.peer_url.replace("{remote_address}", self.target), timeout=timeout,
                                         token=read_token(ha.peer_token_file)))
@@ -340,10 +479,22 @@ class Prober:
     async def round(self) -> RoundResult:
         timeout = self.ha.effective_round_timeout
         started = time.monotonic()
-        main = self._coros(timeout)
         wit = [icmp_probe(w, timeout=timeout, spacing=self.ha.retransmit_interval, count=self.ha.icmp_count,
                           name="witness") for w in self.witnesses]
+        try:
+            address = await asyncio.wait_for(resolve(self.target), timeout)
+        except (TimeoutError, OSError) as e:
+            # this node's problem (DNS down, a typo): says nothing about the peer
+            error = f"cannot resolve {self.target}: {getattr(e, 'strerror', None) or e or 'timeout'}"
+            witnesses = list(await asyncio.gather(*wit))
+            return RoundResult(started, time.monotonic(), False, "unresolved",
+                               [ProbeResult("resolve", self.target, False, False, detail=error)], witnesses,
+                               unresolved=True)
+        main = self._coros(address, max(0.0, timeout - (time.monotonic() - started)))
         outcome = await asyncio.gather(*main, *wit)
         results, witnesses = list(outcome[: len(main)]), list(outcome[len(main):])
         good, reason = judge(self.ha.policy, results)
         return RoundResult(started, time.monotonic(), good, reason, results, witnesses)
+
+    def close(self) -> None:
+        self.sip.close()

@@ -10,6 +10,10 @@ live host", which Wazo's ping-only check never noticed.
     python -m wazod.lab.sip_standin --pidfile F --stop            # SIGTERM, wait
     python -m wazod.lab.sip_standin --pidfile F --status          # exit 0 if running
 
+``--delay-file F``: each answer is sent as many seconds late as F says (a float;
+missing or unreadable: at once): an overloaded Asterisk whose PJSIP answers
+OPTIONS seconds late, changed while it runs.
+
 ``--daemon`` returns only once the socket is bound (so a "start" step that
 succeeded really means "answering"), which is what the ``command`` services
 backend needs.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import heapq
 import os
 import signal
 import socket
@@ -50,8 +55,22 @@ def build_response(request: bytes) -> bytes | None:
     return "\r\n".join(out).encode()
 
 
-def serve(sock: socket.socket) -> None:
+def read_delay(path: str | None) -> float:
+    """Seconds to hold each answer back (``--delay-file``); 0 without a readable, valid file."""
+    if not path:
+        return 0.0
+    try:
+        with open(path) as f:
+            value = float(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0.0
+    return value if 0 <= value < 3600 else 0.0
+
+
+def serve(sock: socket.socket, delay_file: str | None = None) -> None:
     stop = False
+    later: list[tuple[float, int, bytes, tuple]] = []  # (due, n, reply, addr): answers held back
+    n = 0
 
     def _stop(*_):
         nonlocal stop
@@ -59,8 +78,13 @@ def serve(sock: socket.socket) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    sock.settimeout(0.5)
     while not stop:
+        now = time.monotonic()
+        while later and later[0][0] <= now:
+            _due, _n, reply, addr = heapq.heappop(later)
+            with contextlib.suppress(OSError):
+                sock.sendto(reply, addr)
+        sock.settimeout(min(0.5, max(0.001, later[0][0] - now)) if later else 0.5)
         try:
             data, addr = sock.recvfrom(65535)
         except TimeoutError:
@@ -70,9 +94,15 @@ def serve(sock: socket.socket) -> None:
                 break
             continue
         reply = build_response(data)
-        if reply is not None:
-            with contextlib.suppress(OSError):
-                sock.sendto(reply, addr)
+        if reply is None:
+            continue
+        delay = read_delay(delay_file)
+        if delay > 0:
+            n += 1
+            heapq.heappush(later, (time.monotonic() + delay, n, reply, addr))
+            continue
+        with contextlib.suppress(OSError):
+            sock.sendto(reply, addr)
 
 
 def _read_pid(pidfile: str) -> int | None:
@@ -127,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--daemon", action="store_true", help="run in the background once bound (needs --pidfile)")
     ap.add_argument("--stop", action="store_true", help="stop the instance of --pidfile")
     ap.add_argument("--status", action="store_true", help="exit 0 if the instance of --pidfile runs")
+    ap.add_argument("--delay-file", help="file holding the seconds each answer is held back (read per request)")
     args = ap.parse_args(argv)
     if (args.daemon or args.stop or args.status) and not args.pidfile:
         ap.error("--daemon, --stop and --status need --pidfile")
@@ -161,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         os.write(w, b"1")
         os.close(w)
         try:
-            serve(sock)
+            serve(sock, args.delay_file)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 if _read_pid(args.pidfile) == os.getpid():
@@ -169,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(0)
     if args.pidfile:
         atomic_write_text(args.pidfile, f"{os.getpid()}\n")
-    serve(sock)
+    serve(sock, args.delay_file)
     return 0
 
 

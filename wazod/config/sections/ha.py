@@ -93,6 +93,12 @@ class HaSection(Section):
     )
     tcp_ports: list[int] = Field(default_factory=list, description="ports the tcp probe connects to (e.g. 5060, 5432)")
     sip_port: int = Field(5060, ge=1, le=65535, description="UDP port of the sip probe (Asterisk)")
+    sip_timeout: float = Field(
+        4.0, gt=0,
+        description="seconds an OPTIONS may wait for its answer before Asterisk is judged dead: an Asterisk under "
+        "load that answers late (even seconds late) is alive; a host that answers nothing at all is still "
+        "caught in fall rounds, and a port unreachable (Asterisk not running) at once",
+    )
     peer_url: str | None = Field(
         None,
         description="the other wazod's status endpoint for the peer probe, '{remote_address}' is replaced, "
