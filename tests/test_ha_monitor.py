@@ -128,3 +128,16 @@ async def test_holds_services_follows_the_takeover_and_probe_rtts_reach_metrics(
         rig.kill_master()
         await wait_for_async(lambda: rig.status.get("ha_state") == "active", timeout=20)
         assert rig.flag.exists() and monitor.holds_services is True
+
+
+async def test_a_peer_name_that_does_not_resolve_is_no_master_death(tmp_path):
+    """Issue 21.4: a remote_address that does not resolve (DNS down, a typo) is this node's problem: no
+    ha_master_down, no takeover, even without witnesses; ha_isolated says why."""
+    rig = Rig(tmp_path, remote_address="no-such-master.invalid")
+    async with rig.running():
+        await wait_for_async(lambda: "ha_isolated" in rig.names(), timeout=15)
+        await asyncio.sleep(1.0)
+        assert rig.names() == ["ha_isolated"]
+        iso = [e for e in rig.emitter.store.after(0) if e["name"] == "ha_isolated"][0]
+        assert iso["data"]["cause"] == "unresolved" and "no-such-master.invalid" in iso["data"]["error"]
+        assert rig.status.get("ha_state") == "isolated" and not rig.flag.exists()

@@ -8,6 +8,7 @@ so the test sees the exact sequence Wazo runs, in order.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -301,3 +302,67 @@ async def test_peer_probe_sends_the_token_and_masks_the_url(tmp_path):
         assert good.ok
     finally:
         await runner.cleanup()
+
+
+def test_slave_without_witness_or_arbiter_is_warned_in_config_check_and_status(tmp_path):
+    """Issue 21.8 / 19: a slave with no witness and no arbiter takes over with no split-brain guard; the
+    administrator is told plainly, in ``config check`` (text and JSON) and ``status``."""
+    path = _write_config(tmp_path, {"node_type": "slave", "remote_address": "127.0.0.1"})
+    res = _wazod("config", "check", "--config", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "warning: this slave has no witness and no arbiter" in res.stdout
+    assert "a cut of the link between the two nodes alone makes both nodes active" in res.stdout
+    res = _wazod("config", "check", "--json", "--config", str(path))
+    warnings = json.loads(res.stdout)["warnings"]
+    assert len(warnings) == 2 and "ha.arbiter" in warnings[0]
+    res = _wazod("status", "--config", str(path))
+    assert "warning: this slave has no witness and no arbiter" in res.stdout
+    # with witnesses: only the link-cut warning remains
+    path = _write_config(tmp_path, {"node_type": "slave", "remote_address": "127.0.0.1", "witnesses": ["10.0.0.1"]})
+    res = _wazod("status", "--config", str(path))
+    assert "no witness" not in res.stdout and "makes both nodes active" in res.stdout
+    # a disabled node: nothing to say
+    res = _wazod("config", "check", "--config", str(_write_config(tmp_path, {"node_type": "disabled"})))
+    assert "warning:" not in res.stdout
+
+
+async def test_sip_watcher_counts_a_late_answer_and_judges_silence_after_its_budget(tmp_path):
+    """Issue 19.3: an OPTIONS answered 0.6 s late (rounds of 0.2 s) is a live Asterisk: the rounds before the
+    answer are pending, not dead; an Asterisk that never answers is dead once the budget has run out."""
+    from wazod.ha.probes import SipWatcher, sip_probe
+
+    port = free_port()
+    delay = tmp_path / "delay"
+    delay.write_text("0.6")
+    standin = subprocess.Popen([sys.executable, "-m", "wazod.lab.sip_standin", "--host", "127.0.0.1",
+                                "--port", str(port), "--delay-file", str(delay)], start_new_session=True)
+    watcher = SipWatcher(port, budget=1.5)
+    try:
+        for _ in range(50):  # the stand-in is bound (a refused OPTIONS would be a verdict at once)
+            if (await sip_probe("127.0.0.1", port, timeout=1.5, spacing=0.1, count=15)).ok:
+                break
+        seen = []
+        for _ in range(15):
+            r = await watcher.probe("127.0.0.1", timeout=0.2, spacing=0.05, count=4)
+            seen.append("ok" if r.ok else ("pending" if r.pending else "dead"))
+        assert "dead" not in seen and "ok" in seen and seen[0] == "pending"
+        late = next(r for r in [await watcher.probe("127.0.0.1", timeout=0.7, spacing=0.05, count=4)] if r.ok)
+        assert late.rtt is not None and late.rtt >= 0.5
+        delay.write_text("30")  # hung: answers nothing any more
+        verdicts = []
+        for _ in range(12):
+            r = await watcher.probe("127.0.0.1", timeout=0.2, spacing=0.05, count=4)
+            verdicts.append("ok" if r.ok else ("pending" if r.pending else "dead"))
+        assert verdicts[-1] == "dead" and "pending" in verdicts
+        assert "no answer to any OPTIONS" in r.detail
+    finally:
+        watcher.close()
+        standin.terminate()
+        standin.wait(10)
+    # nothing listens: port unreachable is a verdict at once (Asterisk not running)
+    watcher = SipWatcher(port, budget=30)
+    try:
+        r = await watcher.probe("127.0.0.1", timeout=0.3, spacing=0.05, count=4)
+        assert not r.ok and not r.pending and r.reachable
+    finally:
+        watcher.close()

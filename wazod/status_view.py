@@ -79,6 +79,11 @@ def collect_status(config) -> dict[str, Any]:
     record = MaintenanceState(config.node.state_dir, config.node_name).read()
     if record:
         doc["maintenance"] = status_view(record)
+    from wazod.ha.advice import COPY_BACK_STATE, split_brain_warnings
+
+    doc["ha_warnings"] = split_brain_warnings(config)
+    copy_back = state.read(COPY_BACK_STATE, {}) or {}
+    doc["copy_back_failed"] = copy_back or None
     next_runs = saved.get("next_runs", {}) if running else {}
     for name, spec in JOBS.items():
         applies = spec.roles is None or config.role in spec.roles
@@ -238,6 +243,12 @@ def render_status(doc: dict[str, Any], color: bool = False) -> str:
                  f"services {_tone(doc.get('services', 'unknown'), color)}")
     if doc.get("peer"):
         lines.append(f"peer      {_peer_line(doc['peer'], color)}")
+    from wazod.ha.advice import copy_back_lines
+
+    for i, line in enumerate(copy_back_lines(doc.get("copy_back_failed"), str(doc.get("node")))):
+        lines.append(_paint(line, "1;33", color) if i == 0 else line)
+    for warning in doc.get("ha_warnings") or []:
+        lines.append(_paint(f"warning: {warning}", "33", color))
     berofos = doc.get("berofos") or {}
     if berofos:
         where = {0: "lines on slave", 1: "lines on master"}

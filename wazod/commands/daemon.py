@@ -45,9 +45,12 @@ def _status(args, loaded) -> int:
 
 
 def _config_check(args, loaded) -> int:
+    from wazod.ha.advice import split_brain_warnings
+
     effective = loaded.config.masked()
+    warnings = split_brain_warnings(loaded.config)
     if args.json:
-        print_json({"ok": True, "files": [str(p) for p in loaded.files], "config": effective})
+        print_json({"ok": True, "files": [str(p) for p in loaded.files], "warnings": warnings, "config": effective})
     else:
         print("configuration OK; files read (highest priority first):")
         for p in loaded.files:
@@ -55,6 +58,8 @@ def _config_check(args, loaded) -> int:
         import yaml
 
         print(yaml.safe_dump(json.loads(json.dumps(effective)), sort_keys=False), end="")
+        for warning in warnings:  # last, where a reader of a long listing sees them
+            print(f"warning: {warning}")
     return ExitCode.OK
 
 

@@ -23,6 +23,12 @@ def register(sub, common) -> None:
     p.add_argument("--address", help="probe this address instead of ha.remote_address")
     p.set_defaults(handler=_check_master)
 
+    p = sub.add_parser("copy-back", parents=[common],
+                       help="on the slave: copy the files changed during an outage back to the master "
+                            "(what a failback does; run it when the failback's copy-back failed)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_copy_back)
+
     p = sub.add_parser("services", parents=[common], help="start or stop the telephony services of this node")
     p.add_argument("action", choices=["start", "stop", "status"], help="start | stop | status")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -67,6 +73,29 @@ def _check_master(args, loaded) -> int:
         if rnd.witnesses and not rnd.witness_ok:
             print("warning: no witness reachable: this node would consider itself isolated")
     return ExitCode.OK if rnd.good else ExitCode.FAILED
+
+
+def _copy_back(args, loaded) -> int:
+    from wazod.errors import WrongRole
+    from wazod.ha.advice import COPY_BACK_STATE
+    from wazod.state import StateStore
+    from wazod.sync import copy_back
+
+    cfg = loaded.config
+    if cfg.role != "slave":
+        raise WrongRole(f"copy-back runs on the slave (this node is {cfg.role}): it copies the slave's files "
+                        "to the master")
+    res = asyncio.run(copy_back(cfg, timeout=cfg.ha.copy_back_timeout))
+    if res.ok:
+        StateStore(cfg.node.state_dir).write(COPY_BACK_STATE, {})  # the status line goes away
+    doc = {"ok": res.ok, "files": res.files, "bytes": res.bytes, "error": res.error}
+    if args.json:
+        print_json(doc)
+    elif res.ok:
+        print(f"copy-back ok: {res.files} file(s), {res.bytes} byte(s) copied to {cfg.ha.remote_address}")
+    else:
+        print(f"copy-back FAILED: {res.error}", file=sys.stderr)
+    return ExitCode.OK if res.ok else ExitCode.FAILED
 
 
 def _services(args, loaded) -> int:

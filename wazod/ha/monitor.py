@@ -35,6 +35,7 @@ from typing import Any
 from wazod.config import read_ha_conf
 from wazod.errors import LockHeld, WazodError
 from wazod.ha import services as svc
+from wazod.ha.advice import COPY_BACK_STATE, split_brain_warnings
 from wazod.ha.machine import Emit, Failback, Machine, Params, Round, Takeover
 from wazod.ha.probes import Prober, RoundResult
 from wazod.locks import OperationLock
@@ -204,6 +205,8 @@ class HaMonitor:
         machine = Machine(Params.from_config(ha, role), services_state)
         self.machine = machine
         self.ctx.status.update(ha_state=machine.state, services=services_state, ha_frozen=None)
+        for warning in split_brain_warnings(self.ctx.config):
+            log.warning(warning)
         log.info("HA watch started", role=role, peer=ha.remote_address, probes=probes, witnesses=prober.witnesses,
                  services=services_state, interval=ha.probe_interval, fall=ha.fall, rise=ha.rise)
         next_at = time.monotonic()
@@ -220,7 +223,8 @@ class HaMonitor:
                 rnd = await prober.round()
                 self.last_round = rnd
                 _observe_rtts(rnd)
-                actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, rnd.reason, rnd.witness_ok,
+                reason = rnd.results[0].detail if rnd.unresolved and rnd.results else rnd.reason
+                actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, reason, rnd.witness_ok,
                                                 unresolved=rnd.unresolved),
                                           maintenance=self._maintenance())
                 if check is not None and check.done():
@@ -375,13 +379,27 @@ class HaMonitor:
             return {"ok": False, "files": 0, "bytes": 0, "error": str(e)}
         return {"ok": bool(res.ok), "files": res.files, "bytes": res.bytes, "error": res.error}
 
+    def _record_copy_back(self, copy: dict[str, Any]) -> None:
+        """A failed copy-back leaves voicemails on this node: a warning event and a status line until a
+        copy-back succeeds (``wazod copy-back``)."""
+        cfg = self.ctx.config
+        if copy["ok"]:
+            self.ctx.state.write(COPY_BACK_STATE, {})
+            return
+        record = {"at": dt.datetime.now(dt.UTC).astimezone().isoformat(), "error": copy["error"],
+                  "paths": list(cfg.sync.copy_back_paths), "master": cfg.ha.remote_address, "node": cfg.node_name}
+        self.ctx.state.write(COPY_BACK_STATE, record)
+        log.warning("copy-back failed; failback goes on, the files stay on this node", error=copy["error"])
+        self.ctx.emit("ha_copy_back_failed", {**record, "files_left_on": cfg.node_name,
+                                              "remedy": "wazod copy-back (on this node, once the master is "
+                                                        "reachable over ssh)"})
+
     async def _failback(self, data: dict[str, Any]) -> bool:
         ha = self.ctx.config.ha
         started = time.monotonic()
         self.ctx.emit("ha_failback_started", {**_event_data(data), "peer": ha.remote_address})
         copy = await self._copy_back()
-        if not copy["ok"]:
-            log.warning("copy-back failed; failback goes on, the files stay on this node", error=copy["error"])
+        self._record_copy_back(copy)
         berofos = await self._berofos(1)
         try:
             async with svc.services_lock(self.ctx.config.node.state_dir, wait=ha.services.step_timeout):
