@@ -15,6 +15,7 @@ import time
 import pytest
 from harness import wait_for
 from harness.ha_lab import FAST, flap_link, ha_lab_fixture  # noqa: F401  (registers the ha_lab fixture)
+from harness.nemesis import FAULTS, ActiveSampler, Nemesis
 
 pytestmark = [pytest.mark.lab]
 
@@ -337,3 +338,93 @@ def test_cut_between_the_nodes_alone_no_relay_fight(ha_lab):
     state = pair.berofos_state()
     assert (state["mode"], state["mode_changes"]) == (1, 2)  # one write per failover, one per failback
     assert len(pair.master.events("berofos_taken")) == 1
+
+
+# --- issue 19: the third vote ---------------------------------------------------------------------------
+
+
+def test_arbiter_partition_isolation_and_arbiter_loss(ha_lab):
+    """With an arbiter on the third host (which also carries the berofos):
+    * the arbiter alone goes down: nothing moves;
+    * the link between the nodes is cut: the slave is partitioned (the arbiter sees the master), no takeover;
+    * the master is cut from everyone: it fences itself, the slave takes over with the arbiter's consent,
+      never both active after a 10 s grace; after the heal the pair converges (master serving, lines on it)
+      with one berofos write per failover and failback."""
+    pair = ha_lab(bridge=True, **FAST)
+    pair.add_arbiter()
+    pair.start_berofos(drift_interval=0.5)
+    pair.start_master_asterisk()
+    pair.start()
+    master_addr = pair.lab.master.addr
+    wait_for(lambda: pair.arbiter_view().get("owner") == master_addr, timeout=15)
+
+    # the arbiter alone goes down: nothing moves
+    marks = pair.master.last_seq(), pair.slave.last_seq()
+    pair.arbiter.stop()
+    time.sleep(3)
+    assert _names(pair.master, marks[0]) == [] and _names(pair.slave, marks[1]) == []
+    assert pair.master.standin_pid() and not pair.slave.standin_pid()
+    pair.arbiter.start()
+    wait_for(lambda: pair.arbiter_view().get("owner") == master_addr, timeout=20)  # the master claims again
+
+    # the link between the nodes alone: partitioned, no takeover, no fence
+    pair.lab.cut("master", "slave")
+    part = pair.slave.wait_event("ha_partitioned", after=marks[1], timeout=15)
+    assert part["data"]["arbiter_sees_peer"] is True
+    time.sleep(2)
+    assert not pair.slave.events("ha_takeover_started") and not pair.master.events("ha_fenced")
+    assert pair.slave.status()["ha_state"] == "partitioned"
+    pair.lab.heal("master", "slave")
+    pair.slave.wait_state("standby", timeout=10)
+    assert pair.berofos_state()["mode_changes"] == 0
+
+    # the master cut from everyone
+    sampler = ActiveSampler(pair)
+    try:
+        cut_at = time.monotonic()
+        pair.lab.blackhole("master")
+        fenced = pair.master.wait_event("ha_fenced", timeout=15)
+        assert fenced["data"]["ok"] is True
+        pair.slave.wait_event("ha_takeover_completed", timeout=30)
+        assert pair.slave.standin_pid() and not pair.master.standin_pid()
+        time.sleep(max(0.0, cut_at + 12 - time.monotonic()))
+        healed_at = time.monotonic()
+        pair.lab.unblackhole("master")
+        pair.master.wait_event("ha_unfenced", timeout=20)
+        pair.slave.wait_event("ha_failback_completed", timeout=FAST["failback_hold"] + 20)
+        wait_for(lambda: pair.master.standin_pid() and not pair.slave.standin_pid(), timeout=10)
+        converged_s = time.monotonic() - healed_at
+    finally:
+        sampler.stop()
+    assert not [t for t in sampler.both if cut_at + 10 <= t <= healed_at]  # never both active beyond the grace
+    assert converged_s <= FAST["failback_hold"] + 10
+    wait_for(lambda: pair.arbiter_view().get("owner") == master_addr, timeout=10)
+    state = pair.berofos_state()
+    assert (state["mode"], state["mode_changes"]) == (1, 2)  # one write per failover, one per failback
+    assert not pair.master.events("berofos_mode_changed")  # the slave wrote both: the quorum holder
+
+
+def test_nemesis_short(ha_lab):
+    """Jepsen-style, short (the long run is bench/partition): each fault once in a random order, held a few
+    seconds, healed; the invariants hold: never both active beyond the grace, no more berofos writes than
+    ownership moves, a takeover after each real master death, convergence after each heal."""
+    import random
+
+    rng = random.Random(19)
+    pair = ha_lab(bridge=True, **FAST)
+    pair.add_arbiter()
+    pair.start_berofos(drift_interval=0.5)
+    pair.start_master_asterisk()
+    pair.start()
+    wait_for(lambda: pair.arbiter_view().get("owner") == pair.lab.master.addr, timeout=15)
+    time.sleep(10 * FAST["fall"] * FAST["probe_interval"])  # the master's fresh ownership is past its grace
+    kinds = list(FAULTS)
+    rng.shuffle(kinds)
+    report = Nemesis(pair, FAST["failback_hold"], log=print).run(kinds, (3.0, 5.0), rng)
+    counts = report.counts()
+    print("nemesis counts:", counts)
+    assert counts["both_active_beyond_grace_s"] == 0
+    assert counts["max_mode_writes_per_move"] <= 0  # one write per failover or failback, none for nothing
+    assert counts["takeovers_missing_after_master_death"] == 0
+    assert counts["not_converged"] == 0
+    assert counts["healthy_master_fences"] == 0

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import pytest
 
-from wazod.ha.machine import Emit, Machine, Params, Round, Takeover
+from wazod.ha.machine import Emit, Fence, Machine, Params, Round, Takeover, Unfence, Vote
 from wazod.ha.policy import ProbeResult, judge
 
 
 def _name(action) -> str:
     if isinstance(action, Emit):
         return action.name
-    return "TAKEOVER" if isinstance(action, Takeover) else "FAILBACK"
+    return {Takeover: "TAKEOVER", Fence: "FENCE", Unfence: "UNFENCE"}.get(type(action), "FAILBACK")
 
 
 def play(params: Params, rounds: str, *, services="stopped", witness: str | None = None,
@@ -173,3 +173,84 @@ def test_policy(policy, results, expected):
 def test_unknown_policy_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown HA policy 'sometimes'"):
         judge("sometimes", [])
+
+
+# --- the third vote (issue 19): one more input of a round ------------------------------------------------
+def _vote(ch: str) -> Vote | None:
+    """``-`` unreachable arbiter; ``u``/``d``/``?`` reachable, peer up/down/unknown; upper case: the peer
+    holds the services (owner), ``s``: this node holds them (peer down)."""
+    if ch == "-":
+        return Vote(False)
+    owner = "peer" if ch.isupper() else ("self" if ch == "s" else None)
+    peer = {"u": True, "d": False, "?": None, "s": False}[ch.lower()]
+    return Vote(True, peer, owner)
+
+
+def play_votes(params: Params, rounds: str, votes: str, *, services="stopped", done=None):
+    m = Machine(params, services=services)
+    out: dict[int, list[str]] = {}
+    for i, ch in enumerate(rounds):
+        acts = []
+        if done and i in done:
+            acts += m.action_done(*done[i], float(i))
+        acts += m.observe(Round(float(i), i + 0.9, ch == "G", "ok" if ch == "G" else "unreachable",
+                                vote=_vote(votes[i])))
+        if acts:
+            out[i] = [_name(a) for a in acts]
+    return out, m
+
+
+PA = Params(role="slave", fall=3, rise=3, failback_hold=5.0, flap_window=30.0, flap_limit=4, action_backoff=4.0,
+            has_arbiter=True)
+MA = Params(role="master", fall=3, rise=3, failback_hold=5.0, has_arbiter=True)
+
+VOTE_CASES = [
+    # the master is down here and for the arbiter: takeover
+    ("arbiter-agrees-takeover", PA, "GGGBBB", "uuuddd", {}, {5: ["ha_master_down", "TAKEOVER"]}, "taking_over"),
+    # the arbiter still sees the master (the link between the nodes is cut): ha_partitioned, never a takeover
+    ("link-cut-partitioned", PA, "GGGBBBBBB", "uuuuuuuuu", {}, {5: ["ha_partitioned"]}, "partitioned"),
+    # the arbiter unreachable too: isolated, no takeover, no master_down
+    ("arbiter-unreachable-isolated", PA, "GGGBBBBB", "uuu-----", {}, {5: ["ha_isolated"]}, "isolated"),
+    # the arbiter has not decided yet: the slave waits for it (one round later)
+    ("arbiter-late-agreement", PA, "GGGBBBBB", "uuuuu?dd", {},
+     {5: ["ha_master_down"], 6: ["TAKEOVER"]}, "taking_over"),
+    # the arbiter alone goes down: nothing moves on a healthy pair
+    ("arbiter-down-alone", PA, "GGGGGGGG", "uuu-----", {}, {}, "standby"),
+    # an active slave that loses master and arbiter fences itself within fall rounds
+    ("active-slave-fences", PA, "BBBBBB", "ss-----"[:6], {"services": "running"},
+     {4: ["ha_isolated", "FENCE"]}, "fencing"),
+]
+
+
+@pytest.mark.parametrize("case", VOTE_CASES, ids=[c[0] for c in VOTE_CASES])
+def test_machine_with_arbiter(case):
+    _id, params, rounds, votes, kwargs, expected, final = case
+    out, m = play_votes(params, rounds, votes, **kwargs)
+    assert out == {k: v for k, v in expected.items() if v}
+    assert m.state == final
+
+
+def test_master_fences_without_quorum_and_unfences_when_the_slave_does_not_hold_the_services():
+    # master serving; cut from slave and arbiter: fence after fall rounds; quorum back, nobody owns: unfence
+    out, m = play_votes(MA, "GGGBBBBBBGGG", "sss---u-uuuu", services="running",
+                        done={7: ("fence", True), 11: ("unfence", True)})
+    assert out[5] == ["ha_slave_down", "ha_isolated", "FENCE"] or out[5][-1] == "FENCE"
+    assert "UNFENCE" in [n for i in out for n in out[i]]
+    assert m.state == "master" and m.services == "running" and not m.fenced
+
+
+def test_fenced_master_waits_while_the_slave_holds_the_services():
+    # fenced; the arbiter is back and says the slave holds the services; the slave is not reachable: wait
+    out, m = play_votes(MA, "BBBBBBBBB", "---DDDDDD", services="running", done={3: ("fence", True)})
+    assert [n for i in out for n in out[i]].count("UNFENCE") == 0
+    assert m.state == "fenced"
+    # the slave becomes reachable too (full heal): the master starts again, the slave fails back
+    for i in range(9, 12):
+        acts = m.observe(Round(float(i), i + 0.9, True, vote=Vote(True, True, "peer")))
+    assert "UNFENCE" in [_name(a) for a in acts] or m.pending == "unfence"
+
+
+def test_self_fence_false_keeps_an_isolated_master_serving():
+    p = Params(role="master", fall=3, rise=3, has_arbiter=True, self_fence=False)
+    out, m = play_votes(p, "GGGBBBBBB", "sss------", services="running")
+    assert "FENCE" not in [n for i in out for n in out[i]] and m.services == "running"

@@ -32,8 +32,8 @@ EVENT_NAMES = {
     "daemon_started", "daemon_stopping", "config_reloaded",
     "ha_master_down", "ha_master_up", "ha_takeover_started", "ha_takeover_completed", "ha_takeover_failed",
     "ha_failback_started", "ha_failback_completed", "ha_failback_failed", "ha_isolated", "ha_flapping",
-    "ha_slave_down", "ha_slave_up",
-    "berofos_mode_changed", "berofos_failed",
+    "ha_slave_down", "ha_slave_up", "ha_partitioned", "ha_fenced", "ha_unfenced",
+    "berofos_mode_changed", "berofos_failed", "berofos_taken",
     "replication_completed", "replication_skipped", "replication_failed",
     "sync_completed", "sync_failed", "backup_completed", "backup_failed", "purge_completed", "purge_failed",
     "health_degraded", "health_recovered",
@@ -41,7 +41,7 @@ EVENT_NAMES = {
     "restore_completed", "restore_failed",
 }
 
-_WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded)$")
+_WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded|_partitioned|_fenced|_taken)$")
 
 
 # The outbox's tables; outputs that open the store themselves (wazod.bus.outbox) create the same.

@@ -61,8 +61,9 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {
     "replication": JobSpec("replication", "wazod.replication:run", ("master",), held_in_maintenance=True),
     "sync": JobSpec("sync", "wazod.sync:run", ("master",), held_in_maintenance=True),
-    "backup": JobSpec("backup", "wazod.backup:run", None),
-    "purge": JobSpec("purge", "wazod.purge:run", None),
+    # every node of the pair, not an arbiter (a third machine with no Wazo database)
+    "backup": JobSpec("backup", "wazod.backup:run", ("master", "slave", "disabled")),
+    "purge": JobSpec("purge", "wazod.purge:run", ("master", "slave", "disabled")),
 }
 
 

@@ -107,7 +107,8 @@ def collect_status(config) -> dict[str, Any]:
 
 SUMMARY_MAX = 120  # characters of a check's summary in the readable view (--json has it whole)
 GOOD = {"ok", "running", "standby", "active", "master", "started", "up", "connected", "true"}
-BAD = {"failed", "critical", "not running", "down", "error", "isolated", "false"}
+BAD = {"failed", "critical", "not running", "down", "error", "isolated", "false", "fenced", "fencing",
+       "partitioned"}
 
 
 def _paint(text: str, code: str, color: bool) -> str:
@@ -243,6 +244,17 @@ def render_status(doc: dict[str, Any], color: bool = False) -> str:
                  f"services {_tone(doc.get('services', 'unknown'), color)}")
     if doc.get("peer"):
         lines.append(f"peer      {_peer_line(doc['peer'], color)}")
+    arb = doc.get("arbiter")
+    if isinstance(arb, dict) and arb.get("url"):
+        from wazod.secrets import mask_text
+
+        owner = {"self": "this node", "peer": "the peer", None: "nobody"}.get(arb.get("owner"), arb.get("owner"))
+        text = (f"arbiter   {mask_text(str(arb['url']))} "
+                + ("reachable" if arb.get("reachable") else "UNREACHABLE") + f", services owned by {owner}")
+        lines.append(_paint(text, "31", color) if not arb.get("reachable") else text)
+        if arb.get("fenced"):
+            lines.append(_paint("FENCED: this node stopped its own services (no quorum); they start again "
+                                "once its quorum is back", "1;31", color))
     from wazod.ha.advice import copy_back_lines
 
     for i, line in enumerate(copy_back_lines(doc.get("copy_back_failed"), str(doc.get("node")))):

@@ -205,6 +205,38 @@ class HaPair:
         self.master_asterisk: subprocess.Popen | None = None
         self.master_delay_file = root / "master-sip-delay"
         self.berofos_port: int | None = None
+        self.arbiter: HaNode | None = None
+
+    def add_arbiter(self, **ha: Any) -> HaNode:
+        """A third wazod (``node_type: arbiter``) on the third host of a BridgeLab, watching both nodes; both
+        nodes name it in ``ha.arbiter`` with a shared token (its status endpoint listens beyond loopback)."""
+        lab = self.lab
+        node = HaNode(lab, "witness", self.root, "", lab.witness.addr)
+        token = self.root / "arbiter.token"
+        token.write_text("lab-arbiter-token-0123456789\n")
+        os.chmod(token, 0o600)
+        timings = {k: v for k, v in self.master.overrides.get("ha", {}).items()
+                   if k not in ("witnesses", "arbiter")}
+        node.overrides = _deep_merge(node.overrides, {
+            "status": {"listen": f"{lab.witness.addr}:9599", "token_file": str(token)}})
+        node.overrides = _deep_merge(node.overrides, {"ha": {
+            **timings, **ha, "node_type": "arbiter", "arbiter_nodes": [lab.master.addr, lab.slave.addr]}})
+        node.write_config()
+        for n in (self.master, self.slave):
+            n.overrides["ha"].pop("witnesses", None)
+            n.write_config(arbiter=f"http://{lab.witness.addr}:9599", peer_token_file=str(token))
+        self.arbiter = node
+        return node
+
+    def arbiter_view(self) -> dict[str, Any]:
+        """The arbiter's ``GET /arbiter`` document, asked from its own host ({} when it does not answer)."""
+        token = (self.root / "arbiter.token").read_text().strip()
+        code = ("import json,urllib.request;"
+                f"r=urllib.request.Request('http://{self.lab.witness.addr}:9599/arbiter',"
+                f"headers={{'X-Auth-Token':{token!r}}});"
+                "print(json.dumps(json.load(urllib.request.urlopen(r, timeout=5))))")
+        res = self.lab.exec("witness", [PY, "-c", code], timeout=20)
+        return json.loads(res.stdout) if res.returncode == 0 else {}
 
     def set_master_sip_delay(self, seconds: float) -> None:
         tmp = self.master_delay_file.with_suffix(".tmp")
@@ -255,12 +287,16 @@ class HaPair:
         kill_process_group(self.master_asterisk)
 
     def start(self) -> None:
+        if self.arbiter is not None:
+            self.arbiter.start()
+            wait_for(lambda: self.arbiter_view().get("nodes", {}).get(self.lab.master.addr, {}).get("state")
+                     == "up", timeout=30, message="arbiter does not see the master up")
         self.master.start()
         self.slave.start()
         self.slave.wait_state("standby", timeout=30)
 
     def teardown(self) -> None:
-        for node in (self.slave, self.master):
+        for node in (self.slave, self.master, *([self.arbiter] if self.arbiter else [])):
             node.stop(timeout=10)
             node.kill_standin()  # daemonized by the command backend: outside the lab's process groups
         kill_process_group(self.master_asterisk)

@@ -62,12 +62,23 @@ class Params:
     action_backoff: float = 10.0
     max_backoff: float = 300.0
     has_witnesses: bool = False
+    has_arbiter: bool = False
+    self_fence: bool = True
 
     @classmethod
     def from_config(cls, ha, role: Role) -> Params:
         return cls(role=role, fall=ha.fall, rise=ha.rise, failback_hold=ha.failback_hold,
                    flap_window=ha.flap_window, flap_limit=ha.flap_limit, action_backoff=ha.action_backoff,
-                   has_witnesses=bool(ha.witnesses))
+                   has_witnesses=bool(ha.witnesses), has_arbiter=bool(ha.arbiter), self_fence=ha.self_fence)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The arbiter's view in one round, relative to this node (the third vote of a majority of three)."""
+
+    reachable: bool  # the arbiter answered (etcd: a quorum of its cluster did)
+    peer_up: bool | None = None  # its verdict on the peer; None: it does not know
+    owner: Literal["self", "peer"] | None = None  # who holds the services according to it
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class Round:
     reason: str = "ok"
     witness_ok: bool | None = None  # None: no witness configured
     unresolved: bool = False  # the peer's name did not resolve: this node's problem, not the peer's death
+    vote: Vote | None = None  # the arbiter's view this round (None: no arbiter configured)
 
 
 # --- actions -------------------------------------------------------------------
@@ -103,7 +115,21 @@ class Failback:
     data: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-Action = Emit | Takeover | Failback
+@dataclass(frozen=True)
+class Fence:
+    """Stop this node's own services: it reaches neither its peer nor the arbiter (no quorum)."""
+
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Unfence:
+    """Start this node's services again (master): quorum is back and the other node does not hold them."""
+
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+Action = Emit | Takeover | Failback | Fence | Unfence
 ServicesState = Literal["running", "stopped", "unknown"]
 
 
@@ -120,11 +146,16 @@ class Machine:
         self.down_since: float | None = None  # when the peer was declared down
         self.blind = 0  # consecutive blind rounds (bad, and no witness answered or the name did not resolve)
         self.isolation_cause: str | None = None
+        self.partition_reported = False  # ha_partitioned told for the current failing streak
+        self.fenced = False
+        self.vote: Vote | None = None  # the last round's
+        if (params.role == "master" and params.has_arbiter and params.self_fence and services == "stopped"):
+            self.fenced = True  # a master's services always run unless it fenced itself (daemon restarted since)
         self.transitions: deque[float] = deque()
         self.flapping = False
         self.maintenance = False
         self.isolated = False
-        self.pending: Literal["takeover", "failback"] | None = None
+        self.pending: Literal["takeover", "failback", "fence", "unfence"] | None = None
         self.next_action_at = float("-inf")
         self.backoff = params.action_backoff
         self.last_reported: bool | None = None  # last up/down state told by an event
@@ -142,13 +173,11 @@ class Machine:
         now = rnd.ended
         out: list[Action] = []
         self.maintenance = maintenance
+        self.vote = rnd.vote
         if self._is_blind(rnd):
             self._blind_round(rnd, out)
         else:
-            self.blind = 0
-            if self.isolated:
-                self.isolated = False
-                self.isolation_cause = None
+            self._quorum_back(rnd, out)
             if rnd.good:
                 if self.goods == 0:
                     self.good_since = rnd.started
@@ -158,11 +187,19 @@ class Machine:
             else:
                 if self.fails == 0:
                     self.fail_since = rnd.started
+                    self.partition_reported = False
                 self.fails += 1
                 self.goods = 0
                 self.good_since = None
                 self.reason = rnd.reason
-        if self.peer_up is not False and self.fails >= self.p.fall:
+        partitioned = self._is_partitioned(rnd)
+        if partitioned and self.fails >= self.p.fall:
+            # silent here, alive for the arbiter: the link between the two is cut; no down verdict
+            if not self.partition_reported:
+                self.partition_reported = True
+                out.append(Emit("ha_partitioned", {"rounds": self.fails, "arbiter_sees_peer": True,
+                                                   "holds_services": self.services == "running"}))
+        elif self.peer_up is not False and self.fails >= self.p.fall:
             self._transition(False, rnd, out)
         elif self.peer_up is not True and self.goods >= self.p.rise:
             self._transition(True, rnd, out)
@@ -171,12 +208,32 @@ class Machine:
         return out
 
     def _is_blind(self, rnd: Round) -> bool:
-        """A bad round that says nothing about the peer: its name did not resolve, or no witness answered."""
+        """A bad round that says nothing about the peer: its name did not resolve, or no witness answered
+        (with an arbiter: the arbiter did not answer either: this node has no quorum)."""
         if rnd.good:
             return False
         if rnd.unresolved:
             return True
+        if self.p.has_arbiter:
+            return rnd.vote is None or not rnd.vote.reachable
         return self.p.has_witnesses and rnd.witness_ok is False
+
+    def _is_partitioned(self, rnd: Round) -> bool:
+        """The peer is silent here but up for the arbiter: the link between the two is cut, not the peer."""
+        return (not rnd.good and self.p.has_arbiter and rnd.vote is not None and rnd.vote.reachable
+                and rnd.vote.peer_up is True)
+
+    def _quorum_back(self, rnd: Round, out: list[Action]) -> None:
+        """A round that is not blind: this node reaches its peer or the arbiter again."""
+        self.blind = 0
+        if self.isolated:
+            self.isolated = False
+            self.isolation_cause = None
+        if self.fenced and self.p.role == "slave":
+            # the slave's services come back only through a takeover (master down, arbiter agreeing)
+            self.fenced = False
+            out.append(Emit("ha_unfenced", {"services": self.services, "restart": "by takeover, if the "
+                                            "master is down and the arbiter agrees"}))
 
     def _blind_round(self, rnd: Round, out: list[Action]) -> None:
         """Neither a failure nor health: the good streak ends (the failback hold starts again), the failing
@@ -209,8 +266,14 @@ class Machine:
     def action_done(self, kind: str, ok: bool, now: float) -> list[Action]:
         """The monitor finished a Takeover or Failback."""
         self.pending = None
+        if kind == "fence":
+            self.fenced = True  # even a failed stop: the next try comes from a new decision
+            self.services = "stopped" if ok else "unknown"
+            return self._reconcile(now)
+        if kind == "unfence" and ok:
+            self.fenced = False
         if ok:
-            self.services = "running" if kind == "takeover" else "stopped"
+            self.services = "running" if kind in ("takeover", "unfence") else "stopped"
             self.backoff = self.p.action_backoff
             self.next_action_at = float("-inf")
         else:
@@ -230,6 +293,10 @@ class Machine:
 
     @property
     def state(self) -> str:
+        if self.pending == "fence":
+            return "fencing"
+        if self.fenced:
+            return "fenced"
         if self.p.role == "master":
             return "master"
         if self.flapping:
@@ -240,6 +307,8 @@ class Machine:
             return "failing_back"
         if self.isolated and self.services != "running":
             return "isolated"
+        if self.partition_reported and self.fails and self.peer_up is not False and self.services != "running":
+            return "partitioned"
         if self.peer_up is None:
             return "starting"
         if self.services == "running":
@@ -294,8 +363,21 @@ class Machine:
             if self.peer_up is not None and self.peer_up != self.last_reported:
                 self._report(self.peer_up, {"after_flapping": True}, out)
 
+    def _fence_due(self) -> bool:
+        return (self.p.has_arbiter and self.p.self_fence and self.blind >= self.p.fall
+                and self.services != "stopped" and not self.fenced)
+
     def _reconcile(self, now: float) -> list[Action]:
-        if self.p.role != "slave" or self.peer_up is None or self.pending is not None:
+        if self.pending is not None:
+            return []
+        if self._fence_due() and not self.maintenance:
+            # no quorum: stop our own services before the other side may take over (not even maintenance
+            # holds this: serving without quorum is the split brain)
+            self.pending = "fence"
+            return [Fence({"rounds": self.blind, "role": self.p.role, "services_before": self.services})]
+        if self.p.role == "master":
+            return self._reconcile_master(now)
+        if self.peer_up is None:
             return []
         out: list[Action] = []
         if self.isolated and self.services != "running":
@@ -304,6 +386,9 @@ class Machine:
             return out
         if self.peer_up is False and self.services != "running" and self.fails >= self.p.fall:
             # fall fresh bad rounds (an isolation or one good round in between resets them)
+            if self.p.has_arbiter and not (self.vote is not None and self.vote.reachable
+                                           and self.vote.peer_up is False):
+                return out  # the arbiter must agree that the master is down
             self.pending = "takeover"
             out.append(Takeover({"reason": self.reason, "first_failure_mono": self.fail_since,
                                  "decided_mono": self.down_since, "services_before": self.services}))
@@ -313,3 +398,16 @@ class Machine:
                 self.pending = "failback"
                 out.append(Failback({"master_up_for_s": round(held, 3), "services_before": self.services}))
         return out
+
+    def _reconcile_master(self, now: float) -> list[Action]:
+        """A fenced master starts its services again once it has its quorum back (reaches its slave or the
+        arbiter) and the slave does not hold them. Reaching the slave directly while the arbiter says the
+        slave holds them is the ordinary failback: both run until the slave gives back (failback_hold)."""
+        if not self.fenced or self.blind or self.frozen or now < self.next_action_at:
+            return []
+        vote = self.vote
+        slave_holds = vote is not None and vote.reachable and vote.owner == "peer"
+        if slave_holds and not self.goods:
+            return []
+        self.pending = "unfence"
+        return [Unfence({"slave_holds": slave_holds, "arbiter_reachable": bool(vote and vote.reachable)})]

@@ -36,7 +36,7 @@ from wazod.config import read_ha_conf
 from wazod.errors import LockHeld, WazodError
 from wazod.ha import services as svc
 from wazod.ha.advice import COPY_BACK_STATE, split_brain_warnings
-from wazod.ha.machine import Emit, Failback, Machine, Params, Round, Takeover
+from wazod.ha.machine import Emit, Failback, Fence, Machine, Params, Round, Takeover, Unfence, Vote
 from wazod.ha.probes import Prober, RoundResult
 from wazod.locks import OperationLock
 from wazod.logsetup import get_logger
@@ -88,6 +88,9 @@ class HaMonitor:
         self._actions: set[asyncio.Task] = set()
         self._actions_started = 0  # a service-state read older than the last action is stale
         self._ha_key = self._watch_key()
+        self.arbiter = None  # this node's Arbiter (ha.arbiter), while a watch runs
+        self.arbiter_service = None  # when this node IS the arbiter (node_type arbiter)
+        self.last_vote = None  # the arbiter's last ArbiterView
 
     # --- the ha lock ------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -148,8 +151,11 @@ class HaMonitor:
         every ISDN call, then the slave would flip them again (issue 19: 8 flips in a minute).
         """
         m = self.machine
-        if m is None or self._actions or m.pending is not None:
+        if m is None or self._actions or m.pending is not None or m.fenced:
             return False
+        if m.p.has_arbiter:
+            # only the node holding the quorum: the arbiter answers and names this node the owner
+            return m.services == "running" and m.vote is not None and m.vote.reachable and m.vote.owner == "self"
         if self.role == "slave":
             return m.services == "running"
         return False
@@ -159,7 +165,9 @@ class HaMonitor:
         """A master that cannot reach its slave: lines found on the slave are reported (``berofos_taken``),
         never switched back."""
         m = self.machine
-        return self.role == "master" and m is not None and m.peer_up is False
+        if self.role != "master" or m is None or self.holds_services:
+            return False
+        return m.peer_up is False or (m.vote is not None and m.vote.owner == "peer")
 
     async def reload(self) -> None:
         """Called by the supervisor after a config reload (SIGHUP or ha.conf rewritten)."""
@@ -176,6 +184,12 @@ class HaMonitor:
         role = cfg.role
         self.role = role
         self.machine = None
+        if role == "arbiter":
+            from wazod.ha.arbiter_server import ArbiterService
+
+            if self.arbiter_service is None:
+                self.arbiter_service = ArbiterService(self.ctx)
+            return asyncio.create_task(self.arbiter_service.run(), name="ha-arbiter")
         if role == "disabled":
             self.ctx.status.update(ha_state="disabled", peer=None, ha_frozen=None)
             log.info("HA disabled: not watching")
@@ -202,6 +216,17 @@ class HaMonitor:
         probes = ha.probes if role == "slave" else ha.slave_probes
         prober = Prober(ha, ha.remote_address, probes, witnesses=ha.witnesses if role == "slave" else [])
         services_state = await svc.status(ha.services)  # the real state: decisions start from it
+        from wazod.ha.arbiter import make_arbiter, observe_bounded
+
+        try:
+            self.arbiter = arbiter = make_arbiter(self.ctx.config)
+        except WazodError as e:
+            log.error("arbiter unusable: watching without it would be unsafe; fix ha.arbiter", error=str(e))
+            self.ctx.status.update(ha_state="unconfigured", peer=None)
+            prober.close()
+            return
+        if arbiter is not None:
+            await arbiter.start()
         machine = Machine(Params.from_config(ha, role), services_state)
         self.machine = machine
         self.ctx.status.update(ha_state=machine.state, services=services_state, ha_frozen=None)
@@ -220,12 +245,18 @@ class HaMonitor:
                     await asyncio.sleep(delay)
                 started = time.monotonic()
                 next_at = max(next_at + ha.probe_interval, started)
-                rnd = await prober.round()
+                if arbiter is not None:
+                    rnd, view = await asyncio.gather(prober.round(),
+                                                     observe_bounded(arbiter, ha.effective_round_timeout))
+                    self.last_vote = view
+                    vote = _vote(view, arbiter.identity)
+                else:
+                    rnd, vote = await prober.round(), None
                 self.last_round = rnd
                 _observe_rtts(rnd)
                 reason = rnd.results[0].detail if rnd.unresolved and rnd.results else rnd.reason
                 actions = machine.observe(Round(rnd.started, rnd.ended, rnd.good, reason, rnd.witness_ok,
-                                                unresolved=rnd.unresolved),
+                                                unresolved=rnd.unresolved, vote=vote),
                                           maintenance=self._maintenance())
                 if check is not None and check.done():
                     if check_gen == self._actions_started:
@@ -237,11 +268,29 @@ class HaMonitor:
                     check = asyncio.create_task(svc.status(ha.services))
                     check_gen = self._actions_started
                 self._apply(actions, rnd)
+                if arbiter is not None:
+                    await self._keep_ownership(machine, arbiter)
                 self._publish_status()
         finally:
             prober.close()
+            if arbiter is not None:
+                with contextlib.suppress(Exception):
+                    await arbiter.close()
+            self.arbiter = None
             if check is not None:
                 check.cancel()
+
+    async def _keep_ownership(self, machine: Machine, arbiter) -> None:
+        """A node running the services keeps (or takes back, after an arbiter restart) the ownership the
+        arbiter allows; the arbiter refuses while the other node holds it and is up there."""
+        vote = machine.vote
+        if (vote is None or not vote.reachable or vote.owner == "self" or machine.services != "running"
+                or machine.fenced or machine.pending is not None or self._actions):
+            return
+        with contextlib.suppress(Exception):
+            if await asyncio.wait_for(arbiter.claim(), self.ctx.config.ha.effective_round_timeout):
+                machine.vote = Vote(True, vote.peer_up, "self")
+                log.info("services ownership held at the arbiter", identity=arbiter.identity)
 
     def _services_checked(self, machine: Machine, check: asyncio.Task) -> list:
         """Someone (or a crash) changed the services behind our back: take the real state, reconcile."""
@@ -263,8 +312,13 @@ class HaMonitor:
         if self.last_round is not None and not self.last_round.good:
             peer["reason"] = self.last_round.reason
         fields: dict[str, Any] = {"ha_state": m.state, "peer": peer, "ha_frozen": m.frozen}
-        if m.p.role == "slave":
+        if m.p.role == "slave" or m.p.has_arbiter:
             fields["services"] = m.services
+        if m.p.has_arbiter:
+            v = m.vote
+            fields["arbiter"] = {"url": self.ctx.config.ha.arbiter, "reachable": bool(v and v.reachable),
+                                 "peer_up": v.peer_up if v else None, "owner": v.owner if v else None,
+                                 "fenced": m.fenced}
         self.ctx.status.update(**fields)
 
     def _apply(self, actions, rnd: RoundResult | None = None) -> None:
@@ -275,8 +329,8 @@ class HaMonitor:
                 if rnd is not None and action.name in ("ha_master_down", "ha_slave_down", "ha_isolated"):
                     data["last_round"] = rnd.summary()
                 self.ctx.emit(action.name, data)
-            elif isinstance(action, (Takeover, Failback)):
-                kind = "takeover" if isinstance(action, Takeover) else "failback"
+            elif isinstance(action, (Takeover, Failback, Fence, Unfence)):
+                kind = {Takeover: "takeover", Failback: "failback", Fence: "fence", Unfence: "unfence"}[type(action)]
                 self._actions_started += 1
                 task = asyncio.create_task(self._act(kind, action.data), name=f"ha-{kind}")
                 self._actions.add(task)
@@ -284,18 +338,19 @@ class HaMonitor:
 
     # --- actions --------------------------------------------------------------------
     def _refusal(self) -> str | None:
-        """Why this node must not move services now (checked under the ha lock)."""
+        """Why this node must not move services now (checked under the ha lock): its role changed."""
         cfg = self.ctx.config
-        if cfg.role != "slave" or self.role != "slave":
+        role = self.role
+        if cfg.role != role or role not in ("master", "slave"):
             return f"node_type is now {cfg.role}"
-        if self.ctx.loaded.ha_conf_used and cfg.ha.node_type == "slave":
+        if self.ctx.loaded.ha_conf_used and cfg.ha.node_type == role:
             try:
                 current = read_ha_conf(cfg.ha.ha_conf).get("node_type") or "disabled"
             except WazodError as e:
                 return str(e)
-            if current != "slave":
+            if current != role:
                 return f"{cfg.ha.ha_conf} now says node_type {current}"
-        return marker_problem(cfg.ha, "slave")
+        return marker_problem(cfg.ha, role)
 
     async def _act(self, kind: str, data: dict[str, Any]) -> None:
         machine = self.machine
@@ -307,11 +362,12 @@ class HaMonitor:
                 refusal = self._refusal()
                 if refusal:
                     log.warning("HA action refused", action=kind, reason=refusal)
-                    self.ctx.emit(f"ha_{'takeover' if kind == 'takeover' else 'failback'}_failed",
-                                  {**_event_data(data), "failed_step": "precondition", "error": refusal,
-                                   "duration": 0.0})
+                    self.ctx.emit(f"ha_{kind}_failed" if kind in ("takeover", "failback") else "ha_fence_failed",
+                                  {**_event_data(data), "action": kind, "failed_step": "precondition",
+                                   "error": refusal, "duration": 0.0})
                     return
-                ok = await (self._takeover(data) if kind == "takeover" else self._failback(data))
+                ok = await {"takeover": self._takeover, "failback": self._failback, "fence": self._fence,
+                            "unfence": self._unfence}[kind](data)
         except asyncio.CancelledError:
             self.ctx.emit(f"ha_{kind}_failed", {**_event_data(data), "failed_step": "interrupted",
                                                 "error": "daemon stopping"})
@@ -343,6 +399,13 @@ class HaMonitor:
         self.ctx.emit("ha_takeover_started", {**_event_data(data), "peer": ha.remote_address,
                                               "since_first_failure_s": _since(first_failure, started)})
         berofos: dict[str, Any] = {}
+        if self.arbiter is not None and not await self._claim():
+            # the arbiter refused: the master is up there, or it holds the services; nothing started
+            self.ctx.emit("ha_takeover_failed", {**_event_data(data), "peer": ha.remote_address,
+                                                 "failed_step": "arbiter claim",
+                                                 "error": "the arbiter did not grant the services to this node",
+                                                 "duration": round(time.monotonic() - started, 3)})
+            return False
 
         async def hook():
             berofos["result"] = await self._berofos(0)
@@ -407,6 +470,9 @@ class HaMonitor:
         except LockHeld as e:
             report = svc.ServicesReport("stop", ha.services.backend, ok=False, failed_step="services lock",
                                         error=str(e))
+        if report.ok and self.arbiter is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.arbiter.release(), 5.0)  # the master takes the ownership back
         result = {**_event_data(data), "peer": ha.remote_address, "duration": round(time.monotonic() - started, 3),
                   "copy_back": copy, "files": copy["files"], "bytes": copy["bytes"], "berofos": berofos,
                   "steps": report.to_dict()["steps"]}
@@ -415,6 +481,51 @@ class HaMonitor:
         else:
             self.ctx.emit("ha_failback_failed", {**result, "failed_step": report.failed_step, "error": report.error})
         return report.ok
+
+    async def _claim(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.arbiter.claim(), 5.0))
+        except Exception as e:
+            log.warning("arbiter claim failed", error=str(e) or type(e).__name__)
+            return False
+
+    async def _fence(self, data: dict[str, Any]) -> bool:
+        """No quorum: stop this node's own services (never the berofos: only the quorum holder writes)."""
+        ha = self.ctx.config.ha
+        started = time.monotonic()
+        log.warning("no quorum (neither the peer nor the arbiter answers): stopping this node's services",
+                    role=self.role, rounds=data.get("rounds"))
+        report = await self._services_action("stop")
+        result = {**_event_data(data), "peer": ha.remote_address, "arbiter": ha.arbiter,
+                  "duration": round(time.monotonic() - started, 3), "ok": report.ok,
+                  "steps": report.to_dict()["steps"]}
+        if not report.ok:
+            result.update(failed_step=report.failed_step, error=report.error)
+        self.ctx.emit("ha_fenced", result)
+        return report.ok
+
+    async def _unfence(self, data: dict[str, Any]) -> bool:
+        """Quorum back and the other node does not hold the services: start them again here."""
+        ha = self.ctx.config.ha
+        started = time.monotonic()
+        report = await self._services_action("start")
+        result = {**_event_data(data), "peer": ha.remote_address, "duration": round(time.monotonic() - started, 3),
+                  "ok": report.ok, "steps": report.to_dict()["steps"]}
+        if not report.ok:
+            result.update(failed_step=report.failed_step, error=report.error)
+            self.ctx.emit("ha_fence_failed", {**result, "action": "unfence"})
+        else:
+            self.ctx.emit("ha_unfenced", result)
+        return report.ok
+
+    async def _services_action(self, action: str) -> svc.ServicesReport:
+        ha = self.ctx.config.ha
+        try:
+            async with svc.services_lock(self.ctx.config.node.state_dir, wait=ha.services.step_timeout):
+                return await svc.run_action(ha.services, action)
+        except LockHeld as e:
+            return svc.ServicesReport(action, ha.services.backend, ok=False, failed_step="services lock",
+                                      error=str(e))
 
     # --- for other parts (status endpoint, demo) -----------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -429,6 +540,12 @@ class HaMonitor:
         }
 
 
+def _vote(view, identity: str) -> Vote:
+    """The arbiter's view relative to this node: who owns the services, "self" or "peer"."""
+    owner = None if view.owner is None else ("self" if view.owner == identity else "peer")
+    return Vote(view.reachable, view.peer_up, owner)
+
+
 def _since(mono: float | None, now: float) -> float | None:
     return None if mono is None else round(now - mono, 3)
 
@@ -438,6 +555,9 @@ def component(ctx) -> HaMonitor:
     Path(ctx.config.node.state_dir).mkdir(parents=True, exist_ok=True)
     monitor = HaMonitor(ctx)
     ctx.registry["ha_monitor"] = monitor  # at build time, so parts built later can find it
+    from wazod.ha.arbiter_server import register_routes
+
+    register_routes(ctx, lambda: monitor.arbiter_service)  # GET /arbiter (404 unless node_type arbiter)
     return monitor
 
 

@@ -52,8 +52,9 @@ class ServicesSection(Section):
 
 
 class HaSection(Section):
-    node_type: Literal["master", "slave", "disabled"] | None = Field(
-        None, description="master | slave | disabled; null: read from ha_conf (and 'disabled' without it)"
+    node_type: Literal["master", "slave", "disabled", "arbiter"] | None = Field(
+        None, description="master | slave | disabled; null: read from ha_conf (and 'disabled' without it); "
+        "arbiter (wazod only, never in ha_conf): the third vote of a pair, watching the two arbiter_nodes"
     )
     remote_address: str | None = Field(None, description="the other node; null: read from ha_conf")
     ha_conf: str = Field("/etc/xivo/ha.conf", description="Wazo's own HA file, rewritten by the web UI")
@@ -69,6 +70,24 @@ class HaSection(Section):
         20.0, ge=0, description="seconds the master must stay up (continuously) before failback"
     )
     witnesses: list[str] = Field(default_factory=list, description="addresses the slave must reach before taking over")
+    arbiter: str | None = Field(
+        None,
+        description="the third vote that breaks a tie between the two nodes: http://HOST:PORT (a wazod with "
+        "node_type arbiter; token: peer_token_file) or etcd://HOST:PORT[,HOST:PORT...] (an etcd v3 cluster "
+        "holding the pair's lease); null: none (a cut of the link between the nodes alone makes both active)",
+    )
+    self_fence: bool = Field(
+        True,
+        description="with an arbiter: a node running the services that reaches neither its peer nor the arbiter "
+        "stops them (ha_fenced) within fall rounds, and starts them again once its quorum is back; false keeps "
+        "an isolated master serving (split-brain risk) but also a healthy master when arbiter and slave are "
+        "both down",
+    )
+    arbiter_nodes: list[str] = Field(
+        default_factory=list,
+        description="on a node whose node_type is arbiter: the addresses of the two nodes it watches (as the "
+        "nodes' remote_address name each other)",
+    )
     probes: list[ProbeName] = Field(
         default_factory=lambda: ["icmp", "sip"],
         description="probes of the master run every round by the slave: icmp, tcp, sip, peer",
@@ -137,4 +156,17 @@ class HaSection(Section):
             raise ValueError("probes include tcp but tcp_ports is empty")
         if "peer" in self.probes and not self.peer_url:
             raise ValueError("probes include peer but peer_url is not set")
+        if self.arbiter is not None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.arbiter)
+            if parts.scheme not in ("http", "https", "etcd") or not parts.netloc:
+                raise ValueError(f"arbiter: {self.arbiter!r} is not http://HOST:PORT or etcd://HOST:PORT[,...]")
+            if parts.scheme != "etcd" and (parts.path not in ("", "/") or parts.query):
+                raise ValueError(f"arbiter: {self.arbiter!r}: give only http://HOST:PORT (the path is /arbiter)")
+        if self.node_type == "arbiter":
+            if len(self.arbiter_nodes) != 2 or len(set(self.arbiter_nodes)) != 2:
+                raise ValueError("node_type arbiter needs arbiter_nodes: the two addresses of the pair")
+            if self.arbiter:
+                raise ValueError("an arbiter has no arbiter of its own: ha.arbiter must be null")
         return self

@@ -1,0 +1,180 @@
+"""The third vote of an HA pair, behind one small interface: a wazod arbiter (HTTP) or an etcd lease.
+
+A two-node pair cannot tell "the master is dead" from "the link between us is
+cut". A third party can: Pacemaker's qdevice, repmgr's witness, Patroni's
+lease in etcd. The HA machine stays pure: what the arbiter says is one more
+input of a round (``wazod.ha.machine.Vote``), read here once per round
+(``observe``, bounded, never raising for network errors).
+
+Two forms, one interface (:class:`Arbiter`):
+
+* ``http://HOST:PORT``: a third ``wazod run`` with ``ha.node_type: arbiter``
+  probes both nodes with the same probes and answers ``GET /arbiter``
+  (``wazod.ha.arbiter_server``). Ownership of the services is recorded there:
+  ``POST /arbiter/claim`` is granted when nobody owns them, the claimer does,
+  or the arbiter sees the owner down; ``POST /arbiter/release`` gives them up.
+* ``etcd://HOST:PORT[,...]``: ``wazod.ha.arbiter_etcd.EtcdArbiter`` (a lease
+  on the pair's owner key), imported only when configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from wazod.errors import ConfigError
+from wazod.logsetup import get_logger
+from wazod.secrets import mask_text
+
+log = get_logger("ha.arbiter")
+
+
+@dataclass(frozen=True)
+class ArbiterView:
+    reachable: bool  # the arbiter answered this round (etcd: a quorum of the cluster answered)
+    peer_up: bool | None  # the arbiter's verdict on the peer node; None: it does not know
+    owner: str | None  # who holds the services according to the arbiter (a node identity), None: nobody
+
+
+class Arbiter(Protocol):
+    identity: str  # this node's identity as the arbiter knows it
+
+    async def start(self) -> None: ...
+
+    async def observe(self) -> ArbiterView: ...  # one bounded look; never raises for network errors
+
+    async def claim(self) -> bool: ...  # try to become the owner; True if this node is owner now
+
+    async def renew(self) -> bool: ...  # keep ownership alive; False if it was lost
+
+    async def release(self) -> None: ...  # give ownership up (failback, stop)
+
+    async def close(self) -> None: ...
+
+
+UNREACHABLE = ArbiterView(False, None, None)
+
+
+class HttpArbiter:
+    """A wazod arbiter over HTTP (``GET /arbiter``; ``POST /arbiter/claim|release``), token as for /status.
+
+    The arbiter names the two nodes by the addresses of its ``arbiter_nodes``; this node is the one that is
+    not its peer (``ha.remote_address``), so nothing more needs configuring: ``identity`` is learned from
+    the first answer (the node name until then).
+    """
+
+    def __init__(self, url: str, peer: str, *, token: str | None = None, timeout: float = 0.4,
+                 node_name: str = ""):
+        self.base = url.rstrip("/")
+        self.peer = peer
+        self.token = token
+        self.timeout = timeout
+        self.identity = node_name
+        self._session = None
+        self._warned: str | None = None
+
+    async def start(self) -> None:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"X-Auth-Token": self.token} if self.token else {})
+
+    def _warn_once(self, message: str, **kw) -> None:
+        if self._warned != message:
+            self._warned = message
+            log.warning(message, arbiter=mask_text(self.base), **kw)
+
+    async def _call(self, method: str, path: str, body: dict | None = None) -> dict | None:
+        import aiohttp
+
+        await self.start()
+        try:
+            async with self._session.request(method, self.base + path, json=body) as resp:
+                if resp.status != 200:
+                    self._warn_once("arbiter refused the request", path=path, status=resp.status)
+                    return None
+                doc = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError, OSError) as e:
+            self._warn_once("arbiter unreachable", error=type(e).__name__)
+            return None
+        if not isinstance(doc, dict):
+            return None
+        self._warned = None
+        return doc
+
+    def _learn_identity(self, doc: dict) -> None:
+        nodes = doc.get("nodes")
+        if isinstance(nodes, dict) and self.peer in nodes:
+            others = [n for n in nodes if n != self.peer]
+            if len(others) == 1:
+                self.identity = others[0]
+
+    async def observe(self) -> ArbiterView:
+        doc = await self._call("GET", "/arbiter")
+        if doc is None:
+            return UNREACHABLE
+        self._learn_identity(doc)
+        nodes = doc.get("nodes") if isinstance(doc.get("nodes"), dict) else {}
+        peer = nodes.get(self.peer)
+        if not isinstance(peer, dict):
+            self._warn_once("the arbiter does not watch this node's peer: check its ha.arbiter_nodes",
+                            peer=self.peer, nodes=sorted(nodes))
+            peer_up = None
+        else:
+            peer_up = {"up": True, "down": False}.get(peer.get("state"))
+        owner = doc.get("owner") if isinstance(doc.get("owner"), str) else None
+        return ArbiterView(True, peer_up, owner)
+
+    async def claim(self) -> bool:
+        doc = await self._call("POST", "/arbiter/claim", {"node": self.identity})
+        return bool(doc and doc.get("granted") and doc.get("owner") == self.identity)
+
+    async def renew(self) -> bool:
+        return await self.claim()
+
+    async def release(self) -> None:
+        await self._call("POST", "/arbiter/release", {"node": self.identity})
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def make_arbiter(config, *, timeout: float | None = None) -> Arbiter | None:
+    """The arbiter of ``config.ha.arbiter`` (None when none is configured); ConfigError for a bad URL."""
+    ha = config.ha
+    url = ha.arbiter
+    if not url:
+        return None
+    if not ha.remote_address:
+        raise ConfigError("ha.arbiter needs the peer's address (ha.remote_address or ha.conf)")
+    from wazod.ha.probes import read_token
+
+    scheme = urlsplit(url).scheme
+    bound = timeout if timeout is not None else ha.effective_round_timeout
+    if scheme in ("http", "https"):
+        return HttpArbiter(url, ha.remote_address, token=read_token(ha.peer_token_file), timeout=bound,
+                           node_name=config.node_name)
+    if scheme == "etcd":
+        try:
+            from wazod.ha.arbiter_etcd import EtcdArbiter
+        except ImportError as e:
+            raise ConfigError(f"ha.arbiter {mask_text(url)}: etcd arbiter not available in this build ({e})") from None
+        return EtcdArbiter(config)
+    raise ConfigError(f"ha.arbiter {mask_text(url)}: unknown scheme {scheme!r} (http:// or etcd://)")
+
+
+async def observe_bounded(arbiter: Arbiter, timeout: float) -> ArbiterView:
+    """``arbiter.observe()`` that can never hold a round up (nor raise)."""
+    try:
+        return await asyncio.wait_for(arbiter.observe(), timeout)
+    except (TimeoutError, OSError):
+        return UNREACHABLE
+    except Exception:
+        log.exception("arbiter look failed")
+        return UNREACHABLE

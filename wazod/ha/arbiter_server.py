@@ -1,0 +1,178 @@
+"""The arbiter node (``ha.node_type: arbiter``): the third vote of one pair, over HTTP.
+
+It watches the two nodes of ``ha.arbiter_nodes`` with the same probes and the
+same hysteresis a slave uses for its master (``Prober`` + ``Machine``), and
+records who owns the services. ``GET /arbiter`` answers (token as for
+/status)::
+
+    {"nodes": {"<address>": {"state": "up"|"down"|"unknown", "since": "<iso>", "reason": "...",
+                             "reachable": true}},
+     "owner": "<address>"|null}
+
+``state`` is about serving: a node whose Asterisk does not answer is down
+(with the default policy), which is exactly what a slave must know before
+taking over. ``POST /arbiter/claim`` ``{"node": "<address>"}`` is granted when
+nobody owns the services, the claimer already does, or the owner is down here
+and has had its grace (10 x fall x probe_interval s) to start the services;
+``POST /arbiter/release`` gives them up. The owner lives in memory: after a
+restart of the arbiter the node running the services claims again in its next
+round. An arbiter runs no job and drives no berofos.
+
+The route logic is plain functions of an :class:`ArbiterState`, registered
+through ``ctx.registry["http_routes"]`` (whichever package serves HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from wazod.ha.machine import Machine, Params, Round
+from wazod.logsetup import get_logger
+
+log = get_logger("ha.arbiter")
+
+
+@dataclass
+class NodeView:
+    state: str = "unknown"  # up | down | unknown
+    since: float | None = None  # monotonic time of the last change
+    reason: str = ""
+    reachable: bool | None = None
+
+
+@dataclass
+class ArbiterState:
+    """What the arbiter knows: each node's verdict and the services' owner. Pure data + rules."""
+
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    owner: str | None = None
+    grace: float = 15.0  # seconds a new owner has to start its services before it may lose them
+    granted_at: float = float("-inf")  # monotonic time the owner changed
+
+    def document(self) -> dict[str, Any]:
+        from wazod.ha.monitor import mono_to_iso
+
+        return {"nodes": {name: {"state": v.state, "since": mono_to_iso(v.since), "reason": v.reason,
+                                 "reachable": v.reachable} for name, v in self.nodes.items()},
+                "owner": self.owner}
+
+    def claim(self, node: str, now: float | None = None) -> tuple[bool, str]:
+        """Grant ownership to ``node`` when nobody owns, it owns already, or the owner is down here and has
+        had ``grace`` seconds since it got them (a slave that just claimed is not serving yet: its takeover
+        runs; without the grace the master, also down, would take them back at once)."""
+        now = time.monotonic() if now is None else now
+        if node not in self.nodes:
+            return False, f"{node!r} is not one of this arbiter's nodes ({', '.join(self.nodes)})"
+        if self.owner == node:
+            return True, "granted"
+        if self.owner is None:
+            self.owner, self.granted_at = node, now
+            return True, "granted"
+        if now - self.granted_at < self.grace:
+            return False, f"{self.owner} got the services {now - self.granted_at:.1f} s ago and is starting them"
+        if self.nodes[self.owner].state == "down":
+            log.warning("services ownership moves: the owner is down here", previous=self.owner, owner=node)
+            self.owner, self.granted_at = node, now
+            return True, "granted (previous owner down)"
+        return False, f"{self.owner} holds the services and is {self.nodes[self.owner].state} here"
+
+    def release(self, node: str) -> bool:
+        if self.owner == node:
+            self.owner = None
+            return True
+        return False
+
+
+class ArbiterService:
+    """The arbiter's watch: one prober and one hysteresis machine per node."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.state = ArbiterState()
+
+    async def run(self) -> None:
+        from wazod.ha.probes import Prober
+
+        ha = self.ctx.config.ha
+        nodes = list(ha.arbiter_nodes)
+        self.state.grace = 10 * ha.fall * ha.probe_interval
+        self.state.nodes = {n: self.state.nodes.get(n, NodeView()) for n in nodes}
+        if self.state.owner not in self.state.nodes:
+            self.state.owner = None
+        probers = {n: Prober(ha, n, ha.probes) for n in nodes}
+        machines = {n: Machine(Params(role="master", fall=ha.fall, rise=ha.rise)) for n in nodes}
+        self.ctx.status.update(ha_state="arbiter", peer={"nodes": nodes}, ha_frozen=None)
+        log.info("arbiter watching", nodes=nodes, probes=ha.probes, interval=ha.probe_interval)
+        next_at = time.monotonic()
+        try:
+            while True:
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_at = max(next_at + ha.probe_interval, time.monotonic())
+                rounds = await asyncio.gather(*(probers[n].round() for n in nodes))
+                for n, rnd in zip(nodes, rounds, strict=True):
+                    m = machines[n]
+                    m.observe(Round(rnd.started, rnd.ended, rnd.good, rnd.reason, unresolved=rnd.unresolved))
+                    view = self.state.nodes[n]
+                    new = {True: "up", False: "down", None: "unknown"}[m.peer_up]
+                    view.reachable = any(r.reachable for r in rnd.results)
+                    if not rnd.good:
+                        view.reason = rnd.reason
+                    elif new == "up":
+                        view.reason = "ok"
+                    if new != view.state:
+                        log.info("arbiter: node state", node=n, state=new, reason=view.reason)
+                        view.state = new
+                        view.since = rnd.ended
+                self.ctx.status.update(peer={"nodes": {n: v.state for n, v in self.state.nodes.items()},
+                                             "owner": self.state.owner})
+        finally:
+            for p in probers.values():
+                p.close()
+
+
+# --- HTTP routes -------------------------------------------------------------------------------
+def register_routes(ctx, service_of) -> None:
+    """``GET /arbiter``, ``POST /arbiter/claim|release`` on this node's status endpoint; ``service_of()``
+    returns the running :class:`ArbiterService` or None (this node is no arbiter now: 404)."""
+    from aiohttp import web
+
+    def current():
+        service = service_of()
+        if service is None or ctx.config.role != "arbiter":
+            raise web.HTTPNotFound(text="this node is not an arbiter (ha.node_type)\n")
+        return service
+
+    async def get_arbiter(request: web.Request) -> web.Response:
+        return web.json_response(current().state.document())
+
+    async def _node(request: web.Request) -> str:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            body = await request.json()
+            node = body.get("node")
+            if isinstance(node, str) and 0 < len(node) <= 255:
+                return node
+        raise web.HTTPBadRequest(text='expected a JSON body {"node": "<address>"}\n')
+
+    async def post_claim(request: web.Request) -> web.Response:
+        service = current()
+        node = await _node(request)
+        granted, why = service.state.claim(node)
+        return web.json_response({"granted": granted, "owner": service.state.owner, "reason": why})
+
+    async def post_release(request: web.Request) -> web.Response:
+        service = current()
+        node = await _node(request)
+        released = service.state.release(node)
+        if released:
+            log.info("services ownership released", node=node)
+        return web.json_response({"released": released, "owner": service.state.owner})
+
+    routes = ctx.registry.setdefault("http_routes", [])
+    routes += [("GET", "/arbiter", get_arbiter), ("POST", "/arbiter/claim", post_claim),
+               ("POST", "/arbiter/release", post_release)]
