@@ -223,7 +223,7 @@ class HaPair:
             **timings, **ha, "node_type": "arbiter", "arbiter_nodes": [lab.master.addr, lab.slave.addr]}})
         node.write_config()
         for n in (self.master, self.slave):
-            n.overrides["ha"].pop("witnesses", None)
+            n.overrides.get("ha", {}).pop("witnesses", None)
             n.write_config(arbiter=f"http://{lab.witness.addr}:9599", peer_token_file=str(token))
         self.arbiter = node
         return node

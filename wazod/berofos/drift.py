@@ -198,6 +198,10 @@ class BerofosDrift:
             # the decision may have changed while reading (takeover, failback): ask again under the lock
             if self.desired_mode() != desired:
                 return
+            confirm = getattr(self.ctx.registry.get("ha_monitor"), "confirm_berofos_writer", None)
+            if confirm is not None and not await confirm():
+                log.info("berofos drift correction skipped: this node is no longer the one writer")
+                return
             results = await apply_mode(config, desired, self.ctx.emitter, devices=[s.name for s in wrong],
                                        reason="drift", lock=False)
         finally:

@@ -124,8 +124,10 @@ class HttpArbiter:
             self._warn_once("the arbiter does not watch this node's peer: check its ha.arbiter_nodes",
                             peer=self.peer, nodes=sorted(nodes))
             peer_up = None
+        elif peer.get("failed") is True:
+            peer_up = False
         else:
-            peer_up = {"up": True, "down": False}.get(peer.get("state"))
+            peer_up = {"up": True}.get(peer.get("state"))  # down but answering again: not known yet
         owner = doc.get("owner") if isinstance(doc.get("owner"), str) else None
         return ArbiterView(True, peer_up, owner)
 

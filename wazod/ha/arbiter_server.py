@@ -6,8 +6,12 @@ records who owns the services. ``GET /arbiter`` answers (token as for
 /status)::
 
     {"nodes": {"<address>": {"state": "up"|"down"|"unknown", "since": "<iso>", "reason": "...",
-                             "reachable": true}},
-     "owner": "<address>"|null}
+                             "reachable": true, "failing": 0, "failed": false}},
+     "owner": "<address>"|null, "agree_rounds": 2}
+
+``failed`` is the arbiter's word a node may be replaced: down, or bad for its
+last ``agree_rounds`` rounds (fall - 1: the asking node has counted its own
+``fall`` rounds already, so the third vote adds no round to a takeover).
 
 ``state`` is about serving: a node whose Asterisk does not answer is down
 (with the default policy), which is exactly what a slave must know before
@@ -42,6 +46,7 @@ class NodeView:
     since: float | None = None  # monotonic time of the last change
     reason: str = ""
     reachable: bool | None = None
+    failing: int = 0  # consecutive bad rounds up to now
 
 
 @dataclass
@@ -51,14 +56,27 @@ class ArbiterState:
     nodes: dict[str, NodeView] = field(default_factory=dict)
     owner: str | None = None
     grace: float = 15.0  # seconds a new owner has to start its services before it may lose them
+    fall: int = 3  # the hysteresis of its verdicts; it confirms a failure after agree_rounds bad rounds
+
+    @property
+    def agree_rounds(self) -> int:
+        """Bad rounds of its own after which the arbiter confirms a node's failure to the other node, which
+        has counted its own ``fall`` rounds already: one fewer than ``fall`` (at least one), so the third
+        vote does not add a round to the takeover."""
+        return max(1, self.fall - 1)
+
+    def failed(self, node: str) -> bool:
+        view = self.nodes[node]
+        return view.state == "down" or view.failing >= self.agree_rounds
     granted_at: float = float("-inf")  # monotonic time the owner changed
 
     def document(self) -> dict[str, Any]:
         from wazod.ha.monitor import mono_to_iso
 
         return {"nodes": {name: {"state": v.state, "since": mono_to_iso(v.since), "reason": v.reason,
-                                 "reachable": v.reachable} for name, v in self.nodes.items()},
-                "owner": self.owner}
+                                 "reachable": v.reachable, "failing": v.failing,
+                                 "failed": self.failed(name)} for name, v in self.nodes.items()},
+                "owner": self.owner, "agree_rounds": self.agree_rounds}
 
     def claim(self, node: str, now: float | None = None) -> tuple[bool, str]:
         """Grant ownership to ``node`` when nobody owns, it owns already, or the owner is down here and has
@@ -74,7 +92,7 @@ class ArbiterState:
             return True, "granted"
         if now - self.granted_at < self.grace:
             return False, f"{self.owner} got the services {now - self.granted_at:.1f} s ago and is starting them"
-        if self.nodes[self.owner].state == "down":
+        if self.failed(self.owner):
             log.warning("services ownership moves: the owner is down here", previous=self.owner, owner=node)
             self.owner, self.granted_at = node, now
             return True, "granted (previous owner down)"
@@ -100,6 +118,7 @@ class ArbiterService:
         ha = self.ctx.config.ha
         nodes = list(ha.arbiter_nodes)
         self.state.grace = 10 * ha.fall * ha.probe_interval
+        self.state.fall = ha.fall
         self.state.nodes = {n: self.state.nodes.get(n, NodeView()) for n in nodes}
         if self.state.owner not in self.state.nodes:
             self.state.owner = None
@@ -121,6 +140,7 @@ class ArbiterService:
                     view = self.state.nodes[n]
                     new = {True: "up", False: "down", None: "unknown"}[m.peer_up]
                     view.reachable = any(r.reachable for r in rnd.results)
+                    view.failing = 0 if rnd.good else view.failing + 1
                     if not rnd.good:
                         view.reason = rnd.reason
                     elif new == "up":

@@ -160,6 +160,19 @@ class HaMonitor:
             return m.services == "running"
         return False
 
+    async def confirm_berofos_writer(self) -> bool:
+        """Right before a drift correction: is this node still the one writer? With an arbiter the last
+        round's word is up to a round old (the other node may have been granted the services since), so
+        the arbiter is asked now (``renew``)."""
+        if not self.holds_services:
+            return False
+        if self.arbiter is None:
+            return True
+        try:
+            return bool(await asyncio.wait_for(self.arbiter.renew(), 2.0))
+        except Exception:
+            return False
+
     @property
     def lines_taken_watch(self) -> bool:
         """A master that cannot reach its slave: lines found on the slave are reported (``berofos_taken``),
@@ -216,7 +229,7 @@ class HaMonitor:
         probes = ha.probes if role == "slave" else ha.slave_probes
         prober = Prober(ha, ha.remote_address, probes, witnesses=ha.witnesses if role == "slave" else [])
         services_state = await svc.status(ha.services)  # the real state: decisions start from it
-        from wazod.ha.arbiter import make_arbiter, observe_bounded
+        from wazod.ha.arbiter import make_arbiter
 
         try:
             self.arbiter = arbiter = make_arbiter(self.ctx.config)
@@ -246,8 +259,7 @@ class HaMonitor:
                 started = time.monotonic()
                 next_at = max(next_at + ha.probe_interval, started)
                 if arbiter is not None:
-                    rnd, view = await asyncio.gather(prober.round(),
-                                                     observe_bounded(arbiter, ha.effective_round_timeout))
+                    rnd, view = await asyncio.gather(prober.round(), _late_look(arbiter, ha.effective_round_timeout))
                     self.last_vote = view
                     vote = _vote(view, arbiter.identity)
                 else:
@@ -538,6 +550,15 @@ class HaMonitor:
             "services": m.services if m else None,
             "last_round": self.last_round.summary() if self.last_round else None,
         }
+
+
+async def _late_look(arbiter, round_timeout: float):
+    """The arbiter's view in the second half of the round: as fresh as the round's own verdict (a view
+    taken at the round's start would hold a takeover up by one round), bounded by the round."""
+    from wazod.ha.arbiter import observe_bounded
+
+    await asyncio.sleep(round_timeout / 2)
+    return await observe_bounded(arbiter, round_timeout / 2)
 
 
 def _vote(view, identity: str) -> Vote:
