@@ -22,7 +22,7 @@ FACTORIES = [
     "wazod.bus.publisher:component",
     "wazod.bus.snmp:component",
     "wazod.health.checks:component",
-    "wazod.health.http:component",
+    "wazod.endpoint.server:component",
 ]
 
 
