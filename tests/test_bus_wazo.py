@@ -39,15 +39,10 @@ def start_daemon(config_path: Path, log_path: Path) -> subprocess.Popen:
 
 
 def node_config(tmp_path: Path, url: str, **sections) -> Path:
-    (tmp_path / "xivo").mkdir(exist_ok=True)  # ha.conf's directory exists: a Wazo node, bus.wazo auto is on
-    config = write_node_config(
-        tmp_path, "pbx2",
-        bus={"wazo": {"url": url, "reconnect_min": 0.1, "reconnect_max": 0.5}, "poll_interval": 0.2,
-             **sections.pop("bus", {})},
-        **sections)
-    text = config.read_text().replace(str(tmp_path / "ha.conf"), str(tmp_path / "xivo" / "ha.conf"))
-    config.write_text(text)
-    return config
+    (tmp_path / "xivo").mkdir(exist_ok=True)  # Wazo's configuration directory exists: bus.wazo auto is on
+    bus = {"wazo": {"url": url, "reconnect_min": 0.1, "reconnect_max": 0.5}, "poll_interval": 0.2}
+    bus.update(sections.pop("bus", {}))
+    return write_node_config(tmp_path, "pbx2", bus=bus, node={"wazo_dir": str(tmp_path / "xivo")}, **sections)
 
 
 def emit(config_path: Path, names: list[str]) -> list[int]:
@@ -221,17 +216,16 @@ def _count(path: Path, text: str) -> int:
 
 
 def test_enabled_auto_follows_the_wazo_configuration_directory(tmp_path):
-    """auto: on where the directory of ha.ha_conf exists (/etc/xivo on a Wazo node), off elsewhere."""
-    on = write_node_config(tmp_path / "a", "pbx1")
-    (tmp_path / "a").mkdir(exist_ok=True)
-    assert wazo_bus.enabled(load_config(on).config) is True  # ha_conf is tmp_path/a/ha.conf: its dir exists
-    off = write_node_config(tmp_path / "b", "pbx1")
-    text = off.read_text().replace(str(tmp_path / "b" / "ha.conf"), str(tmp_path / "b" / "no-xivo" / "ha.conf"))
-    off.write_text(text)
+    """auto: on where Wazo's configuration directory (node.wazo_dir, /etc/xivo) exists, off elsewhere."""
+    (tmp_path / "xivo").mkdir()
+    on = write_node_config(tmp_path / "a", "pbx1", node={"wazo_dir": str(tmp_path / "xivo")})
+    assert wazo_bus.enabled(load_config(on).config) is True
+    off = write_node_config(tmp_path / "b", "pbx1", node={"wazo_dir": str(tmp_path / "no-xivo")})
     assert wazo_bus.enabled(load_config(off).config) is False
-    forced = write_node_config(tmp_path / "c", "pbx1", bus={"wazo": {"enabled": True}})
-    forced.write_text(forced.read_text().replace(str(tmp_path / "c" / "ha.conf"), "/nonexistent/ha.conf"))
+    forced = write_node_config(tmp_path / "c", "pbx1", bus={"wazo": {"enabled": True}},
+                               node={"wazo_dir": str(tmp_path / "no-xivo")})
     assert wazo_bus.enabled(load_config(forced).config) is True
+    assert load_config(write_node_config(tmp_path / "d", "pbx1")).config.bus.wazo.enabled == "auto"
 
 
 def test_bad_url_is_a_config_error_naming_the_key(tmp_path):

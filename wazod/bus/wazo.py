@@ -44,10 +44,10 @@ PRUNE_EVERY = 60.0
 
 
 def enabled(config) -> bool:
-    """``bus.wazo.enabled``; ``auto`` means on a Wazo node: where the directory of ``ha.ha_conf`` exists."""
+    """``bus.wazo.enabled``; ``auto`` means on a Wazo node (``node.wazo_dir``, /etc/xivo, exists)."""
     value = config.bus.wazo.enabled
     if value == "auto":
-        return Path(config.ha.ha_conf).parent.is_dir()
+        return config.node.on_wazo
     return bool(value)
 
 

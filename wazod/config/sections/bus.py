@@ -58,7 +58,7 @@ class MqttSection(Section):
 class WazoBusSection(Section):
     enabled: bool | Literal["auto"] = Field(
         "auto", description="publish events on Wazo's own RabbitMQ bus: true | false | auto (on a Wazo node, "
-        "i.e. when the directory of ha.ha_conf exists)",
+        "i.e. when node.wazo_dir exists)",
     )
     url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/",
