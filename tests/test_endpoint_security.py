@@ -70,7 +70,11 @@ def test_another_local_user_cannot_change_state_on_loopback(daemon):
     assert oct(node.admin_token_file.stat().st_mode & 0o777) == "0o600"
     code, body = _curl_as("root", url, data={**ATTACK, "remaining_s": 60}, token=ADMIN_TOKEN)
     assert code == 200 and json.loads(body)["maintenance"]["active"] is True
-    assert node.maintenance_file()["active"] is True
+    before = (node.state_dir / "maintenance.json").read_bytes()
+    assert json.loads(before)["active"] is True
+    # nor can another user end it (the peer's failover held or released at will)
+    assert _curl_as("nobody", url, data={"action": "off", "user": "root", "node": "pbx2"})[0] == 401
+    assert (node.state_dir / "maintenance.json").read_bytes() == before
 
 
 async def test_state_changes_need_the_admin_token_whatever_auth_says(tmp_path):
