@@ -264,6 +264,19 @@ async def test_etcd_authentication_with_a_password_file(make_etcd_cluster, arbit
     assert "nope" not in repr(wrong) and "s3cret" not in repr(master)
 
 
+async def test_two_nodes_with_the_same_identity_in_a_pair_are_reported(etcd_cluster, arbiters):
+    pair = _pair()
+    one = arbiters(_arbiter(etcd_cluster, "master", pair, node_name="pbx1"))
+    two = arbiters(_arbiter(etcd_cluster, "master", pair, node_name="pbx9"))  # wrong node_type or pair_id
+    await one.start()
+    await one.observe()
+    await two.start()   # overwrites pbx1's member key
+    await one.observe()
+    assert one.conflict == "pbx9"
+    member = await _get(etcd_cluster, f"/wazod/{pair}/members/master")
+    assert member == {"value": "pbx1", "lease": one.lease_id}  # healed by pbx1's round
+
+
 # --- three members ---------------------------------------------------------------------------------
 async def test_one_member_of_three_killed_nothing_moves(etcd_cluster3, arbiters):
     cluster = etcd_cluster3

@@ -199,6 +199,9 @@ class EtcdArbiter(Arbiter):
         self._owned = False
         self._grant_lock = asyncio.Lock()
         self._reachable: bool | None = None
+        self._member_lease: int | None = None  # the session under which our member key was last written
+        #: name of another node found writing this node's member key (same identity in the same pair), or None
+        self.conflict: str | None = None
         self._closed = False
 
     # -- public helpers ----------------------------------------------------------------
@@ -392,6 +395,7 @@ class EtcdArbiter(Arbiter):
         lease = self._lease_id
         key = self.members_prefix + self.identity.encode()
         await self._hedged(lambda c: _put(c, key, self.node_name.encode(), lease), self._budget(started))
+        self._member_lease = lease
 
     def _lease_lost(self) -> None:
         if self._lease_id is not None:
@@ -429,6 +433,9 @@ class EtcdArbiter(Arbiter):
             self._owned = False
         # Heal our own member key (first round after a grant, an expired lease, a deleted key).
         mine = kvs.get(self.members_prefix + self.identity.encode())
+        if (mine is not None and self._lease_id is not None and mine.lease != self._lease_id
+                and self._member_lease == self._lease_id):
+            self._note_conflict(_text(mine.value))
         try:
             if self._lease_id is None:
                 await self._ensure_session(started)
@@ -489,6 +496,16 @@ class EtcdArbiter(Arbiter):
     async def _release(self) -> None:
         await self._hedged(lambda c: _delete_if_value(c, self.owner_key, self.identity), self.timeout)
         log.info("etcd: owner key released", key=self.owner_key.decode())
+
+    def _note_conflict(self, other: str) -> None:
+        """Our member key was rewritten under another lease in this session: a second node uses our identity."""
+        if other != self.conflict:
+            log.error(
+                "etcd: another wazod uses this node's identity in this pair: check ha.etcd.pair_id and "
+                "ha.node_type on both nodes", key=(self.members_prefix + self.identity.encode()).decode(),
+                other_node=other,
+            )
+        self.conflict = other
 
     def _note_reachable(self, reachable: bool, error: BaseException | None = None) -> None:
         if reachable != self._reachable:
