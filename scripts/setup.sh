@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   postgresql postgresql-client      # initdb clusters for master and slave, pg_dump/pg_restore/psql
   mosquitto                         # MQTT broker for the bus tests
+  rabbitmq-server                   # Wazo's bus (AMQP): the tests run a private node of their own
   rsync openssh-server openssh-client  # file sync and copy-back over a real sshd
   snmptrapd snmp                    # SNMP notifications received by a real trap daemon, snmptranslate for the MIB
   erlang-snmp                       # the base MIBs (SNMPv2-SMI, -TC, -CONF) WAZOD-MIB imports: Debian's snmp has none
