@@ -277,6 +277,25 @@ async def test_two_nodes_with_the_same_identity_in_a_pair_are_reported(etcd_clus
     assert member == {"value": "pbx1", "lease": one.lease_id}  # healed by pbx1's round
 
 
+async def test_tls_with_a_client_certificate(make_etcd_cluster, arbiters, tmp_path):
+    from harness.bus import make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls")
+    cluster = make_etcd_cluster(1, tls=tls)
+    assert cluster.url.startswith("etcd://127.0.0.1:")
+    pair = _pair()
+    config = Config.model_validate({"ha": {"node_type": "slave", "remote_address": "192.0.2.1", "etcd": {
+        "pair_id": pair, "ttl": 2, "timeout": 0.4, "ca_file": str(tls["ca"]), "cert_file": str(tls["client"]),
+        "key_file": str(tls["client_key"])}}})
+    slave = arbiters(make_etcd_arbiter(config, url=cluster.url))
+    await slave.start()
+    assert await slave.claim() is True
+    assert await _get(cluster, _owner_key(pair)) == {"value": "slave", "lease": slave.lease_id}
+    # Plaintext against a TLS member: no answer, no exception.
+    plain = arbiters(_arbiter(cluster, "master", pair))
+    assert await plain.observe() == ArbiterView(reachable=False, peer_up=None, owner=None)
+
+
 # --- three members ---------------------------------------------------------------------------------
 async def test_one_member_of_three_killed_nothing_moves(etcd_cluster3, arbiters):
     cluster = etcd_cluster3
@@ -394,6 +413,13 @@ def test_make_etcd_arbiter_from_the_configuration(tmp_path):
                           url="etcd://127.0.0.1:2379")
     with pytest.raises(ConfigError, match=r"^ha\.arbiter: "):
         make_etcd_arbiter(config(pair_id="p"), url="etcd://")
+    with pytest.raises(ConfigError, match=r"^ha\.etcd\.ca_file: .*No such file"):
+        make_etcd_arbiter(config(pair_id="p", ca_file=str(tmp_path / "ca.pem")), url="etcd://127.0.0.1:2379")
+    (tmp_path / "junk").write_text("not a certificate")
+    with pytest.raises(ConfigError, match=r"^ha\.etcd\.ca_file: .* is not a PEM file"):
+        make_etcd_arbiter(config(pair_id="p", ca_file=str(tmp_path / "junk")), url="etcd://127.0.0.1:2379")
+    with pytest.raises(ConfigError, match=r"^ha\.etcd\.ca_file: required"):
+        make_etcd_arbiter(config(pair_id="p", cert_file="/x", key_file="/y"), url="etcd://127.0.0.1:2379")
     with pytest.raises(Exception, match="pair_id"):
         config(pair_id="../other")
     a = make_etcd_arbiter(config(pair_id="paris-1"), url="etcd://127.0.0.1:2379,127.0.0.2:2379")

@@ -53,8 +53,9 @@ def etcd_unavailable_reason() -> str | None:
 
 
 class _Member:
-    def __init__(self, base: Path, index: int, host: str) -> None:
+    def __init__(self, base: Path, index: int, host: str, tls: bool = False) -> None:
         self.index = index
+        self.scheme = "https" if tls else "http"
         self.name = f"m{index}"
         self.host = host
         self.data_dir = base / self.name
@@ -66,7 +67,7 @@ class _Member:
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -86,14 +87,17 @@ class EtcdCluster:
     """``size`` etcd members on ``host``; ``endpoints`` is what EtcdArbiter takes."""
 
     def __init__(self, size: int = 1, host: str = "127.0.0.1",
-                 heartbeat_ms: int = 100, election_ms: int = 1000) -> None:
+                 heartbeat_ms: int = 100, election_ms: int = 1000,
+                 tls: dict[str, Path] | None = None) -> None:
+        """``tls``: harness.bus.make_tls_files() output: clients then need TLS and a client certificate."""
         self.size = size
+        self.tls = tls
         self.host = host
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.base = Path(tempfile.mkdtemp(prefix="wzt-etcd-"))
         self.token = f"wzt-{uuid.uuid4().hex[:12]}"
-        self.members = [_Member(self.base, i, host) for i in range(size)]
+        self.members = [_Member(self.base, i, host, tls=tls is not None) for i in range(size)]
         self._started_once = False
         self._cleanup_token = register_cleanup(self.destroy)
 
@@ -128,7 +132,14 @@ class EtcdCluster:
             "--initial-cluster-state", "new",
             "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
             "--snapshot-count", "10000",
+            *self._tls_server_args(),
         ]
+
+    def _tls_server_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        return ["--cert-file", str(self.tls["server"]), "--key-file", str(self.tls["server_key"]),
+                "--trusted-ca-file", str(self.tls["ca"]), "--client-cert-auth"]
 
     def _spawn(self, m: _Member) -> None:
         m._log_fh = open(m.logfile, "ab")
@@ -195,7 +206,9 @@ class EtcdCluster:
         """Debian's etcdctl (API v3) on the running members."""
         live = ",".join(m.client_url for m in self.members if m.running)
         env = {**os.environ, "ETCDCTL_API": "3"}
-        return run([ETCDCTL, f"--endpoints={live}", "--dial-timeout=2s", "--command-timeout=5s", *args],
+        tls = ([f"--cacert={self.tls['ca']}", f"--cert={self.tls['client']}", f"--key={self.tls['client_key']}"]
+               if self.tls else [])
+        return run([ETCDCTL, f"--endpoints={live}", "--dial-timeout=2s", "--command-timeout=5s", *tls, *args],
                    check=check, timeout=timeout, env=env)
 
     def get(self, key: str) -> dict | None:

@@ -51,6 +51,7 @@ import grpc
 
 from wazod.errors import ConfigError
 from wazod.ha.arbiter import Arbiter, ArbiterView
+from wazod.ha.etcd_client import TlsFiles, make_client
 from wazod.logsetup import get_logger
 
 __all__ = ["EtcdArbiter", "parse_etcd_url", "make_etcd_arbiter", "DEFAULT_PORT", "DEFAULT_PREFIX"]
@@ -66,14 +67,6 @@ IDENTITY_RE = PAIR_ID_RE
 PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._-]+)+$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 MAX_VALUE = 256
-
-# gRPC retries a broken connection quickly (etcd members restart within seconds):
-# the default backoff grows to 120 s and would keep a member unused long after it is back.
-_CHANNEL_OPTIONS = {
-    "grpc.initial_reconnect_backoff_ms": 100,
-    "grpc.min_reconnect_backoff_ms": 100,
-    "grpc.max_reconnect_backoff_ms": 1000,
-}
 
 _NETWORK_ERRORS = (aetcd.ClientError, grpc.RpcError, asyncio.TimeoutError, OSError)
 
@@ -139,6 +132,7 @@ class EtcdArbiter(Arbiter):
     ``fence_margin`` (default ttl / 2): renew reports a loss once ``ttl -
     fence_margin`` seconds passed without an acknowledged keepalive.
     ``username`` / ``password``: etcd authentication (the password is never logged).
+    ``tls``: talk TLS to the members (CA, optional client certificate); None: plaintext.
     """
 
     def __init__(
@@ -155,6 +149,7 @@ class EtcdArbiter(Arbiter):
         username: str | None = None,
         password: str | None = None,
         node_name: str | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         if not endpoints:
             raise ConfigError("ha.arbiter: no etcd endpoint")
@@ -187,6 +182,7 @@ class EtcdArbiter(Arbiter):
         self.node_name = node_name or identity
         self._username = username
         self._password = password
+        self._tls = tls
         base = f"{prefix}/{pair_id}"
         self.owner_key = f"{base}/owner".encode()
         self.members_prefix = f"{base}/members/".encode()
@@ -308,11 +304,8 @@ class EtcdArbiter(Arbiter):
         client = self._clients[index]
         if client is None:
             host, port = self.endpoints[index]
-            client = aetcd.Client(
-                host=f"[{host}]" if ":" in host else host, port=port,
-                username=self._username, password=self._password,
-                timeout=self.timeout, options=dict(_CHANNEL_OPTIONS),
-            )
+            client = make_client(host, port, timeout=self.timeout, username=self._username,
+                                 password=self._password, tls=self._tls)
             self._clients[index] = client
         return client
 
@@ -618,6 +611,8 @@ def _describe(exc: BaseException | None) -> str:
 def make_etcd_arbiter(config: Any, url: str | None = None) -> EtcdArbiter:
     """The EtcdArbiter of this node from the configuration (``ha.arbiter``, ``ha.node_type``, ``ha.etcd``).
 
+    ``url`` overrides ``ha.arbiter`` (which must be an ``etcd://`` URL).
+
     Identity: ``ha.node_type`` (master or slave), the peer is the other one.
     ``ha.etcd.timeout`` null: 0.8 x probe_interval. The fence margin is one
     probe interval plus the timeout: renew reports a loss at the first round
@@ -645,11 +640,16 @@ def make_etcd_arbiter(config: Any, url: str | None = None) -> EtcdArbiter:
     password = None
     if section.username is not None:
         password = read_password_file(section.password_file)
+    tls = None
+    if section.ca_file is not None:
+        tls = TlsFiles.load(section.ca_file, section.cert_file, section.key_file)
+    elif section.cert_file is not None or section.key_file is not None:
+        raise ConfigError("ha.etcd.ca_file: required with cert_file / key_file (TLS verifies the members)")
     peer = "slave" if ha.node_type == "master" else "master"
     return EtcdArbiter(
         endpoints, ha.node_type, peer, section.pair_id, section.ttl, timeout,
         prefix=section.prefix, fence_margin=margin, username=section.username, password=password,
-        node_name=config.node_name,
+        node_name=config.node_name, tls=tls,
     )
 
 

@@ -32,3 +32,9 @@ class EtcdSection(Section):
     password_file: str | None = Field(
         None, description="file whose first line is the etcd user's password (read at start, never logged)"
     )
+    ca_file: str | None = Field(
+        None, description="PEM file of the CA that signed the etcd members' certificates: set, wazod talks TLS "
+        "to etcd; null: plaintext"
+    )
+    cert_file: str | None = Field(None, description="PEM client certificate (etcd --client-cert-auth); null: none")
+    key_file: str | None = Field(None, description="PEM key of cert_file")
