@@ -198,7 +198,6 @@ class EtcdArbiter(Arbiter):
         self._member_lease: int | None = None  # the session under which our member key was last written
         #: name of another node found writing this node's member key (same identity in the same pair), or None
         self.conflict: str | None = None
-        self._closed = False
 
     # -- public helpers ----------------------------------------------------------------
     @classmethod
@@ -224,7 +223,6 @@ class EtcdArbiter(Arbiter):
     # -- the Arbiter interface ---------------------------------------------------------
     async def start(self) -> None:
         """Open the session: a lease and this node's member key. Network errors are not raised (observe retries)."""
-        self._closed = False
         try:
             await asyncio.wait_for(self._ensure_session(), self.timeout)
         except _NETWORK_ERRORS + (_Unavailable, _LeaseNotFound) as e:
@@ -287,7 +285,6 @@ class EtcdArbiter(Arbiter):
     async def close(self) -> None:
         """Revoke the session lease (its keys go with it) and close the connections."""
         self._owned = False
-        self._closed = True
         lease, self._lease_id = self._lease_id, None
         if lease is not None:
             try:
