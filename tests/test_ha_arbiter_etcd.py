@@ -24,7 +24,7 @@ from wazod.ha.arbiter import ArbiterView
 from wazod.ha.arbiter_etcd import EtcdArbiter, make_etcd_arbiter, parse_etcd_url
 
 TTL = 2          # etcd's smallest lease with its default 1 s election timeout
-TIMEOUT = 0.4    # one call's budget: under the 0.5 s probe interval
+TIMEOUT = 0.8    # one call's budget (0.4 s in production, 0.8 x probe_interval): room for a loaded CI machine
 
 
 def _pair() -> str:
@@ -249,14 +249,14 @@ async def test_etcd_authentication_with_a_password_file(make_etcd_cluster, arbit
     pw = tmp_path / "etcd-password"
     pw.write_text("s3cret\n")
     config = Config.model_validate({"ha": {"node_type": "master", "remote_address": "192.0.2.2", "etcd": {
-        "pair_id": pair, "ttl": 2, "timeout": 0.4, "username": "wazod", "password_file": str(pw)}}})
+        "pair_id": pair, "ttl": 2, "timeout": 0.8, "username": "wazod", "password_file": str(pw)}}})
     master = arbiters(make_etcd_arbiter(config, url=cluster.url))
     await master.start()
     assert await master.claim() is True
     out = json.loads(ctl("--user=root:rootpw", "get", _owner_key(pair), "-w", "json").stdout)
     assert [kv["lease"] for kv in out["kvs"]] == [master.lease_id]
 
-    wrong = arbiters(EtcdArbiter(cluster.endpoints, "slave", "master", pair, 2, 0.4,
+    wrong = arbiters(EtcdArbiter(cluster.endpoints, "slave", "master", pair, 2, 0.8,
                                  username="wazod", password="nope"))
     await wrong.start()
     assert await wrong.observe() == ArbiterView(reachable=False, peer_up=None, owner=None)
@@ -285,7 +285,7 @@ async def test_tls_with_a_client_certificate(make_etcd_cluster, arbiters, tmp_pa
     assert cluster.url.startswith("etcd://127.0.0.1:")
     pair = _pair()
     config = Config.model_validate({"ha": {"node_type": "slave", "remote_address": "192.0.2.1", "etcd": {
-        "pair_id": pair, "ttl": 2, "timeout": 0.4, "ca_file": str(tls["ca"]), "cert_file": str(tls["client"]),
+        "pair_id": pair, "ttl": 2, "timeout": 0.8, "ca_file": str(tls["ca"]), "cert_file": str(tls["client"]),
         "key_file": str(tls["client_key"])}}})
     slave = arbiters(make_etcd_arbiter(config, url=cluster.url))
     await slave.start()
@@ -322,8 +322,8 @@ async def test_one_member_of_three_killed_nothing_moves(etcd_cluster3, arbiters)
 async def test_the_leader_killed_the_lease_survives_the_election(etcd_cluster3, arbiters):
     cluster = etcd_cluster3
     pair = _pair()
-    master = arbiters(_arbiter(cluster, "master", pair, ttl=3, fence_margin=0.9))
-    slave = arbiters(_arbiter(cluster, "slave", pair, ttl=3, fence_margin=0.9))
+    master = arbiters(_arbiter(cluster, "master", pair, ttl=4, fence_margin=0.9))
+    slave = arbiters(_arbiter(cluster, "slave", pair, ttl=4, fence_margin=0.9))
     await master.start()
     await slave.start()
     assert await master.claim() is True
