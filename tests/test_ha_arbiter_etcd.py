@@ -237,7 +237,7 @@ async def test_a_sigkilled_client_lease_expires(etcd_cluster, arbiters, tmp_path
 
 
 async def test_etcd_authentication_with_a_password_file(make_etcd_cluster, arbiters, tmp_path):
-    cluster = make_etcd_cluster(1)
+    cluster = make_etcd_cluster(1, extra_args=["--auth-token-ttl", "1"])  # tokens expire after 1 s idle
     ctl = cluster.etcdctl
     ctl("user", "add", "root:rootpw")
     ctl("role", "add", "wazod")
@@ -249,12 +249,17 @@ async def test_etcd_authentication_with_a_password_file(make_etcd_cluster, arbit
     pw = tmp_path / "etcd-password"
     pw.write_text("s3cret\n")
     config = Config.model_validate({"ha": {"node_type": "master", "remote_address": "192.0.2.2", "etcd": {
-        "pair_id": pair, "ttl": 2, "timeout": 0.8, "username": "wazod", "password_file": str(pw)}}})
+        "pair_id": pair, "ttl": 5, "timeout": 0.8, "username": "wazod", "password_file": str(pw)}}})
     master = arbiters(make_etcd_arbiter(config, url=cluster.url))
     await master.start()
     assert await master.claim() is True
     out = json.loads(ctl("--user=root:rootpw", "get", _owner_key(pair), "-w", "json").stdout)
     assert [kv["lease"] for kv in out["kvs"]] == [master.lease_id]
+
+    # The token expired meanwhile: the very next round authenticates again and answers.
+    await asyncio.sleep(2.5)  # etcd's token TTL (1 s) must pass idle: nothing to wait on but time
+    assert await master.observe() == ArbiterView(reachable=True, peer_up=False, owner="master")
+    assert await master.renew() is True
 
     wrong = arbiters(EtcdArbiter(cluster.endpoints, "slave", "master", pair, 2, 0.8,
                                  username="wazod", password="nope"))

@@ -88,10 +88,12 @@ class EtcdCluster:
 
     def __init__(self, size: int = 1, host: str = "127.0.0.1",
                  heartbeat_ms: int = 100, election_ms: int = 1000,
-                 tls: dict[str, Path] | None = None) -> None:
-        """``tls``: harness.bus.make_tls_files() output: clients then need TLS and a client certificate."""
+                 tls: dict[str, Path] | None = None, extra_args: list[str] | None = None) -> None:
+        """``tls``: harness.bus.make_tls_files() output: clients then need TLS and a client certificate.
+        ``extra_args``: more etcd flags for every member (e.g. ``--auth-token-ttl``)."""
         self.size = size
         self.tls = tls
+        self.extra_args = list(extra_args or [])
         self.host = host
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
@@ -132,7 +134,7 @@ class EtcdCluster:
             "--initial-cluster-state", "new",
             "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
             "--snapshot-count", "10000",
-            *self._tls_server_args(),
+            *self._tls_server_args(), *self.extra_args,
         ]
 
     def _tls_server_args(self) -> list[str]:

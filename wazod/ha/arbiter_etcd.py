@@ -322,10 +322,13 @@ class EtcdArbiter(Arbiter):
         errors: list[str] = []
         launched = 0
 
-        def launch() -> None:
+        reauthenticated: set[int] = set()
+
+        def launch(index: int | None = None) -> None:
             nonlocal launched
-            index = order[launched]
-            launched += 1
+            if index is None:
+                index = order[launched]
+                launched += 1
             tasks[asyncio.ensure_future(op(self._client(index)))] = index
 
         launch()
@@ -345,9 +348,13 @@ class EtcdArbiter(Arbiter):
                     host, port = self.endpoints[index]
                     errors.append(f"{host}:{port}: {_describe(exc)}")
                     if isinstance(exc, (aetcd.exceptions.UnauthenticatedError, aetcd.exceptions.InvalidArgumentError)):
-                        # Auth token expired, or authentication refused: the next call connects and
-                        # authenticates again on a fresh channel (aetcd would leave the failed one open).
+                        # Auth token expired (etcd's simple tokens live --auth-token-ttl, 5 min), or
+                        # authentication refused: a fresh channel authenticates again (aetcd would keep
+                        # the failed one open). An expired token is retried at once on the same member.
                         await self._drop_client(index)
+                        if isinstance(exc, aetcd.exceptions.UnauthenticatedError) and index not in reauthenticated:
+                            reauthenticated.add(index)
+                            launch(index)
                     elif not isinstance(exc, _NETWORK_ERRORS):
                         raise exc
                 if launched < n:
