@@ -16,7 +16,8 @@ APT_PACKAGES=(
   keepalived                        # the failover benchmark's baseline
   pigz tar gzip                     # parallel gzip for backups
   chrony                            # NTP health check against a real tool
-  procps util-linux sudo            # pkill, ionice, runuser
+  procps util-linux sudo            # pkill, ionice, runuser, prlimit
+  curl                              # another local user's HTTP client in the endpoint tests (runuser -u nobody -- curl)
   etcd-server etcd-client           # the etcd arbiter's tests run their own members (etcdctl reads the keys)
 )
 

@@ -23,7 +23,7 @@ FACTORIES = [
     "wazod.bus.wazo:component",
     "wazod.bus.snmp:component",
     "wazod.health.checks:component",
-    "wazod.health.http:component",
+    "wazod.endpoint.server:component",
 ]
 
 

@@ -30,13 +30,14 @@ import json
 import ssl
 import threading
 from pathlib import Path
-from typing import Any
-
-import aiomqtt
+from typing import TYPE_CHECKING, Any
 
 from wazod.bus.outbox import OutboxReader, store_path
 from wazod.bus.window import Window, backoff_delay
 from wazod.logsetup import get_logger
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 log = get_logger("bus")
 
@@ -151,6 +152,8 @@ class MqttPublisher:
                     await self._sleep(max(bus.poll_interval, 5.0))
                     continue
                 self._reconnect = False
+                import aiomqtt  # only once a broker is configured: a node without one pays nothing
+
                 try:
                     await self._session_unless_stopped(bus)
                     attempt = 0
@@ -192,6 +195,8 @@ class MqttPublisher:
             self.ctx.status.update(bus={"connected": value, "error": error})
 
     def _client(self, bus) -> aiomqtt.Client:
+        import aiomqtt
+
         mqtt = bus.mqtt
         t = topics(mqtt.topic_prefix, self.ctx.config.node_name)
         client = aiomqtt.Client(
@@ -215,6 +220,8 @@ class MqttPublisher:
         mqtt = bus.mqtt
         t = topics(mqtt.topic_prefix, self.ctx.config.node_name)
         self._session_mqtt = mqtt
+        import aiomqtt
+
         async with self._client(bus) as client:
             watcher = asyncio.create_task(self._watch_disconnect(client))
             try:
@@ -244,6 +251,8 @@ class MqttPublisher:
         lets the window empty. Drain mode (on stop): runs until nothing is
         pending or ``deadline`` passes.
         """
+        import aiomqtt
+
         loop = asyncio.get_running_loop()
         events_topic = t["events"]
         window = Window(
