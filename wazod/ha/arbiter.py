@@ -14,7 +14,9 @@ Two forms, one interface (:class:`Arbiter`):
   ``POST /arbiter/claim`` is granted when nobody owns them, the claimer does,
   or the arbiter sees the owner down; ``POST /arbiter/release`` gives them up.
 * ``etcd://HOST:PORT[,...]``: ``wazod.ha.arbiter_etcd.EtcdArbiter`` (a lease
-  on the pair's owner key), imported only when configured.
+  on the pair's owner key; ``peer_up`` is "the peer's session lease lives", so
+  the slave takes over once the master's lease expired), imported only when
+  configured.
 """
 
 from __future__ import annotations
@@ -164,10 +166,10 @@ def make_arbiter(config, *, timeout: float | None = None) -> Arbiter | None:
                            node_name=config.node_name)
     if scheme == "etcd":
         try:
-            from wazod.ha.arbiter_etcd import EtcdArbiter
+            from wazod.ha.arbiter_etcd import make_etcd_arbiter
         except ImportError as e:
             raise ConfigError(f"ha.arbiter {mask_text(url)}: etcd arbiter not available in this build ({e})") from None
-        return EtcdArbiter(config)
+        return make_etcd_arbiter(config)
     raise ConfigError(f"ha.arbiter {mask_text(url)}: unknown scheme {scheme!r} (http:// or etcd://)")
 
 
