@@ -127,6 +127,7 @@ class Nemesis:
         self.failback_hold = failback_hold
         self.log = log
         self.report = NemesisReport()
+        self.sampler: ActiveSampler | None = None
 
     # --- faults -------------------------------------------------------------------------------
     def _inject(self, kind: str) -> None:
@@ -185,17 +186,26 @@ class Nemesis:
         self.report.faults.append(rec)
         return rec
 
+    def start(self) -> None:
+        """Start sampling both nodes' service markers (before the first fault)."""
+        self.sampler = ActiveSampler(self.pair)
+
+    def finish(self) -> NemesisReport:
+        """Stop sampling; fold the overlaps into the report."""
+        self.sampler.stop()
+        self.report.both_active_beyond_grace_s = self.sampler.beyond_grace()
+        episodes = self.sampler.episodes()
+        self.report.overlap_episodes = len(episodes)
+        self.report.longest_overlap_s = max((e - s for s, e in episodes), default=0.0)
+        return self.report
+
     def run(self, kinds: list[str], hold: tuple[float, float], rng: random.Random) -> NemesisReport:
-        sampler = ActiveSampler(self.pair)
+        self.start()
         try:
             for kind in kinds:
                 self.cycle(kind, rng.uniform(*hold))
         finally:
-            sampler.stop()
-        self.report.both_active_beyond_grace_s = sampler.beyond_grace()
-        episodes = sampler.episodes()
-        self.report.overlap_episodes = len(episodes)
-        self.report.longest_overlap_s = max((e - s for s, e in episodes), default=0.0)
+            self.finish()
         return self.report
 
 
