@@ -10,9 +10,9 @@ Two forms, one interface (:class:`Arbiter`):
 
 * ``http://HOST:PORT``: a third ``wazod run`` with ``ha.node_type: arbiter``
   probes both nodes with the same probes and answers ``GET /arbiter``
-  (``wazod.ha.arbiter_server``). Ownership of the services is recorded there:
-  ``POST /arbiter/claim`` is granted when nobody owns them, the claimer does,
-  or the arbiter sees the owner down; ``POST /arbiter/release`` gives them up.
+  (``wazod.ha.arbiter_server``), naming the owner of the services from what
+  it sees serving; ``claim`` is granted when nobody owns them, this node
+  does, or the arbiter says the peer failed.
 * ``etcd://HOST:PORT[,...]``: ``wazod.ha.arbiter_etcd.EtcdArbiter`` (a lease
   on the pair's owner key; ``peer_up`` is "the peer's session lease lives", so
   the slave takes over once the master's lease expired), imported only when
@@ -60,7 +60,7 @@ UNREACHABLE = ArbiterView(False, None, None)
 
 
 class HttpArbiter:
-    """A wazod arbiter over HTTP (``GET /arbiter``; ``POST /arbiter/claim|release``), token as for /status.
+    """A wazod arbiter over HTTP (``GET /arbiter``, the endpoint's read token from ``ha.peer_token_file``).
 
     The arbiter names the two nodes by the addresses of its ``arbiter_nodes``; this node is the one that is
     not its peer (``ha.remote_address``), so nothing more needs configuring: ``identity`` is learned from
@@ -115,33 +115,42 @@ class HttpArbiter:
             if len(others) == 1:
                 self.identity = others[0]
 
-    async def observe(self) -> ArbiterView:
+    async def _look(self) -> tuple[ArbiterView, bool]:
+        """The view, and whether the arbiter says the peer failed (may be replaced)."""
         doc = await self._call("GET", "/arbiter")
         if doc is None:
-            return UNREACHABLE
+            return UNREACHABLE, False
         self._learn_identity(doc)
         nodes = doc.get("nodes") if isinstance(doc.get("nodes"), dict) else {}
         peer = nodes.get(self.peer)
+        failed = False
         if not isinstance(peer, dict):
             self._warn_once("the arbiter does not watch this node's peer: check its ha.arbiter_nodes",
                             peer=self.peer, nodes=sorted(nodes))
             peer_up = None
         elif peer.get("failed") is True:
-            peer_up = False
+            peer_up, failed = False, True
         else:
             peer_up = {"up": True}.get(peer.get("state"))  # down but answering again: not known yet
         owner = doc.get("owner") if isinstance(doc.get("owner"), str) else None
-        return ArbiterView(True, peer_up, owner)
+        return ArbiterView(True, peer_up, owner), failed
+
+    async def observe(self) -> ArbiterView:
+        return (await self._look())[0]
 
     async def claim(self) -> bool:
-        doc = await self._call("POST", "/arbiter/claim", {"node": self.identity})
-        return bool(doc and doc.get("granted") and doc.get("owner") == self.identity)
+        """The services may be this node's: it owns them there, nobody does, or the arbiter says the peer
+        failed. The arbiter derives the owner from what it sees serving, so nothing is written."""
+        view, peer_failed = await self._look()
+        return view.reachable and (view.owner in (None, self.identity) or peer_failed)
 
     async def renew(self) -> bool:
-        return await self.claim()
+        """Still the owner there (right before a berofos write)."""
+        view, _ = await self._look()
+        return view.reachable and view.owner == self.identity
 
     async def release(self) -> None:
-        await self._call("POST", "/arbiter/release", {"node": self.identity})
+        """Nothing to write: the owner follows what the arbiter sees serving."""
 
     async def close(self) -> None:
         if self._session is not None:

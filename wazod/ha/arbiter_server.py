@@ -1,26 +1,26 @@
 """The arbiter node (``ha.node_type: arbiter``): the third vote of one pair, over HTTP.
 
 It watches the two nodes of ``ha.arbiter_nodes`` with the same probes and the
-same hysteresis a slave uses for its master (``Prober`` + ``Machine``), and
-records who owns the services. ``GET /arbiter`` answers (token as for
-/status)::
+same hysteresis a slave uses for its master (``Prober`` + ``Machine``) and
+answers ``GET /arbiter`` (token as for /status)::
 
     {"nodes": {"<address>": {"state": "up"|"down"|"unknown", "since": "<iso>", "reason": "...",
                              "reachable": true, "failing": 0, "failed": false}},
      "owner": "<address>"|null, "agree_rounds": 2}
 
-``failed`` is the arbiter's word a node may be replaced: down, or bad for its
-last ``agree_rounds`` rounds (fall - 1: the asking node has counted its own
-``fall`` rounds already, so the third vote adds no round to a takeover).
-
 ``state`` is about serving: a node whose Asterisk does not answer is down
 (with the default policy), which is exactly what a slave must know before
-taking over. ``POST /arbiter/claim`` ``{"node": "<address>"}`` is granted when
-nobody owns the services, the claimer already does, or the owner is down here
-and has had its grace (10 x fall x probe_interval s) to start the services;
-``POST /arbiter/release`` gives them up. The owner lives in memory: after a
-restart of the arbiter the node running the services claims again in its next
-round. An arbiter runs no job and drives no berofos.
+taking over. ``failed`` is the arbiter's word that a node may be replaced:
+down, or bad for its last ``agree_rounds`` rounds (fall - 1: the asking node
+has counted its own ``fall`` rounds already, so the third vote adds no round
+to a takeover).
+
+``owner`` is derived from what the arbiter sees, not written by the nodes:
+the node serving alone; while both serve (the failback overlap) it stays with
+the previous owner; nobody while nobody serves. So every exchange is a read
+(the endpoint's read token, ``ha.peer_token_file`` on the nodes: a state
+change would need the arbiter's admin token) and an arbiter restart forgets
+nothing that matters. An arbiter runs no job and drives no berofos.
 
 The route logic is plain functions of an :class:`ArbiterState`, registered
 through ``ctx.registry["http_routes"]`` (whichever package serves HTTP).
@@ -29,7 +29,6 @@ through ``ctx.registry["http_routes"]`` (whichever package serves HTTP).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,6 @@ class ArbiterState:
 
     nodes: dict[str, NodeView] = field(default_factory=dict)
     owner: str | None = None
-    grace: float = 15.0  # seconds a new owner has to start its services before it may lose them
     fall: int = 3  # the hysteresis of its verdicts; it confirms a failure after agree_rounds bad rounds
 
     @property
@@ -68,7 +66,6 @@ class ArbiterState:
     def failed(self, node: str) -> bool:
         view = self.nodes[node]
         return view.state == "down" or view.failing >= self.agree_rounds
-    granted_at: float = float("-inf")  # monotonic time the owner changed
 
     def document(self) -> dict[str, Any]:
         from wazod.ha.monitor import mono_to_iso
@@ -78,31 +75,20 @@ class ArbiterState:
                                  "failed": self.failed(name)} for name, v in self.nodes.items()},
                 "owner": self.owner, "agree_rounds": self.agree_rounds}
 
-    def claim(self, node: str, now: float | None = None) -> tuple[bool, str]:
-        """Grant ownership to ``node`` when nobody owns, it owns already, or the owner is down here and has
-        had ``grace`` seconds since it got them (a slave that just claimed is not serving yet: its takeover
-        runs; without the grace the master, also down, would take them back at once)."""
-        now = time.monotonic() if now is None else now
-        if node not in self.nodes:
-            return False, f"{node!r} is not one of this arbiter's nodes ({', '.join(self.nodes)})"
-        if self.owner == node:
-            return True, "granted"
-        if self.owner is None:
-            self.owner, self.granted_at = node, now
-            return True, "granted"
-        if now - self.granted_at < self.grace:
-            return False, f"{self.owner} got the services {now - self.granted_at:.1f} s ago and is starting them"
-        if self.failed(self.owner):
-            log.warning("services ownership moves: the owner is down here", previous=self.owner, owner=node)
-            self.owner, self.granted_at = node, now
-            return True, "granted (previous owner down)"
-        return False, f"{self.owner} holds the services and is {self.nodes[self.owner].state} here"
-
-    def release(self, node: str) -> bool:
-        if self.owner == node:
-            self.owner = None
-            return True
-        return False
+    def derive_owner(self) -> str | None:
+        """The node serving alone owns the services; both serving: the previous owner keeps them; nobody
+        serving: nobody owns them."""
+        serving = [n for n, v in self.nodes.items() if v.state == "up"]
+        if len(serving) == 1:
+            owner = serving[0]
+        elif not serving:
+            owner = None
+        else:
+            owner = self.owner if self.owner in serving else None
+        if owner != self.owner:
+            log.info("arbiter: services owner", owner=owner, previous=self.owner)
+            self.owner = owner
+        return owner
 
 
 class ArbiterService:
@@ -117,7 +103,6 @@ class ArbiterService:
 
         ha = self.ctx.config.ha
         nodes = list(ha.arbiter_nodes)
-        self.state.grace = 10 * ha.fall * ha.probe_interval
         self.state.fall = ha.fall
         self.state.nodes = {n: self.state.nodes.get(n, NodeView()) for n in nodes}
         if self.state.owner not in self.state.nodes:
@@ -149,6 +134,7 @@ class ArbiterService:
                         log.info("arbiter: node state", node=n, state=new, reason=view.reason)
                         view.state = new
                         view.since = rnd.ended
+                self.state.derive_owner()
                 self.ctx.status.update(peer={"nodes": {n: v.state for n, v in self.state.nodes.items()},
                                              "owner": self.state.owner})
         finally:
@@ -158,41 +144,14 @@ class ArbiterService:
 
 # --- HTTP routes -------------------------------------------------------------------------------
 def register_routes(ctx, service_of) -> None:
-    """``GET /arbiter``, ``POST /arbiter/claim|release`` on this node's status endpoint; ``service_of()``
-    returns the running :class:`ArbiterService` or None (this node is no arbiter now: 404)."""
+    """``GET /arbiter`` on this node's endpoint; ``service_of()`` returns the running :class:`ArbiterService`
+    or None (this node is no arbiter now: 404)."""
     from aiohttp import web
 
-    def current():
+    async def get_arbiter(request: web.Request) -> web.Response:
         service = service_of()
         if service is None or ctx.config.role != "arbiter":
             raise web.HTTPNotFound(text="this node is not an arbiter (ha.node_type)\n")
-        return service
+        return web.json_response(service.state.document())
 
-    async def get_arbiter(request: web.Request) -> web.Response:
-        return web.json_response(current().state.document())
-
-    async def _node(request: web.Request) -> str:
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            body = await request.json()
-            node = body.get("node")
-            if isinstance(node, str) and 0 < len(node) <= 255:
-                return node
-        raise web.HTTPBadRequest(text='expected a JSON body {"node": "<address>"}\n')
-
-    async def post_claim(request: web.Request) -> web.Response:
-        service = current()
-        node = await _node(request)
-        granted, why = service.state.claim(node)
-        return web.json_response({"granted": granted, "owner": service.state.owner, "reason": why})
-
-    async def post_release(request: web.Request) -> web.Response:
-        service = current()
-        node = await _node(request)
-        released = service.state.release(node)
-        if released:
-            log.info("services ownership released", node=node)
-        return web.json_response({"released": released, "owner": service.state.owner})
-
-    routes = ctx.registry.setdefault("http_routes", [])
-    routes += [("GET", "/arbiter", get_arbiter), ("POST", "/arbiter/claim", post_claim),
-               ("POST", "/arbiter/release", post_release)]
+    ctx.registry.setdefault("http_routes", []).append(("GET", "/arbiter", get_arbiter))
