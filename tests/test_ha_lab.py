@@ -15,7 +15,7 @@ import time
 import pytest
 from harness import wait_for
 from harness.ha_lab import FAST, flap_link, ha_lab_fixture  # noqa: F401  (registers the ha_lab fixture)
-from harness.nemesis import FAULTS, ActiveSampler, Nemesis
+from harness.nemesis import FAULTS, TIMINGS, ActiveSampler, Nemesis
 
 pytestmark = [pytest.mark.lab]
 
@@ -411,7 +411,7 @@ def test_nemesis_short(ha_lab):
     import random
 
     rng = random.Random(19)
-    pair = ha_lab(bridge=True, **FAST)
+    pair = ha_lab(bridge=True, **TIMINGS)
     pair.add_arbiter()
     pair.start_berofos(drift_interval=0.5)
     pair.start_master_asterisk()

@@ -254,3 +254,17 @@ def test_self_fence_false_keeps_an_isolated_master_serving():
     p = Params(role="master", fall=3, rise=3, has_arbiter=True, self_fence=False)
     out, m = play_votes(p, "GGGBBBBBB", "sss------", services="running")
     assert "FENCE" not in [n for i in out for n in out[i]] and m.services == "running"
+
+
+def test_a_flapping_master_still_unfences_once_its_quorum_is_back():
+    """Flap damping holds takeovers and failbacks, not the restart of a fenced master's own services."""
+    p = Params(role="master", fall=1, rise=1, flap_window=100.0, flap_limit=1, has_arbiter=True)
+    m = Machine(p, services="running")
+    for i, (good, vote) in enumerate([(False, "s"), (True, "s"), (False, "s"), (True, "s")]):
+        m.observe(Round(float(i), i + 0.5, good, vote=_vote(vote)))
+    assert m.flapping
+    acts = m.observe(Round(4.0, 4.5, False, vote=Vote(False)))
+    assert [_name(a) for a in acts][-1] == "FENCE"
+    m.action_done("fence", True, 5.0)
+    acts = m.observe(Round(6.0, 6.5, True, vote=_vote("s")))
+    assert "UNFENCE" in [_name(a) for a in acts]

@@ -28,7 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .ha_lab import FAST
 from .util import wait_for
+
+# the lab's short timings; flap_window 10 s: faults spaced more than that are each judged on their own
+# (flap damping, which freezes a slave seeing too many transitions, has its own tests)
+TIMINGS = {**FAST, "flap_window": 10.0}
 
 FAULTS = ("cut_nodes", "master_all", "slave_all", "slave_witness", "master_death", "asterisk_kill")
 GRACE = 10.0

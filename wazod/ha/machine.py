@@ -403,8 +403,8 @@ class Machine:
         """A fenced master starts its services again once it has its quorum back (reaches its slave or the
         arbiter) and the slave does not hold them. Reaching the slave directly while the arbiter says the
         slave holds them is the ordinary failback: both run until the slave gives back (failback_hold)."""
-        if not self.fenced or self.blind or self.frozen or now < self.next_action_at:
-            return []
+        if not self.fenced or self.blind or self.maintenance or now < self.next_action_at:
+            return []  # flap damping does not hold it: the master is where the services belong
         vote = self.vote
         slave_holds = vote is not None and vote.reachable and vote.owner == "peer"
         if slave_holds and not self.goods:
