@@ -79,7 +79,6 @@ async def test_arbiter_sees_both_nodes_and_grants_the_services_to_one_owner(tmp_
         await wait_for_async(master_failed, timeout=15)
         assert await on_slave.claim() is True  # the arbiter says the master failed: the services may move
         await wait_for_async(lambda: _owner_is(on_slave, None), timeout=10)  # nobody serves now
-        assert await on_master.renew() is False
         # the slave's services start: it serves alone, it owns them; the master's come back: both serve,
         # the owner stays the slave (the failback overlap) until the slave stops
         slave = subprocess.Popen([sys.executable, "-m", "wazod.lab.sip_standin", "--host", "127.0.0.2",
@@ -91,6 +90,7 @@ async def test_arbiter_sees_both_nodes_and_grants_the_services_to_one_owner(tmp_
             await wait_for_async(master_seen_up, timeout=10)
             assert (await on_master.observe()).owner == "127.0.0.2"
             assert await on_master.claim() is False
+            assert await on_master.renew() is False  # the slave owns them: the master lost them
         finally:
             slave.terminate()
             slave.wait(10)

@@ -268,3 +268,15 @@ def test_a_flapping_master_still_unfences_once_its_quorum_is_back():
     m.action_done("fence", True, 5.0)
     acts = m.observe(Round(6.0, 6.5, True, vote=_vote("s")))
     assert "UNFENCE" in [_name(a) for a in acts]
+
+
+def test_ownership_lost_fences_a_node_running_the_services():
+    """An etcd lease no longer proven (renew False) on the node running the services: it stops them."""
+    m = Machine(MA, services="running")
+    m.observe(Round(0.0, 0.5, True, vote=_vote("s")))
+    assert [_name(a) for a in m.ownership_lost("lease")] == ["FENCE"]
+    assert m.ownership_lost("lease") == []  # one fence at a time
+    m.action_done("fence", True, 1.0)
+    assert m.fenced and m.state == "fenced"
+    p = Params(role="slave", has_arbiter=True, self_fence=False)
+    assert Machine(p, services="running").ownership_lost("lease") == []

@@ -253,8 +253,8 @@ def render_status(doc: dict[str, Any], color: bool = False) -> str:
                 + ("reachable" if arb.get("reachable") else "UNREACHABLE") + f", services owned by {owner}")
         lines.append(_paint(text, "31", color) if not arb.get("reachable") else text)
         if arb.get("fenced"):
-            lines.append(_paint("FENCED: this node stopped its own services (no quorum); they start again "
-                                "once its quorum is back", "1;31", color))
+            lines.append(_paint("FENCED: this node stopped its own services (no quorum); a master starts them "
+                                "again once its quorum is back, a slave only by a takeover", "1;31", color))
     from wazod.ha.advice import copy_back_lines
 
     for i, line in enumerate(copy_back_lines(doc.get("copy_back_failed"), str(doc.get("node")))):

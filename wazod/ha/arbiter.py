@@ -116,7 +116,8 @@ class HttpArbiter:
                 self.identity = others[0]
 
     async def _look(self) -> tuple[ArbiterView, bool]:
-        """The view, and whether the arbiter says the peer failed (may be replaced)."""
+        """The view, and whether the services may be this node's: the arbiter says the peer failed, or nobody
+        (or this node) owns them and this node has not failed there."""
         doc = await self._call("GET", "/arbiter")
         if doc is None:
             return UNREACHABLE, False
@@ -133,21 +134,29 @@ class HttpArbiter:
         else:
             peer_up = {"up": True}.get(peer.get("state"))  # down but answering again: not known yet
         owner = doc.get("owner") if isinstance(doc.get("owner"), str) else None
-        return ArbiterView(True, peer_up, owner), failed
+        me = nodes.get(self.identity)
+        self_failed = isinstance(me, dict) and me.get("failed") is True
+        may = failed or (owner in (None, self.identity) and not self_failed)
+        return ArbiterView(True, peer_up, owner), may
 
     async def observe(self) -> ArbiterView:
         return (await self._look())[0]
 
     async def claim(self) -> bool:
-        """The services may be this node's: it owns them there, nobody does, or the arbiter says the peer
-        failed. The arbiter derives the owner from what it sees serving, so nothing is written."""
-        view, peer_failed = await self._look()
-        return view.reachable and (view.owner in (None, self.identity) or peer_failed)
+        """The services may be this node's: the arbiter says the peer failed, or it owns them there or nobody
+        does and this node has not failed there. The arbiter derives the owner from what it sees serving,
+        so nothing is written."""
+        view, may = await self._look()
+        return view.reachable and may
 
     async def renew(self) -> bool:
-        """Still the owner there (right before a berofos write)."""
+        """False only when the arbiter names the peer owner (it serves alone there): the services were lost.
+        An unanswered look proves nothing (a node cut from everyone fences through its blind rounds)."""
         view, _ = await self._look()
-        return view.reachable and view.owner == self.identity
+        return not view.reachable or view.owner != self._peer_identity()
+
+    def _peer_identity(self) -> str:
+        return self.peer
 
     async def release(self) -> None:
         """Nothing to write: the owner follows what the arbiter sees serving."""

@@ -16,7 +16,8 @@ has counted its own ``fall`` rounds already, so the third vote adds no round
 to a takeover).
 
 ``owner`` is derived from what the arbiter sees, not written by the nodes:
-the node serving alone; while both serve (the failback overlap) it stays with
+the node serving alone (up, and not failed: an owner is dropped the moment
+the other node may be granted the services); while both serve (the failback overlap) it stays with
 the previous owner; nobody while nobody serves. So every exchange is a read
 (the endpoint's read token, ``ha.peer_token_file`` on the nodes: a state
 change would need the arbiter's admin token) and an arbiter restart forgets
@@ -78,7 +79,7 @@ class ArbiterState:
     def derive_owner(self) -> str | None:
         """The node serving alone owns the services; both serving: the previous owner keeps them; nobody
         serving: nobody owns them."""
-        serving = [n for n, v in self.nodes.items() if v.state == "up"]
+        serving = [n for n, v in self.nodes.items() if v.state == "up" and not self.failed(n)]
         if len(serving) == 1:
             owner = serving[0]
         elif not serving:

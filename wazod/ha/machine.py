@@ -263,6 +263,15 @@ class Machine:
         out += self._reconcile(now)
         return out
 
+    def ownership_lost(self, reason: str) -> list[Action]:
+        """The arbiter says this node, running the services, no longer owns them (an etcd lease no longer
+        proven, an owner moved): with self-fencing, stop them before the other node may start."""
+        if (not self.p.has_arbiter or not self.p.self_fence or self.services == "stopped" or self.fenced
+                or self.pending is not None or self.maintenance):
+            return []
+        self.pending = "fence"
+        return [Fence({"reason": reason, "role": self.p.role, "services_before": self.services})]
+
     def action_done(self, kind: str, ok: bool, now: float) -> list[Action]:
         """The monitor finished a Takeover or Failback."""
         self.pending = None

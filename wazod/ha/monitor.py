@@ -163,15 +163,16 @@ class HaMonitor:
     async def confirm_berofos_writer(self) -> bool:
         """Right before a drift correction: is this node still the one writer? With an arbiter the last
         round's word is up to a round old (the other node may have been granted the services since), so
-        the arbiter is asked now (``renew``)."""
+        the arbiter is asked now."""
         if not self.holds_services:
             return False
         if self.arbiter is None:
             return True
         try:
-            return bool(await asyncio.wait_for(self.arbiter.renew(), 2.0))
+            view = await asyncio.wait_for(self.arbiter.observe(), 2.0)
         except Exception:
             return False
+        return view.reachable and view.owner == self.arbiter.identity
 
     @property
     def lines_taken_watch(self) -> bool:
@@ -293,11 +294,21 @@ class HaMonitor:
                 check.cancel()
 
     async def _keep_ownership(self, machine: Machine, arbiter) -> None:
-        """A node running the services keeps (or takes back, after an arbiter restart) the ownership the
-        arbiter allows; the arbiter refuses while the other node holds it and is up there."""
+        """A node running the services keeps its ownership alive (``renew`` every round: an etcd lease no
+        longer proven means fencing) or takes it (``claim``, e.g. after an arbiter restart) when the arbiter
+        allows; the arbiter refuses while the other node holds it and is up there."""
         vote = machine.vote
-        if (vote is None or not vote.reachable or vote.owner == "self" or machine.services != "running"
+        if (vote is None or not vote.reachable or machine.services != "running"
                 or machine.fenced or machine.pending is not None or self._actions):
+            return
+        if vote.owner == "self":
+            try:
+                kept = await asyncio.wait_for(arbiter.renew(), self.ctx.config.ha.effective_round_timeout)
+            except Exception:
+                kept = True  # one slow answer is no proof of loss (etcd's renew bounds that itself)
+            if not kept:
+                log.warning("services ownership lost at the arbiter", identity=arbiter.identity)
+                self._apply(machine.ownership_lost("ownership lost at the arbiter"))
             return
         with contextlib.suppress(Exception):
             if await asyncio.wait_for(arbiter.claim(), self.ctx.config.ha.effective_round_timeout):
@@ -517,9 +528,16 @@ class HaMonitor:
         return report.ok
 
     async def _unfence(self, data: dict[str, Any]) -> bool:
-        """Quorum back and the other node does not hold the services: start them again here."""
+        """Quorum back and the other node does not hold the services: start them again here (claiming them
+        first when the arbiter answers and the slave does not hold them)."""
         ha = self.ctx.config.ha
         started = time.monotonic()
+        if self.arbiter is not None and data.get("arbiter_reachable") and not data.get("slave_holds"):
+            if not await self._claim():
+                self.ctx.emit("ha_fence_failed", {**_event_data(data), "action": "unfence",
+                                                  "failed_step": "arbiter claim",
+                                                  "error": "the arbiter did not grant the services to this node"})
+                return False
         report = await self._services_action("start")
         result = {**_event_data(data), "peer": ha.remote_address, "duration": round(time.monotonic() - started, 3),
                   "ok": report.ok, "steps": report.to_dict()["steps"]}
