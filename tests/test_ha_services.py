@@ -359,10 +359,14 @@ async def test_sip_watcher_counts_a_late_answer_and_judges_silence_after_its_bud
         watcher.close()
         standin.terminate()
         standin.wait(10)
-    # nothing listens: port unreachable is a verdict at once (Asterisk not running)
+    # nothing listens: port unreachable is a verdict at once (Asterisk not running), and every round after
+    # stays dead although the kernel rate-limits the port unreachables (about one a second per peer)
     watcher = SipWatcher(port, budget=30)
     try:
         r = await watcher.probe("127.0.0.1", timeout=0.3, spacing=0.05, count=4)
         assert not r.ok and not r.pending and r.reachable
+        for _ in range(10):
+            r = await watcher.probe("127.0.0.1", timeout=0.05, spacing=0.05, count=1)
+            assert not r.ok and not r.pending
     finally:
         watcher.close()

@@ -220,7 +220,8 @@ class SipWatcher:
     even one sent seconds ago, proves Asterisk alive. Until the oldest
     unanswered OPTIONS is older than the budget the probe is ``pending``
     (neither proof of life nor of death); an ICMP port unreachable (nothing
-    listens: Asterisk died) is a verdict at once.
+    listens: Asterisk died) is a verdict at once, and stays one until an
+    answer comes (the kernel sends about one port unreachable a second).
     """
 
     KEEP = 256  # most transactions remembered for matching late answers
@@ -313,6 +314,12 @@ class SipWatcher:
             return ProbeResult("sip", target, True, True, rtt=rtt, sent=sent, detail=self._answer_line + late)
         if self._refused_at >= start:
             return ProbeResult("sip", target, False, True, sent=sent, detail="port unreachable: nothing listens")
+        if self._refused_at > self._answered_at:
+            # refused since the last answer: dead until it answers again. The kernel rate-limits port
+            # unreachables (about one a second per peer), so most rounds get neither answer nor refusal;
+            # taking those as "pending" would hide a dead Asterisk for the whole budget
+            return ProbeResult("sip", target, False, False, sent=sent,
+                               detail=f"port unreachable {now - self._refused_at:.1f} s ago, no answer since")
         silent = now - (self._silent_since if self._silent_since is not None else start)
         if silent < self.budget:
             return ProbeResult("sip", target, False, False, sent=sent, pending=True,
