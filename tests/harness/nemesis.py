@@ -83,6 +83,9 @@ class FaultRecord:
     takeover_s: float | None = None  # fault -> ha_takeover_started (master deaths)
     converged_s: float | None = None  # heal -> converged
     master_fenced: bool = False
+    started: float = 0.0  # monotonic
+    ended: float = 0.0
+    longest_overlap_s: float = 0.0  # the longest both-active episode that began in this cycle
 
 
 @dataclass
@@ -112,6 +115,8 @@ class NemesisReport:
             "healthy_master_fences": sum(1 for f in self.faults if f.master_fenced and f.kind in
                                          ("slave_all", "slave_witness", "cut_nodes")),
             "master_fences": sum(1 for f in self.faults if f.master_fenced),
+            "faults_with_overlap_beyond_grace": [(f.kind, round(f.longest_overlap_s, 1)) for f in self.faults
+                                                 if f.longest_overlap_s > GRACE],
         }
 
 
@@ -166,7 +171,7 @@ class Nemesis:
     # --- one cycle ------------------------------------------------------------------------------
     def cycle(self, kind: str, hold: float) -> FaultRecord:
         pair = self.pair
-        rec = FaultRecord(kind, hold)
+        rec = FaultRecord(kind, hold, started=time.monotonic())
         writes0 = pair.berofos_state().get("mode_changes", 0)
         marks = pair.master.last_seq(), pair.slave.last_seq()
         t0 = time.time()
@@ -185,6 +190,7 @@ class Nemesis:
         names = [e["name"] for e in pair.slave.events(after=marks[1])]
         rec.ownership_moves = names.count("ha_takeover_completed") + names.count("ha_failback_completed")
         rec.master_fenced = bool(pair.master.events("ha_fenced", after=marks[0]))
+        rec.ended = time.monotonic()
         self.log(f"  {kind:<14} held {hold:4.1f} s  writes {rec.mode_writes} moves {rec.ownership_moves}  "
                  f"takeover {_fmt(rec.takeover_s)}  converged {_fmt(rec.converged_s)}"
                  + ("  master fenced" if rec.master_fenced else ""))
@@ -200,6 +206,8 @@ class Nemesis:
         self.sampler.stop()
         self.report.both_active_beyond_grace_s = self.sampler.beyond_grace()
         episodes = self.sampler.episodes()
+        for rec in self.report.faults:
+            rec.longest_overlap_s = max((e - b for b, e in episodes if rec.started <= b <= rec.ended), default=0.0)
         self.report.overlap_episodes = len(episodes)
         self.report.longest_overlap_s = max((e - s for s, e in episodes), default=0.0)
         return self.report
