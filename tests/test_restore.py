@@ -13,7 +13,7 @@ from wazo_schema import create_wazo_database
 from wazod.backup import run
 from wazod.cli import main
 from wazod.events import open_emitter
-from wazod.restore import set_default_environment
+from wazod.backup.restore import set_default_environment
 
 NODE_UUID = "00000000-0000-4000-8000-000000000001"
 
