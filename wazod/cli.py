@@ -47,10 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    config_path = getattr(args, "config", None) or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH
+    explicit = getattr(args, "config", None) or os.environ.get("WAZOD_CONFIG")
+    config_path = explicit or DEFAULT_CONFIG_PATH
     needs_config = getattr(args, "needs_config", True)
     try:
-        loaded = load_config(config_path) if needs_config else None
+        loaded = load_config(config_path, must_exist=bool(explicit)) if needs_config else None
     except ConfigError as e:
         print(f"wazod: configuration error:\n{e}", file=sys.stderr)
         return ExitCode.USAGE

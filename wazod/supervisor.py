@@ -37,6 +37,7 @@ from wazod.statusboard import StatusBoard
 log = get_logger("supervisor")
 
 TICK = 0.5  # seconds between main-loop ticks
+RELOAD_TIMEOUT = 10.0  # seconds a reload may spend reading and validating the files
 STALL_LIMIT = 5.0  # a tick later than this means the loop is stalled: no watchdog ping
 
 
@@ -153,8 +154,14 @@ class Supervisor:
         self.notifier.reloading()
         old = ctx.loaded
         try:
-            new = load_config(old.path)
-        except ConfigError as e:
+            # off the event loop and bounded: a slow or hostile file must not freeze HA
+            new = await asyncio.wait_for(asyncio.to_thread(load_config, old.path, must_exist=old.must_exist),
+                                         RELOAD_TIMEOUT)
+        except Exception as e:  # whatever the files hold, the running daemon keeps its configuration
+            if isinstance(e, TimeoutError):
+                e = ConfigError(f"reading the configuration took more than {RELOAD_TIMEOUT:g} s: abandoned")
+            elif not isinstance(e, ConfigError):
+                e = ConfigError(f"reading the configuration failed: {type(e).__name__}: {str(e)[:200]}")
             log.error("configuration reload failed, keeping the running one", reason=reason, error=str(e))
             ctx.emit("config_reloaded", {"ok": False, "reason": reason, "error": str(e)})
             if old.ha_conf_used:  # do not retry the same broken ha.conf every tick

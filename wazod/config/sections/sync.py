@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from . import Section
+from . import Section, UserName
 
 WAZO_SYNC_PATHS = [
     "/etc/asterisk/extensions_extra.d",
@@ -28,7 +28,7 @@ class SyncSection(Section):
     ssh_key: str = Field("/root/.ssh/xivo_id_rsa", description="private key used for rsync over ssh")
     remote_root: str = Field("/", description="where the paths land on the other node")
     ssh_port: int = Field(22, ge=1, le=65535, description="ssh port of the other node")
-    remote_user: str = Field("root", description="ssh user on the other node")
+    remote_user: UserName = Field("root", description="ssh user on the other node (a plain user name)")
     known_hosts: str | None = Field(
         None,
         description="known_hosts file wazod keeps for the other node (null: <state_dir>/known_hosts); "
