@@ -25,6 +25,7 @@ from typing import Any
 
 from wazod.fsutil import atomic_write_text
 from wazod.logsetup import get_logger
+from wazod.statedir import FILE_MODE, ensure_private_dir, private_file
 
 log = get_logger("events")
 
@@ -61,7 +62,11 @@ class EventStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.path.parent)
+        # SQLite gives the -wal and -shm files the mode of the database: make that 0600 first
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
+        for suffix in ("", "-wal", "-shm"):
+            private_file(f"{self.path}{suffix}")
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -158,7 +163,8 @@ def read_origin_uuid(uuid_file: str | os.PathLike, state_dir: str | os.PathLike)
         if value:
             return value
     value = str(uuidlib.uuid4())
-    atomic_write_text(kept, value + "\n")
+    ensure_private_dir(state_dir)
+    atomic_write_text(kept, value + "\n", mode=FILE_MODE)
     return value
 
 

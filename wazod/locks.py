@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from wazod.errors import LockHeld
+from wazod.statedir import FILE_MODE, ensure_private_dir
 
 
 class OperationLock:
@@ -24,8 +25,11 @@ class OperationLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        ensure_private_dir(self.path.parent.parent)
+        ensure_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+        if os.fstat(fd).st_mode & 0o077:  # made 0644 by an older wazod: nobody else may open (and flock) it
+            os.fchmod(fd, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

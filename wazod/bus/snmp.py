@@ -59,7 +59,7 @@ def engine_id(config) -> str:
         if value:
             return value
     value = f"{0x80000000 | ENTERPRISE_NUMBER:08x}05{secrets.token_hex(8)}"
-    atomic_write_text(path, value + "\n")
+    atomic_write_text(path, value + "\n", mode=0o600)
     return value
 
 

@@ -128,8 +128,8 @@ def _verify(args, loaded) -> int:
 
 
 def _restore(args, loaded) -> int:
-    from wazod.events import open_emitter
     from wazod.backup.restore import default_files, restore
+    from wazod.events import open_emitter
 
     config = loaded.config
     data, db = default_files(config, args.data, args.db)

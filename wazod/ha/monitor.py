@@ -29,7 +29,6 @@ import contextlib
 import datetime as dt
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from wazod.config import read_ha_conf
@@ -39,6 +38,7 @@ from wazod.ha.machine import Emit, Failback, Machine, Params, Round, Takeover
 from wazod.ha.probes import Prober, RoundResult
 from wazod.locks import OperationLock
 from wazod.logsetup import get_logger
+from wazod.statedir import ensure_private_dir
 
 log = get_logger("ha")
 
@@ -410,7 +410,7 @@ def _since(mono: float | None, now: float) -> float | None:
 
 def component(ctx) -> HaMonitor:
     """Always built: a disabled node still answers reloads (ha.conf may turn it into a slave)."""
-    Path(ctx.config.node.state_dir).mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(ctx.config.node.state_dir)
     monitor = HaMonitor(ctx)
     ctx.registry["ha_monitor"] = monitor  # at build time, so parts built later can find it
     return monitor
