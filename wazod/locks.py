@@ -83,3 +83,34 @@ class OperationLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextlib.asynccontextmanager
+async def holding(state_dir: str | os.PathLike, operations: tuple[str, ...] | list[str], wait: float = 0.0):
+    """Hold every lock of ``operations`` (taken in that order, released in reverse); LockHeld if one is busy.
+
+    ``wait`` seconds are allowed per lock, so a brief probe by the daemon (the
+    berofos drift and the HA services check test whether a lock is free) does
+    not make the caller fail.
+    """
+    taken: list[OperationLock] = []
+    try:
+        for operation in operations:
+            lock = OperationLock(state_dir, operation)
+            await lock.acquire_async(wait, interval=0.05)
+            taken.append(lock)
+        yield taken
+    finally:
+        for lock in reversed(taken):
+            lock.release()
+
+
+def is_held(state_dir: str | os.PathLike, operation: str) -> bool:
+    """True while another process (or another open of the file here) holds ``operation``'s lock."""
+    probe = OperationLock(state_dir, operation)
+    try:
+        probe.acquire()
+    except LockHeld:
+        return True
+    probe.release()
+    return False

@@ -135,18 +135,9 @@ def _restore(args, loaded) -> int:
     data, db = default_files(config, args.data, args.db)
     def say(text):
         return (print(text, file=sys.stderr if args.json else sys.stdout, flush=True))
-    locks = [OperationLock(config.state_dir, "restore"), OperationLock(config.state_dir, "backup")]
-    taken = []
-    try:
-        for lock in locks:
-            lock.acquire()
-            taken.append(lock)
-        with _sigterm_cancels():
-            report = asyncio.run(restore(config, data_file=data, db_file=db, keep_network=args.keep_network,
-                                         dry_run=args.dry_run, force=args.force, say=say))
-    finally:
-        for lock in reversed(taken):
-            lock.release()
+    with _sigterm_cancels():  # restore() holds every job's and HA's lock for its duration (LockHeld: exit 3)
+        report = asyncio.run(restore(config, data_file=data, db_file=db, keep_network=args.keep_network,
+                                     dry_run=args.dry_run, force=args.force, say=say))
     if not args.dry_run:
         emitter = open_emitter(config)
         try:
