@@ -33,6 +33,7 @@ from wazod import proc
 from wazod.backup import archive, dbdump, pg_of, sets
 from wazod.backup.archive import ArchiveError
 from wazod.backup.dbdump import DumpError
+from wazod.backup.members import MemberCheck
 from wazod.backup.pgtools import Pg, quote_ident, quote_literal
 from wazod.errors import ExitCode, WazodError
 from wazod.fsutil import atomic_write_text, read_json
@@ -161,9 +162,14 @@ class Restore:
         arches = {}
         if self.data_file:
             manifest = _manifest_beside(self.data_file)
-            scan = await asyncio.to_thread(archive.scan, str(self.data_file))
+            members = MemberCheck(self.b.paths, self.b.restore_link_targets)
+            scan = await asyncio.to_thread(archive.scan, str(self.data_file), on_member=members)
             if manifest and manifest.get("sha256") != scan.sha256:
                 raise RestoreError(f"{self.data_file}: SHA-256 differs from its manifest: the archive is damaged")
+            if members.summary():
+                raise RestoreError(f"{self.data_file}: {members.count} member(s) a backup of this node cannot hold, "
+                                   f"nothing restored: {members.summary()} (a member outside backup.paths is restored only once "
+                                   "backup.paths names it)")
             details.append(f"{self.data_file.name}: {scan.members} members")
             if manifest:
                 versions["data"] = manifest.get("wazo_version")

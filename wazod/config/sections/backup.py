@@ -149,6 +149,12 @@ class BackupSection(Section):
         ["xivo-update-keys"], description="argv run after the restore to resynchronise the service keys; null: skipped",
     )
     restore_scratch_dir: str = Field("/var/tmp", description="where restore unpacks db.tgz (as the guide does)")
+    restore_link_targets: list[str] = Field(
+        default_factory=lambda: ["/lib/systemd/", "/usr/lib/systemd/", "/dev/null", "/usr/share/zoneinfo/"],
+        description="absolute places outside `paths` a restored symbolic link may point to (systemd's unit links, "
+        "masked units); a data.tgz with a link elsewhere outside `paths`, a device, a FIFO, a setuid or setgid "
+        "file, or a member outside `paths` is refused before anything changes",
+    )
     restore_strict: bool = Field(
         True, description="a pg_restore that reports errors fails the restore (and rolls back); false: warnings only",
     )
