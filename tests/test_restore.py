@@ -11,9 +11,9 @@ from harness.backup import backup_config, make_wazo_root, write_config_file
 from wazo_schema import create_wazo_database
 
 from wazod.backup import run
+from wazod.backup.restore import set_default_environment
 from wazod.cli import main
 from wazod.events import open_emitter
-from wazod.backup.restore import set_default_environment
 
 NODE_UUID = "00000000-0000-4000-8000-000000000001"
 
