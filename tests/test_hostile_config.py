@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,3 +204,43 @@ def test_running_daemon_keeps_its_config_on_non_utf8_ha_conf_and_fifo(tmp_path):
             d.proc.kill()
             d.proc.wait()
         d.sock.close()
+
+
+# --- item 14: values of the wrong kind ----------------------------------------------------------
+
+@pytest.mark.parametrize("yaml_text,key", [
+    ("ha: {fall: true}", "ha.fall"),
+    ("ha: {probe_interval: .inf}", "ha.probe_interval"),
+    ("ha: {probe_interval: .nan}", "ha.probe_interval"),
+    ("ha: {tcp_ports: [true], probes: [tcp]}", "ha.tcp_ports"),
+    ("node: {stop_timeout: -5}", "node.stop_timeout"),
+    ("purge: {dsn: 'not a dsn'}", "purge.dsn"),
+    ("replication: {target_dsn: 'postgresql://postgres@{remote_address}:99999/asterisk'}", "replication.target_dsn"),
+    ("backup: {dsn: 'mysql://root@localhost/asterisk'}", "backup.dsn"),
+])
+def test_wrong_kinds_are_config_errors_at_load(tmp_path, yaml_text, key):
+    path = write_config(tmp_path, yaml_text + "\n")
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(path)
+
+
+def test_malformed_dsn_is_exit_2_before_any_connection(tmp_path):
+    path = write_config(tmp_path, f"node: {{state_dir: {tmp_path / 'state'}}}\npurge: {{dsn: 'host=db port'}}\n")
+    out = run_cli("purge", "--dry-run", "--config", str(path))
+    assert out.returncode == 2, out
+    assert "purge.dsn" in out.stderr
+
+
+@pytest.mark.parametrize("yaml_text", [
+    "purge: {dsn: \"host=/var/run/postgresql dbname=asterisk password='a b'\"}",
+    "replication: {target_dsn: 'postgresql://postgres@{remote_address}/asterisk'}",
+    "ha: {fall: 2, probe_interval: 1}",
+])
+def test_right_kinds_still_load(tmp_path, yaml_text):
+    load_config(write_config(tmp_path, yaml_text + "\n"))
+
+
+def test_backup_verify_negative_generation_is_a_usage_error(tmp_path):
+    path = write_config(tmp_path, f"backup: {{dir: {tmp_path / 'b'}}}\n")
+    out = run_cli("backup", "verify", "--generation", "-1", "--config", str(path))
+    assert out.returncode == 2 and "--generation" in out.stderr, out

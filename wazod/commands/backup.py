@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -14,6 +15,17 @@ from wazod.errors import ExitCode, WazodError
 from wazod.locks import OperationLock
 
 
+def _generation(text: str) -> int:
+    """``--generation N``: 0 (the newest set), 1, 2... (argparse turns the error into exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (the newest set) or a positive number, not {text!r}")
+    return value
+
+
 def register(sub, common) -> None:
     p = sub.add_parser("backup", parents=[common],
                        help="a backup now (data.tgz, db.tgz), or 'verify' the newest set",
@@ -23,7 +35,7 @@ def register(sub, common) -> None:
     p.add_argument("dir", nargs="?", default=None, help="verify: the backup directory (default backup.dir)")
     p.add_argument("--deep", action="store_true", help="verify: also restore the dump into a scratch database "
                                                        "and compare row counts")
-    p.add_argument("--generation", type=int, default=0, metavar="N",
+    p.add_argument("--generation", type=_generation, default=0, metavar="N",
                    help="verify: the set N generations back (data.tgz.N); default 0, the newest")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_backup)

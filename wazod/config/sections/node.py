@@ -12,4 +12,4 @@ class NodeSection(Section):
         "/etc/profile.d/xivo_uuid.sh",
         description="Wazo's file holding XIVO_UUID, read for the node's installation UUID",
     )
-    stop_timeout: float = Field(60.0, description="seconds a SIGTERM waits for running work to reach a safe point")
+    stop_timeout: float = Field(60.0, gt=0, description="seconds a SIGTERM waits for running work to reach a safe point")

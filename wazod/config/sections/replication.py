@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from . import Section, db_os_user_field
+from . import Dsn, Section, db_os_user_field
 
 WAZO_EXCLUDED_TABLES = [
     "call_log", "call_log_participant", "cel", "dhcp", "queue_log", "session", "stat_agent",
@@ -14,8 +14,8 @@ WAZO_EXCLUDED_TABLES = [
 class ReplicationSection(Section):
     schedule: str = Field("0 * * * *", description="five-field crontab schedule of the master to slave replication")
     jitter: int = Field(0, ge=0, description="random delay of up to this many seconds added to each scheduled run")
-    source_dsn: str = Field("postgresql:///asterisk", description="the master's asterisk database")
-    target_dsn: str = Field(
+    source_dsn: Dsn = Field("postgresql:///asterisk", description="the master's asterisk database")
+    target_dsn: Dsn = Field(
         "postgresql://postgres@{remote_address}/asterisk",
         description="the slave's asterisk database; {remote_address} is replaced by ha.remote_address",
     )
