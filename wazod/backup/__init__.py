@@ -100,7 +100,7 @@ async def _make_data(config, work: str, selection: tree.Selection, progress) -> 
         "compressor": compressor[0], "wazo_version": _version_from_file(config),
         "skipped": [s.to_dict() for s in selection.skipped], "skipped_count": len(selection.skipped),
         "skipped_files": selection.skipped_files, "skipped_bytes": selection.skipped_bytes,
-        "warnings": written.warnings[-50:],
+        "warnings": written.warnings[-50:], "followed_links": selection.followed,
     }
     _check_read_back("data", scan, written, manifest)
     return out, manifest
@@ -232,6 +232,8 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
             data["skipped_files"] = selection.skipped_files
             data["skipped_bytes"] = selection.skipped_bytes
             data["skipped_paths"] = [s.path for s in selection.skipped][:20]
+            if selection.followed:
+                data["followed_links"] = selection.followed
         data["rotated_out"] = removed
         return JobResult("backup", "ok", data)
     except (BackupFailed, ArchiveError, DumpError) as e:
