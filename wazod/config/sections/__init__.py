@@ -81,6 +81,8 @@ def check_host_address(value: str) -> str:
     """An IPv4/IPv6 address or an RFC 1123 host name; anything else (options, spaces, ``user@``) is refused."""
     if not isinstance(value, str):
         raise ValueError("must be a string (an IP address or a host name)")
+    if value == "":
+        return value  # "no other node" (as null, without reading ha.conf)
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(value)
         return value
