@@ -6,8 +6,12 @@ Real files, real tar, real backup runs (data part: no database needed).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import json
 import os
+import shutil
+import signal
 import subprocess
 import tarfile
 from pathlib import Path
@@ -46,3 +50,91 @@ def test_symlinked_top_path_is_saved_with_its_content(tmp_path):
     fresh.mkdir()
     subprocess.run(["tar", "xpf", str(data_tgz), "-C", str(fresh)], check=True)
     assert (fresh / VOICEMAIL).read_bytes() == b"RIFF voicemail"
+
+
+# --- item 12: a set is installed as one unit -----------------------------------------------------
+
+def _make_set(work: Path, label: str) -> dict[str, tuple[str, str]]:
+    """A data and a db archive (real .tgz) and their manifests, as a backup run leaves them before install."""
+    made = {}
+    for kind in ("data", "db"):
+        archive = work / f".wazod-{kind}.tgz.{label}"
+        with tarfile.open(archive, "w:gz") as tar:
+            payload = f"{kind} of set {label}\n".encode()
+            info = tarfile.TarInfo(f"{kind}-{label}.txt")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        manifest = work / f"{kind}.manifest.json.{label}"
+        manifest.write_text(json.dumps({"kind": kind, "set_id": label,
+                                        "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}))
+        made[kind] = (str(archive), str(manifest))
+    return made
+
+
+def _sets_seen(directory: Path, keep: int) -> list[str]:
+    """Each generation's set id, after checking that every archive matches its manifest and data pairs with db."""
+    seen = []
+    for gen in range(keep + 1):
+        ids = set()
+        for kind in ("data", "db"):
+            suffix = f".{gen}" if gen else ""
+            archive, manifest = directory / f"{kind}.tgz{suffix}", directory / f"{kind}.manifest.json{suffix}"
+            if not archive.exists():
+                assert not manifest.exists(), f"{manifest} without its archive"
+                continue
+            doc = json.loads(manifest.read_text())
+            assert doc["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest(), f"{archive} vs its manifest"
+            ids.add(doc["set_id"])
+        assert len(ids) <= 1, f"generation {gen} mixes sets {ids}"
+        seen += list(ids)
+    return seen
+
+
+def _die_at_call(step: int) -> None:
+    """In a forked child: SIGKILL this process at its ``step``-th os.link or os.replace (the crash point)."""
+    calls = [0]
+
+    def dying(real):
+        def call(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+        return call
+    os.link, os.replace = dying(os.link), dying(os.replace)
+
+
+def test_install_killed_at_every_step_leaves_old_or_new_set_never_a_mix(tmp_path):
+    """SIGKILL at each link and rename of the installation; the next backup lock holder finishes or discards it."""
+    from wazod.backup import sets
+
+    keep = 2
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for label in ("A", "B"):
+        sets.install_set(directory, _make_set(directory, label), keep)
+    assert _sets_seen(directory, keep) == ["B", "A"]
+    step, outcomes = 0, set()
+    while True:
+        step += 1
+        work = tmp_path / f"try{step}"
+        trial = work / "backups"
+        shutil.copytree(directory, trial, copy_function=os.link)  # the same two sets, files shared (read-only use)
+        new = _make_set(trial, "C")
+        pid = os.fork()
+        if pid == 0:  # the backup process, killed at its step-th link or rename
+            try:
+                _die_at_call(step)
+                sets.install_set(trial, new, keep)
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        sets.finish_interrupted(trial)  # what the next backup, verify or restore does first
+        seen = _sets_seen(trial, keep)
+        assert seen in (["B", "A"], ["C", "B", "A"][:keep + 1]), (step, seen)
+        assert not [p for p in os.listdir(trial) if p.startswith(".wazod-set-")]
+        outcomes.add(seen[0])
+        if not killed:
+            break
+    assert outcomes == {"B", "C"} and step > 10

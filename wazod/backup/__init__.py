@@ -24,6 +24,7 @@ import platform
 import shutil
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 from wazod.backup import archive, dbdump, sets, tree
@@ -185,6 +186,7 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
     except OSError as e:
         return JobResult("backup", "failed", {"what": what, "dir": b.dir},
                          error=f"cannot create {b.dir}: {e.strerror}")
+    sets.finish_interrupted(directory)  # a set a crash left half-installed is completed first
     sets.remove_stale_temporaries(directory)
     work = tempfile.mkdtemp(prefix=f"{sets.TMP_PREFIX}work-", dir=directory)
     data: dict = {"what": what, "dir": str(directory)}
@@ -215,13 +217,17 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
             out, manifest, dump_path = await _make_db(config, work, progress)
             made["db"] = (out, manifest)
         # both archives were read back (and checked) before anything old is touched
-        removed: list[str] = []
+        staged: dict[str, tuple[str, str]] = {}
+        set_id = uuid.uuid4().hex  # the same in data's and db's manifests: they were made together
         for kind, (out, manifest) in made.items():
+            manifest["set_id"] = set_id
             sets.set_permissions(out, b.group)
             mpath = os.path.join(work, sets.manifest_name(kind))
             atomic_write_json(mpath, manifest, mode=0o640)
             sets.set_permissions(mpath, b.group)
-            removed += sets.install(directory, kind, out, mpath, b.keep)
+            staged[kind] = (out, mpath)
+        removed = sets.install_set(directory, staged, b.keep)  # data and db: one unit
+        for kind, (_out, manifest) in made.items():
             data[kind] = {k: manifest[k] for k in ("archive", "sha256", "size", "members")}
             if kind == "data":
                 data[kind].update(files=manifest["files"], bytes=manifest["bytes"])

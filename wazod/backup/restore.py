@@ -472,5 +472,6 @@ async def restore(config, *, data_file: str | None = None, db_file: str | None =
                   dry_run=dry_run, force=force, say=say)
     locks = ("restore", "backup") if dry_run else RESTORE_LOCKS  # a dry run changes nothing
     async with holding(config.state_dir, locks, wait=LOCK_WAIT):
+        sets.finish_interrupted(config.backup.dir)  # never read half of an interrupted installation
         run.locks_held = True
         return await run.run()

@@ -114,10 +114,12 @@ def _backup(args, loaded) -> int:
 
 
 def _verify(args, loaded) -> int:
-    from wazod.backup import verify
+    from wazod.backup import sets, verify
 
     config = loaded.config
     with OperationLock(config.state_dir, "backup"), _sigterm_cancels():  # no rotation while checking
+        if args.dir is None:
+            sets.finish_interrupted(config.backup.dir)  # a set a crash left half-installed is completed first
         report = asyncio.run(verify(config, args.dir, deep=args.deep, generation=args.generation))
     if args.json:
         print_json(report)
