@@ -82,32 +82,55 @@ def _encode_basic(user: str, password: str) -> str:
     return encode(user, password) if encode else aiohttp.BasicAuth(user, password).encode()
 
 
+# The scheme each device (host, port) has shown, kept for the life of the process (the daemon's):
+# a device that once offered digest never gets the password in basic (clear text) afterwards, even
+# if something answering at its address asks for basic.
+_PINNED: dict[tuple[str, int], str] = {}
+
+
+def forget_auth_scheme(host: str, port: int) -> None:
+    """Drop what was learnt of a device's scheme (the device was really reconfigured, or a test ended)."""
+    _PINNED.pop((host, port), None)
+
+
 class _AnyAuth:
     """Client middleware choosing basic or digest from the device's 401 challenge (CURLAUTH_ANY).
 
     Digest is delegated to aiohttp's RFC 7616 implementation; a basic challenge
-    switches this device to basic, sent pre-emptively from then on.
+    switches this device to basic, sent pre-emptively from then on, unless the
+    device offered digest before (``_PINNED``): then the basic challenge is
+    refused and ``downgrade_refused`` says why.
     """
 
-    def __init__(self, user: str, password: str):
-        self.scheme: str | None = None
+    def __init__(self, user: str, password: str, key: tuple[str, int] = ("", 0)):
+        self.key = key
+        self.downgrade_refused = False
         self._basic = _encode_basic(user, password)
         self._digest = DigestAuthMiddleware(user, password)
+
+    @property
+    def scheme(self) -> str | None:
+        return _PINNED.get(self.key)
 
     async def __call__(self, request: aiohttp.ClientRequest, handler) -> aiohttp.ClientResponse:
         if self.scheme == "basic":
             request.headers[hdrs.AUTHORIZATION] = self._basic
             return await handler(request)
         response = await self._digest(request, handler)
-        if response.status == 401 and self.scheme is None:
-            challenge = response.headers.get(hdrs.WWW_AUTHENTICATE, "")
-            if challenge.split(" ", 1)[0].lower() == "basic":
-                self.scheme = "basic"
+        if response.status == 401:
+            offered = response.headers.get(hdrs.WWW_AUTHENTICATE, "").split(" ", 1)[0].lower()
+            if offered == "digest":
+                _PINNED[self.key] = "digest"
+            elif offered == "basic":
+                if self.scheme == "digest":
+                    self.downgrade_refused = True
+                    return response
+                _PINNED[self.key] = "basic"
                 response.release()
                 request.headers[hdrs.AUTHORIZATION] = self._basic
                 return await handler(request)
-        elif response.status != 401 and hdrs.AUTHORIZATION in request.headers:
-            self.scheme = "digest"
+        elif hdrs.AUTHORIZATION in request.headers:
+            _PINNED[self.key] = "digest"
         return response
 
 
@@ -117,7 +140,8 @@ class BerofosClient:
     def __init__(self, device: Device, *, timeout: float = 3.0):
         self.device = device
         self.timeout = timeout
-        self._auth = _AnyAuth(device.user, device.password or "") if device.user is not None else None
+        self._auth = (_AnyAuth(device.user, device.password or "", (device.host, device.port))
+                      if device.user is not None else None)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> BerofosClient:
@@ -173,6 +197,10 @@ class BerofosClient:
             if self._auth is None:
                 raise DeviceAuthError(f"{dev}: the device asks for a login (HTTP 401) but bnfos.conf has none for "
                                       f"[{dev.name}]; add 'login = user:password'")
+            if self._auth.downgrade_refused:
+                raise DeviceAuthError(f"{dev}: the device asks for basic authentication after it used digest: "
+                                      "the password is not sent in clear text (another host at its address?); "
+                                      "restart wazod if the device was really reconfigured")
             raise DeviceAuthError(f"{dev}: wrong credentials: the device refused user '{dev.user}' (HTTP 401); "
                                   f"check the login of [{dev.name}] in bnfos.conf")
         if not 200 <= status < 300:
@@ -189,7 +217,10 @@ class BerofosClient:
 
     async def read_state(self) -> DeviceState:
         values = await self.read_values()
-        state = DeviceState.from_values(values)
+        try:
+            state = DeviceState.from_values(values)
+        except ConfigTxtError as e:
+            raise DeviceProtocolError(f"{self.device}: {e}") from None
         if state.mode is None:
             raise DeviceProtocolError(f"{self.device}: config.txt has no 4_mode line")
         return state
