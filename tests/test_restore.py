@@ -208,7 +208,7 @@ def test_restore_holds_every_job_and_ha_lock_for_its_duration(lab):
         wait_for(started.exists, timeout=60, interval=0.05)
         state_dir = lab.config.state_dir
         assert {op: is_held(state_dir, op) for op in RESTORE_LOCKS} == {op: True for op in RESTORE_LOCKS}
-        for argv in (["purge", "--dry-run"], ["services", "start"]):
+        for argv in (["purge", "--dry-run"], ["services", "start"], ["restore"]):
             other = subprocess.run([sys.executable, "-m", "wazod", *argv, "--config", lab.cfg],
                                    capture_output=True, text=True, timeout=60)
             assert other.returncode == 3, (argv, other.stdout, other.stderr)

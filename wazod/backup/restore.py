@@ -35,7 +35,7 @@ from wazod.backup.archive import ArchiveError
 from wazod.backup.dbdump import DumpError
 from wazod.backup.members import MemberCheck
 from wazod.backup.pgtools import Pg, quote_ident, quote_literal
-from wazod.errors import ExitCode, WazodError
+from wazod.errors import ExitCode, LockHeld, WazodError
 from wazod.fsutil import atomic_write_text, read_json
 from wazod.locks import holding
 from wazod.logsetup import get_logger
@@ -471,7 +471,13 @@ async def restore(config, *, data_file: str | None = None, db_file: str | None =
     run = Restore(config, data_file=data_file, db_file=db_file, keep_network=keep_network,
                   dry_run=dry_run, force=force, say=say)
     locks = ("restore", "backup") if dry_run else RESTORE_LOCKS  # a dry run changes nothing
-    async with holding(config.state_dir, locks, wait=LOCK_WAIT):
-        sets.finish_interrupted(config.backup.dir)  # never read half of an interrupted installation
-        run.locks_held = True
-        return await run.run()
+    try:
+        async with holding(config.state_dir, locks, wait=LOCK_WAIT):
+            sets.finish_interrupted(config.backup.dir)  # never read half of an interrupted installation
+            run.locks_held = True
+            return await run.run()
+    except LockHeld as e:
+        if run.locks_held:
+            raise
+        raise LockHeld(f"{e}: a restore runs alone (no job, takeover or failback meanwhile); "
+                       "try again once it has finished") from None
