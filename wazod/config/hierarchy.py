@@ -103,18 +103,21 @@ def read_config_text(path: Path, *, limit: int = MAX_FILE_BYTES) -> str | None:
     between the check and the read). Bytes that are not UTF-8 are a
     configuration error naming the line, not a traceback.
     """
+    def refuse_unless_regular(st: os.stat_result) -> None:
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{path}: is a directory, not a configuration file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: is not a regular file (a FIFO, device or socket): refused")
+
     try:
+        refuse_unless_regular(os.stat(path))  # a device is not even opened (opening some has effects)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         return None
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
     try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise ConfigError(f"{path}: is a directory, not a configuration file")
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{path}: is not a regular file (a FIFO, device or socket): refused")
+        refuse_unless_regular(os.fstat(fd))  # the file opened is the one checked
         chunks, size = [], 0
         while size <= limit:
             chunk = os.read(fd, min(65536, limit + 1 - size))
