@@ -14,7 +14,10 @@ not-a-berofos answer) without ever showing the password, and whose
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp import DigestAuthMiddleware, hdrs
@@ -30,7 +33,10 @@ from wazod.berofos.protocol import (
     parse_config_txt,
     read_settings,
 )
+from wazod.errors import ConfigError
+from wazod.fsutil import atomic_write_json, read_json
 from wazod.secrets import mask_text
+from wazod.statedir import ensure_private_dir
 
 MAX_CONFIG_TXT = 64 * 1024
 
@@ -82,15 +88,45 @@ def _encode_basic(user: str, password: str) -> str:
     return encode(user, password) if encode else aiohttp.BasicAuth(user, password).encode()
 
 
-# The scheme each device (host, port) has shown, kept for the life of the process (the daemon's):
-# a device that once offered digest never gets the password in basic (clear text) afterwards, even
-# if something answering at its address asks for basic.
+# The scheme each device (host, port) has shown: a device that once offered digest never gets the
+# password in basic (clear text) afterwards, even if something answering at its address asks for
+# basic. Kept in memory and, once ``remember_schemes_in`` names it, in a 0600 file of the state
+# directory, so the daemon and every ``wazod berofos`` process share what one of them learnt.
 _PINNED: dict[tuple[str, int], str] = {}
+_PIN_FILE: Path | None = None
+
+
+def remember_schemes_in(path: str | os.PathLike) -> None:
+    """Load the schemes learnt before from ``path`` and keep it up to date from now on."""
+    global _PIN_FILE
+    path = Path(path)
+    try:
+        ensure_private_dir(path.parent)
+    except (ConfigError, OSError):
+        return  # a state directory the rest of wazod refuses loudly: schemes kept in memory only
+    _PIN_FILE = path
+    saved = read_json(_PIN_FILE, {})
+    if isinstance(saved, dict):
+        for address, scheme in saved.items():
+            host, _, port = str(address).rpartition(":")
+            if scheme in ("basic", "digest") and port.isdigit():
+                _PINNED.setdefault((host, int(port)), scheme)
+
+
+def _pin(key: tuple[str, int], scheme: str) -> None:
+    if _PINNED.get(key) == scheme:
+        return
+    _PINNED[key] = scheme
+    if _PIN_FILE is not None:
+        with contextlib.suppress(OSError):
+            atomic_write_json(_PIN_FILE, {f"{h}:{p}": s for (h, p), s in sorted(_PINNED.items())}, mode=0o600)
 
 
 def forget_auth_scheme(host: str, port: int) -> None:
     """Drop what was learnt of a device's scheme (the device was really reconfigured, or a test ended)."""
-    _PINNED.pop((host, port), None)
+    if _PINNED.pop((host, port), None) is not None and _PIN_FILE is not None:
+        with contextlib.suppress(OSError):
+            atomic_write_json(_PIN_FILE, {f"{h}:{p}": s for (h, p), s in sorted(_PINNED.items())}, mode=0o600)
 
 
 class _AnyAuth:
@@ -120,17 +156,17 @@ class _AnyAuth:
         if response.status == 401:
             offered = response.headers.get(hdrs.WWW_AUTHENTICATE, "").split(" ", 1)[0].lower()
             if offered == "digest":
-                _PINNED[self.key] = "digest"
+                _pin(self.key, "digest")
             elif offered == "basic":
                 if self.scheme == "digest":
                     self.downgrade_refused = True
                     return response
-                _PINNED[self.key] = "basic"
+                _pin(self.key, "basic")
                 response.release()
                 request.headers[hdrs.AUTHORIZATION] = self._basic
                 return await handler(request)
         elif hdrs.AUTHORIZATION in request.headers:
-            _PINNED[self.key] = "digest"
+            _pin(self.key, "digest")
         return response
 
 
@@ -200,7 +236,8 @@ class BerofosClient:
             if self._auth.downgrade_refused:
                 raise DeviceAuthError(f"{dev}: the device asks for basic authentication after it used digest: "
                                       "the password is not sent in clear text (another host at its address?); "
-                                      "restart wazod if the device was really reconfigured")
+                                      "if the device was really reconfigured, remove it from "
+                                      "<state_dir>/berofos-auth.json and restart wazod")
             raise DeviceAuthError(f"{dev}: wrong credentials: the device refused user '{dev.user}' (HTTP 401); "
                                   f"check the login of [{dev.name}] in bnfos.conf")
         if not 200 <= status < 300:
