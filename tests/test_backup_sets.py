@@ -138,3 +138,29 @@ def test_install_killed_at_every_step_leaves_old_or_new_set_never_a_mix(tmp_path
         if not killed:
             break
     assert outcomes == {"B", "C"} and step > 10
+
+
+def test_daemon_start_up_backup_completes_an_interrupted_install(tmp_path):
+    """A crash after READY: the start-up check asks for a backup, which finishes the set before its own."""
+    from wazod.backup import needs_initial_backup, sets
+
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("pbx\n")
+    config = backup_config(tmp_path, root=root, dsn=NO_DB, paths=["etc/hostname"], exclude=[])
+    directory = Path(config.backup.dir)
+    directory.mkdir()
+    sets.install_set(directory, _make_set(directory, "A"), 2)
+    assert not needs_initial_backup(config)
+    stage = directory / f"{sets.STAGE_PREFIX}4242"
+    stage.mkdir()
+    new = _make_set(directory, "B")
+    for kind, (archive, manifest) in new.items():  # what install_set had linked when the power went
+        os.link(archive, stage / f"{kind}.tgz")
+        os.link(manifest, stage / f"{kind}.manifest.json")
+    (stage / sets.READY).write_text(json.dumps({"remove": []}))
+    assert needs_initial_backup(config)
+    result = asyncio.run(run(config, what="data"))
+    assert result.status == "ok", result.error
+    assert sets.interrupted_installs(directory) == []
+    assert json.loads((directory / "db.manifest.json").read_text())["set_id"] == "B"  # finished, then data's own

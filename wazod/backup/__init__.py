@@ -47,8 +47,11 @@ class BackupFailed(WazodError):
 
 
 def needs_initial_backup(config) -> bool:
-    """True when ``backup.dir`` lacks data.tgz or db.tgz: the daemon then runs a backup at start-up."""
+    """True when ``backup.dir`` lacks data.tgz or db.tgz, or holds a set whose installation a crash
+    interrupted: the daemon then runs a backup at start-up (which completes that set first)."""
     d = Path(config.backup.dir)
+    if sets.interrupted_installs(d):
+        return True
     return not ((d / "data.tgz").is_file() and (d / "db.tgz").is_file())
 
 

@@ -164,6 +164,14 @@ def _install_order(name: str) -> tuple[int, str, str]:
     return (-generation, "1" if name.endswith(".tgz") or ".tgz." in name else "0", name)
 
 
+def interrupted_installs(directory: str | os.PathLike) -> list[str]:
+    """Staging directories a crash left behind (finished or discarded by ``finish_interrupted``)."""
+    try:
+        return sorted(n for n in os.listdir(directory) if n.startswith(STAGE_PREFIX))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 def finish_interrupted(directory: str | os.PathLike) -> list[str]:
     """Complete (or discard) the installation a crash interrupted; call it holding the backup lock.
 
