@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   postgresql postgresql-client      # initdb clusters for master and slave, pg_dump/pg_restore/psql
+  libpq5                            # libpq itself: psycopg parses DSNs with it (wazod.dsn)
   mosquitto                         # MQTT broker for the bus tests
   rsync openssh-server openssh-client  # file sync and copy-back over a real sshd
   snmptrapd snmp                    # SNMP notifications received by a real trap daemon, snmptranslate for the MIB

@@ -1,0 +1,127 @@
+"""PostgreSQL connection strings taken apart and rebuilt by libpq's own parser.
+
+Why libpq's parser (through ``psycopg.conninfo``) and not ``urllib`` or
+regular expressions: a DSN is whatever libpq accepts, a ``postgresql://``
+URL or ``key=value`` pairs, and the two grammars have corners that
+hand-written code gets wrong. ``urlunsplit`` turns the shipped
+``postgresql:///asterisk`` into ``postgresql:/asterisk`` (a database of
+that name); a regular expression stops a ``password=ab,cd`` at the comma
+or a ``u:p@ss@h`` password at the first ``@``. Here a DSN is read once
+into libpq's own dictionary of keywords, and every string handed on is
+rebuilt from that dictionary by libpq's quoting rules (``make_conninfo``).
+
+Nothing here connects; ``psycopg`` is imported for its conninfo functions,
+which call ``PQconninfoParse`` in the system's libpq5.
+"""
+
+from __future__ import annotations
+
+import re
+
+from wazod.errors import ConfigError
+
+MASK = "********"
+
+# connection keywords whose value is a secret (libpq's "debug display" class "*")
+SECRET_KEYWORDS = frozenset({"password", "sslpassword"})
+
+
+def parse(dsn: str, setting: str = "dsn") -> dict[str, str]:
+    """libpq's keywords of ``dsn``; a ConfigError naming ``setting`` when libpq refuses it.
+
+    The error never repeats the DSN (it may hold a password).
+    """
+    from psycopg import Error as PsycopgError
+    from psycopg.conninfo import conninfo_to_dict
+
+    if not isinstance(dsn, str):
+        raise ConfigError(f"{setting}: expected a connection string, got {type(dsn).__name__}")
+    try:
+        params = conninfo_to_dict(dsn)
+    except PsycopgError as e:
+        text = str(e).strip().splitlines()[0] if str(e).strip() else "not a connection string"
+        # libpq quotes the offending part of the string: never echo it
+        reason = re.sub(r'"[^"]*"', "...", text).removesuffix(" in connection info string")
+        raise ConfigError(f"{setting}: cannot parse the connection string ({reason}); expected "
+                          "postgresql://[user@][host][:port]/dbname or key=value pairs") from None
+    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def build(params: dict[str, str]) -> str:
+    """A ``key=value`` connection string of ``params``, quoted as libpq reads it back."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo("", **params)
+
+
+def split_secrets(params: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(``params`` without secrets, the secrets)."""
+    plain = {k: v for k, v in params.items() if k not in SECRET_KEYWORDS}
+    secrets = {k: v for k, v in params.items() if k in SECRET_KEYWORDS}
+    return plain, secrets
+
+
+def masked(dsn: str) -> str | None:
+    """``dsn`` with its secrets replaced by the mask, rebuilt by libpq; None if libpq cannot read it."""
+    try:
+        params = parse(dsn)
+    except ConfigError:
+        return None
+    if not any(k in params for k in SECRET_KEYWORDS):
+        return dsn
+    return build({k: (MASK if k in SECRET_KEYWORDS else v) for k, v in params.items()})
+
+
+def describe(dsn: str) -> str:
+    """Where ``dsn`` points, for messages: ``database asterisk on /var/run/postgresql:5432 as postgres``.
+
+    Holds no secret by construction (only dbname, host, port and user are read).
+    """
+    try:
+        p = parse(dsn)
+    except ConfigError:
+        return "an unreadable connection string"
+    where = p.get("host") or p.get("hostaddr") or "the local socket"
+    if p.get("port"):
+        where += f":{p['port']}"
+    text = f"database {p.get('dbname') or '(default)'} on {where}"
+    return text + (f" as {p['user']}" if p.get("user") else "")
+
+
+# libpq keyword -> asyncpg.connect() argument
+_ASYNCPG_ARGS = {"host": "host", "port": "port", "user": "user", "password": "password", "passfile": "passfile",
+                 "dbname": "database", "sslmode": "ssl", "target_session_attrs": "target_session_attrs",
+                 "krbsrvname": "krbsrvname", "gsslib": "gsslib", "service": "service",
+                 "servicefile": "servicefile"}
+
+
+def asyncpg_arguments(dsn: str, setting: str = "dsn") -> dict:
+    """``asyncpg.connect`` keyword arguments for ``dsn`` (asyncpg reads only URLs, and its own way).
+
+    A keyword asyncpg cannot honour is refused by name rather than silently ignored.
+    """
+    params = parse(dsn, setting)
+    kwargs: dict = {}
+    settings: dict[str, str] = {}
+    for key, value in params.items():
+        if key in _ASYNCPG_ARGS:
+            kwargs[_ASYNCPG_ARGS[key]] = value
+        elif key == "connect_timeout":
+            try:
+                kwargs["timeout"] = float(value)
+            except ValueError:
+                raise ConfigError(f"{setting}: connect_timeout must be a number of seconds") from None
+        elif key == "application_name":
+            settings["application_name"] = value
+        elif key == "options":
+            settings["options"] = value
+        else:
+            raise ConfigError(f"{setting}: the connection keyword {key!r} is not supported for wazod's own "
+                              f"connections (supported: {', '.join(sorted(_ASYNCPG_ARGS))}, connect_timeout, "
+                              "application_name)")
+    if "options" in settings:
+        raise ConfigError(f"{setting}: the connection keyword 'options' is not supported; "
+                          "set server parameters on the role or database instead")
+    if settings:
+        kwargs["server_settings"] = settings
+    return kwargs
