@@ -9,12 +9,21 @@ from wazod.commands import print_json
 from wazod.errors import ExitCode
 
 
+# ``wazod status --check``: the daemon is not running (systemctl status's "unit not active" code).
+# The contract keeps plain ``wazod status`` at 0 whenever it could answer, so scripts that read
+# its output are not broken; scripts that need the answer in the exit code ask for it.
+DAEMON_NOT_RUNNING = 3
+
+
 def register(sub, common) -> None:
     p = sub.add_parser("run", parents=[common], help="the daemon, in the foreground (systemd runs this)")
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("status", parents=[common], help="role, HA state, peer, berofos, jobs, health")
     p.add_argument("--json", action="store_true", help="the contract's JSON document")
+    p.add_argument("--check", action="store_true",
+                   help=f"exit {DAEMON_NOT_RUNNING} when the daemon is not running, as 'systemctl status' does "
+                        "(without it, status exits 0 whenever it could answer)")
     p.set_defaults(handler=_status)
 
     p = sub.add_parser("config", parents=[common], help="validate or show the configuration")
@@ -41,6 +50,8 @@ def _status(args, loaded) -> int:
         print_json(doc)
     else:
         sys.stdout.write(render_status(doc, color=sys.stdout.isatty()))
+    if args.check and doc.get("daemon") != "running":
+        return DAEMON_NOT_RUNNING
     return ExitCode.OK
 
 
