@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from wazod.errors import WrongRole
+from wazod.errors import WazodError, WrongRole
 from wazod.events import EVENT_NAMES, Emitter, now_iso
 from wazod.locks import OperationLock
 from wazod.logsetup import get_logger
@@ -123,6 +123,9 @@ async def run_job(
         except asyncio.CancelledError:
             cancelled = True
             result = JobResult(name, "failed", error="interrupted (daemon stopping)")
+        except WazodError as e:  # an expected failure, explained (a database that cannot be reached...):
+            # the _failed event's line says it; no traceback, which would read as a crash
+            result = JobResult(name, "failed", error=str(e))
         except Exception as e:  # reported, never crashes the caller
             log.exception("job crashed", job=name)
             result = JobResult(name, "failed", error=f"{type(e).__name__}: {e}")
