@@ -50,11 +50,11 @@ def _short(value: Any) -> str:
 
 
 def render_line(event: dict[str, Any]) -> str:
-    """``HH:MM:SS date node #seq name key=value ...`` in local time, secrets masked."""
+    """``date HH:MM:SS ZONE node #seq name key=value ...`` in local time with its zone, secrets masked."""
     from wazod.secrets import mask
 
     try:
-        when = dt.datetime.fromisoformat(str(event.get("timestamp"))).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        when = dt.datetime.fromisoformat(str(event.get("timestamp"))).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     except ValueError:
         when = str(event.get("timestamp"))
     data = mask(event.get("data") or {})
