@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   postgresql postgresql-client      # initdb clusters for master and slave, pg_dump/pg_restore/psql
-  libpq5                            # libpq itself: psycopg parses DSNs with it (wazod.dsn)
+  libpq5                            # libpq itself: wazod.dsn reads DSNs with its PQconninfoParse
   mosquitto                         # MQTT broker for the bus tests
+  rabbitmq-server                   # Wazo's bus (AMQP): the tests run a private node of their own
   rsync openssh-server openssh-client  # file sync and copy-back over a real sshd
   snmptrapd snmp                    # SNMP notifications received by a real trap daemon, snmptranslate for the MIB
   erlang-snmp                       # the base MIBs (SNMPv2-SMI, -TC, -CONF) WAZOD-MIB imports: Debian's snmp has none
@@ -16,7 +17,8 @@ APT_PACKAGES=(
   keepalived                        # the failover benchmark's baseline
   pigz tar gzip                     # parallel gzip for backups
   chrony                            # NTP health check against a real tool
-  procps util-linux sudo            # pkill, ionice, runuser
+  procps util-linux sudo            # pkill, ionice, runuser, prlimit
+  curl                              # another local user's HTTP client in the endpoint tests (runuser -u nobody -- curl)
 )
 
 missing=()

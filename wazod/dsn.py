@@ -1,29 +1,82 @@
 """PostgreSQL connection strings taken apart and rebuilt by libpq's own parser.
 
-Why libpq's parser (through ``psycopg.conninfo``) and not ``urllib`` or
-regular expressions: a DSN is whatever libpq accepts, a ``postgresql://``
-URL or ``key=value`` pairs, and the two grammars have corners that
-hand-written code gets wrong. ``urlunsplit`` turns the shipped
-``postgresql:///asterisk`` into ``postgresql:/asterisk`` (a database of
-that name); a regular expression stops a ``password=ab,cd`` at the comma
-or a ``u:p@ss@h`` password at the first ``@``. Here a DSN is read once
-into libpq's own dictionary of keywords, and every string handed on is
-rebuilt from that dictionary by libpq's quoting rules (``make_conninfo``).
+Why libpq's parser and not ``urllib`` or regular expressions: a DSN is
+whatever libpq accepts, a ``postgresql://`` URL or ``key=value`` pairs, and
+the two grammars have corners that hand-written code gets wrong.
+``urlunsplit`` turns the shipped ``postgresql:///asterisk`` into
+``postgresql:/asterisk`` (a database of that name); a regular expression
+stops a ``password=ab,cd`` at the comma or a ``u:p@ss@h`` password at the
+first ``@``. Here a DSN is read once by libpq's ``PQconninfoParse`` into its
+own keywords, and every string handed on is rebuilt from them with libpq's
+quoting rule (a value in single quotes, ``\\`` and ``'`` escaped).
 
-Nothing here connects; ``psycopg`` is imported for its conninfo functions,
-which call ``PQconninfoParse`` in the system's libpq5.
+Why libpq through ctypes rather than psycopg's ``conninfo_to_dict`` (which
+calls the same function): importing psycopg costs about 23 MB and 0.17 s in
+every process that reads a DSN, the daemon included, for two C calls. The
+system's libpq5 (Debian's package, which psql and pg_dump use too) is loaded
+once, lazily. Nothing here connects.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
+from functools import lru_cache
 
 from wazod.errors import ConfigError
 
 MASK = "********"
 
-# connection keywords whose value is a secret (libpq's "debug display" class "*")
+# connection keywords whose value is a secret (libpq's "debug display" class "*": password, sslpassword)
 SECRET_KEYWORDS = frozenset({"password", "sslpassword"})
+
+
+class _Option(ctypes.Structure):
+    """libpq's ``PQconninfoOption``."""
+
+    _fields_ = [("keyword", ctypes.c_char_p), ("envvar", ctypes.c_char_p), ("compiled", ctypes.c_char_p),
+                ("val", ctypes.c_char_p), ("label", ctypes.c_char_p), ("dispchar", ctypes.c_char_p),
+                ("dispsize", ctypes.c_int)]
+
+
+@lru_cache(maxsize=1)
+def _libpq():
+    name = ctypes.util.find_library("pq") or "libpq.so.5"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError as e:
+        raise ConfigError(f"libpq (Debian package libpq5) is needed to read DSNs: {e}") from None
+    lib.PQconninfoParse.restype = ctypes.POINTER(_Option)
+    lib.PQconninfoParse.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.PQconninfoFree.argtypes = [ctypes.POINTER(_Option)]
+    lib.PQconninfoFree.restype = None
+    lib.PQfreemem.argtypes = [ctypes.c_void_p]
+    lib.PQfreemem.restype = None
+    return lib
+
+
+def _conninfo_parse(dsn: str) -> dict[str, str]:
+    """``PQconninfoParse``: the keywords ``dsn`` sets; ValueError with libpq's message."""
+    lib = _libpq()
+    error = ctypes.c_void_p()
+    options = lib.PQconninfoParse(dsn.encode(), ctypes.byref(error))
+    if not options:
+        message = "not a connection string"
+        if error.value:
+            message = ctypes.string_at(error.value).decode(errors="replace").strip() or message
+            lib.PQfreemem(error)
+        raise ValueError(message)
+    try:
+        params = {}
+        i = 0
+        while options[i].keyword is not None:
+            if options[i].val is not None:
+                params[options[i].keyword.decode()] = options[i].val.decode(errors="surrogateescape")
+            i += 1
+        return params
+    finally:
+        lib.PQconninfoFree(options)
 
 
 def parse(dsn: str, setting: str = "dsn") -> dict[str, str]:
@@ -31,27 +84,29 @@ def parse(dsn: str, setting: str = "dsn") -> dict[str, str]:
 
     The error never repeats the DSN (it may hold a password).
     """
-    from psycopg import Error as PsycopgError
-    from psycopg.conninfo import conninfo_to_dict
-
     if not isinstance(dsn, str):
         raise ConfigError(f"{setting}: expected a connection string, got {type(dsn).__name__}")
+    if "\0" in dsn:
+        raise ConfigError(f"{setting}: a connection string cannot contain a NUL byte")
     try:
-        params = conninfo_to_dict(dsn)
-    except PsycopgError as e:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else "not a connection string"
+        return _conninfo_parse(dsn)
+    except ValueError as e:
+        text = str(e).splitlines()[0]
         # libpq quotes the offending part of the string: never echo it
         reason = re.sub(r'"[^"]*"', "...", text).removesuffix(" in connection info string")
         raise ConfigError(f"{setting}: cannot parse the connection string ({reason}); expected "
                           "postgresql://[user@][host][:port]/dbname or key=value pairs") from None
-    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+def _quote(value: str) -> str:
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def build(params: dict[str, str]) -> str:
     """A ``key=value`` connection string of ``params``, quoted as libpq reads it back."""
-    from psycopg.conninfo import make_conninfo
-
-    return make_conninfo("", **params)
+    return " ".join(f"{key}={_quote(value)}" for key, value in params.items())
 
 
 def split_secrets(params: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
