@@ -19,6 +19,7 @@ APT_PACKAGES=(
   chrony                            # NTP health check against a real tool
   procps util-linux sudo            # pkill, ionice, runuser, prlimit
   curl                              # another local user's HTTP client in the endpoint tests (runuser -u nobody -- curl)
+  etcd-server etcd-client           # the etcd arbiter's tests run their own members (etcdctl reads the keys)
 )
 
 missing=()
@@ -37,6 +38,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
     rm -f /usr/sbin/policy-rc.d.wazod
+    # Debian enables etcd.service for the next boot: a system etcd on 2379 is nothing the tests
+    # want (they start their own members on free ports). Only when this run installed it.
+    if printf '%s\n' "${missing[@]}" | grep -qx etcd-server && command -v systemctl >/dev/null; then
+      systemctl disable etcd.service >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: not root, cannot install: ${missing[*]} (tests needing them will be skipped)" >&2
   fi

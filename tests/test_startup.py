@@ -51,8 +51,57 @@ def test_replicate_path_loads_only_the_database_and_config_libraries(tmp_path):
 
 
 @pytest.mark.parametrize("module", ["wazod.bus.publisher", "wazod.bus.snmp", "wazod.bus.wazo",
-                                    "wazod.health.certificates", "wazod.berofos", "wazod.maintenance"])
+                                    "wazod.health.certificates", "wazod.berofos", "wazod.maintenance",
+                                    "wazod.maintenance.daemon", "wazod.endpoint.server", "wazod.ha.monitor"])
 def test_a_part_imports_its_library_only_when_it_has_work(module):
-    """A slave without a broker, trap targets or certificate file does not carry their libraries."""
+    """A slave without a broker, trap targets, certificate file or /metrics scrape does not carry their libraries."""
     loaded = loaded_after(f"import {module}")
-    assert not loaded & {"aiomqtt", "pysnmp", "aio_pika", "cryptography"}, sorted(loaded & HEAVY)
+    unexpected = loaded & {"aiomqtt", "pysnmp", "aio_pika", "cryptography", "prometheus_client"}
+    assert not unexpected, sorted(unexpected)
+
+
+def test_a_probing_slave_daemon_loads_only_what_it_uses(tmp_path):
+    """The real daemon as a slave probing a master, with no broker, trap target, certificate or scrape."""
+    import os
+    import signal
+    import time
+
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"node: {{name: s, state_dir: {tmp_path / 'state'}, wazo_dir: {tmp_path / 'no-xivo'}, stop_timeout: 10}}\n"
+        f"ha: {{node_type: slave, remote_address: 127.0.0.1, ha_conf: {tmp_path / 'ha.conf'},\n"
+        f"     services: {{backend: command, start: [[/bin/true]], stop: [[/bin/true]], status: [/bin/false]}}}}\n"
+        f"health: {{certificate: {{files: [{tmp_path / 'none.crt'}]}}}}\n"
+        f"berofos: {{config: {tmp_path / 'bnfos.conf'}}}\n"
+        "status: {listen: '127.0.0.1:0'}\n".replace("127.0.0.1:0", f"127.0.0.1:{_free_port()}"))
+    probe = tmp_path / "modules.json"
+    code = (f"import atexit, json, sys\n"
+            f"atexit.register(lambda: open({str(probe)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+            f"sys.argv = ['wazod', 'run', '--config', {str(config)!r}]\n"
+            "from wazod.cli import main\nraise SystemExit(main())\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        state = tmp_path / "state" / "status.json"
+        while time.monotonic() < deadline and not (state.exists() and '"ha_state"' in state.read_text()
+                                                   and "starting" not in state.read_text()):
+            time.sleep(0.2)
+        assert state.exists(), "the daemon never saved its state"
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    loaded = {m.split(".")[0] for m in json.loads(probe.read_text())}
+    assert {"icmplib", "apscheduler", "aiohttp"} <= loaded  # probing, scheduling and the endpoint do run
+    unexpected = loaded & {"aiomqtt", "pysnmp", "aio_pika", "cryptography", "prometheus_client"}
+    assert not unexpected, f"a probing slave loaded {sorted(unexpected)}"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

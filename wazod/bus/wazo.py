@@ -160,10 +160,7 @@ class WazoBusPublisher:
         unsubscribe = self.ctx.emitter.subscribe(self._poke)
         attempt = 0
         last_prune = float("-inf")
-        import aio_pika.exceptions  # imported when the part runs: a node without the bus pays nothing
-        import aiormq.exceptions
-        failures = (TimeoutError, OSError, ConnectionError, aio_pika.exceptions.AMQPException,
-                    aiormq.exceptions.AMQPError)
+        failures: tuple[type[BaseException], ...] = ()
         try:
             while not self.ctx.stopping.is_set():
                 bus = self.ctx.config.bus
@@ -177,6 +174,12 @@ class WazoBusPublisher:
                     await self._sleep(max(bus.poll_interval, 5.0))
                     continue
                 self._reconnect = False
+                if not failures:  # imported once the bus is on: a node without it pays nothing
+                    import aio_pika.exceptions
+                    import aiormq.exceptions
+
+                    failures = (TimeoutError, OSError, ConnectionError, aio_pika.exceptions.AMQPException,
+                                aiormq.exceptions.AMQPError)
                 try:
                     await self._session_unless_stopped(bus)
                     attempt = 0

@@ -20,15 +20,25 @@ import time
 from aiohttp import web
 
 from wazod.endpoint.auth import ANONYMOUS
+from wazod.health.instruments import HaTransitions
 from wazod.health.levels import CRITICAL, OVERALL
-from wazod.health.metrics import CONTENT_TYPE, DaemonCollector, render
 from wazod.status_view import collect_status
 
 
 class Routes:
     def __init__(self, ctx):
         self.ctx = ctx
-        self.collector = DaemonCollector(ctx)
+        self.transitions = HaTransitions(ctx.status)  # counted from the start, exposed at the first scrape
+        self._collector = None
+
+    @property
+    def collector(self):
+        """The /metrics collector, built (with prometheus_client) when first scraped."""
+        if self._collector is None:
+            from wazod.health.metrics import DaemonCollector
+
+            self._collector = DaemonCollector(self.ctx, self.transitions)
+        return self._collector
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         router.add_get("/health", self.health)
@@ -66,6 +76,8 @@ class Routes:
         return web.json_response(doc, dumps=_dumps)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        from wazod.health.metrics import CONTENT_TYPE, render
+
         body = await asyncio.to_thread(render, self.collector, self.collector.capture())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
