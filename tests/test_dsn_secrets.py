@@ -143,3 +143,21 @@ async def test_password_never_in_a_childs_argv_nor_environment(password_cluster)
     assert out.split("|")[0] == "wz"  # the password reached libpq through the passfile
     assert not passfile.exists() and not passfile.parent.exists()
     assert os.environ.get("PGPASSFILE") is None
+
+
+async def test_key_value_dsn_with_tls_keywords_reaches_asyncpg(pg_cluster, tmp_path):
+    """asyncpg reads only URLs: a key=value DSN (TLS file keywords included) still connects."""
+    from wazod import pgconnect
+
+    ca = tmp_path / "no-ca.pem"
+    dsn = (f"host={pg_cluster.host} port={pg_cluster.port} user=postgres dbname=postgres "
+           f"sslmode=disable sslrootcert='{ca}' application_name='wazod test'")
+    args = dsnlib.asyncpg_arguments(dsn)
+    assert args["dsn"].startswith("postgresql://?") and "no-ca.pem" in args["dsn"]
+    conn = await pgconnect.connect(dsn, timeout=10)
+    try:
+        assert await conn.fetchval("SELECT current_setting('application_name')") == "wazod test"
+    finally:
+        await conn.close()
+    with pytest.raises(ConfigError, match="purge.dsn: the connection keyword 'options' is not supported"):
+        dsnlib.asyncpg_arguments("host=x options='-c a=b'", "purge.dsn")

@@ -150,6 +150,11 @@ _ASYNCPG_ARGS = {"host": "host", "port": "port", "user": "user", "password": "pa
                  "servicefile": "servicefile"}
 
 
+# libpq keywords asyncpg reads only from a URL's query (TLS files and limits): given to it that way
+_ASYNCPG_QUERY = frozenset({"sslcert", "sslkey", "sslrootcert", "sslcrl", "sslpassword", "sslnegotiation",
+                            "ssl_min_protocol_version", "ssl_max_protocol_version"})
+
+
 def asyncpg_arguments(dsn: str, setting: str = "dsn") -> dict:
     """``asyncpg.connect`` keyword arguments for ``dsn`` (asyncpg reads only URLs, and its own way).
 
@@ -158,8 +163,11 @@ def asyncpg_arguments(dsn: str, setting: str = "dsn") -> dict:
     params = parse(dsn, setting)
     kwargs: dict = {}
     settings: dict[str, str] = {}
+    query: dict[str, str] = {}
     for key, value in params.items():
-        if key in _ASYNCPG_ARGS:
+        if key in _ASYNCPG_QUERY:
+            query[key] = value
+        elif key in _ASYNCPG_ARGS:
             kwargs[_ASYNCPG_ARGS[key]] = value
         elif key == "connect_timeout":
             try:
@@ -171,12 +179,16 @@ def asyncpg_arguments(dsn: str, setting: str = "dsn") -> dict:
         elif key == "options":
             settings["options"] = value
         else:
+            supported = sorted({*_ASYNCPG_ARGS, *_ASYNCPG_QUERY, "connect_timeout", "application_name"})
             raise ConfigError(f"{setting}: the connection keyword {key!r} is not supported for wazod's own "
-                              f"connections (supported: {', '.join(sorted(_ASYNCPG_ARGS))}, connect_timeout, "
-                              "application_name)")
+                              f"connections (supported: {', '.join(supported)})")
     if "options" in settings:
         raise ConfigError(f"{setting}: the connection keyword 'options' is not supported; "
                           "set server parameters on the role or database instead")
     if settings:
         kwargs["server_settings"] = settings
+    if query:  # a URL of a query alone: the keywords above stay arguments, which asyncpg prefers
+        from urllib.parse import urlencode
+
+        kwargs["dsn"] = "postgresql://?" + urlencode(query)
     return kwargs
