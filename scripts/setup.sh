@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   postgresql postgresql-client      # initdb clusters for master and slave, pg_dump/pg_restore/psql
+  libpq5                            # libpq itself: wazod.dsn reads DSNs with its PQconninfoParse
   mosquitto                         # MQTT broker for the bus tests
   rabbitmq-server                   # Wazo's bus (AMQP): the tests run a private node of their own
   rsync openssh-server openssh-client  # file sync and copy-back over a real sshd

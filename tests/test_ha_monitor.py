@@ -40,6 +40,7 @@ class Rig:
                    **ha},
             "berofos": {"config": str(tmp_path / "bnfos.conf")},
         }
+        (tmp_path / "bnfos.conf").write_text("")  # no device (a configured path that is missing is an error)
         path = tmp_path / "config.yml"
         path.write_text(yaml.safe_dump(cfg))
         loaded = load_config(path)
@@ -92,6 +93,9 @@ async def test_maintenance_holds_actions_but_keeps_reporting(tmp_path):
         await wait_for_async(lambda: "ha_takeover_completed" in rig.names(), timeout=10)
         assert rig.flag.exists()
         assert rig.status.get("ha_state") == "active" and rig.status.get("services") == "running"
+        done = [e for e in rig.emitter.store.after(0) if e["name"] == "ha_takeover_completed"][-1]
+        (step,) = [s for s in done["data"]["steps"] if s["step"] == "berofos"]
+        assert step["ok"] and step["note"] == "no berofos configured"
 
 
 async def test_services_changed_behind_its_back_are_reconciled(tmp_path):

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wazod import event_text
 from wazod.fsutil import atomic_write_text
 from wazod.logsetup import get_logger
 from wazod.statedir import FILE_MODE, ensure_private_dir, private_file
@@ -42,7 +43,7 @@ EVENT_NAMES = {
     "restore_completed", "restore_failed",
 }
 
-_WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded)$")
+_WARNING_RE = event_text.WARNING_RE
 
 
 # The outbox's tables; outputs that open the store themselves (wazod.bus.outbox) create the same.
@@ -198,8 +199,12 @@ class Emitter:
             }
 
         envelope = self.store.append(build)
-        level = "warning" if _WARNING_RE.search(name) else "info"
-        getattr(log, level)("event", name=name, seq=envelope["seq"], data=data)
+        level = event_text.priority(name, data)
+        text = event_text.message(name, data)
+        if level == "notice":  # journald priority 5: the HA story (logsetup renders it <5>)
+            log.info(text, name=name, seq=envelope["seq"], data=data, notice=True)
+        else:
+            getattr(log, level)(text, name=name, seq=envelope["seq"], data=data)
         for listener in list(self._listeners):
             try:
                 listener(envelope)

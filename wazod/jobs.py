@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from wazod.errors import WrongRole
+from wazod.errors import WazodError, WrongRole
 from wazod.events import EVENT_NAMES, Emitter, now_iso
 from wazod.locks import OperationLock
 from wazod.logsetup import get_logger
@@ -52,6 +52,13 @@ class JobSpec:
     entry: str  # "module:function"
     roles: tuple[str, ...] | None  # None: every role
     held_in_maintenance: bool = False
+    # the parts a run may cover, chosen by the run's option ``what`` (``all``: every part); each
+    # part's last result is kept apart, so a data-only run cannot hide a failed db part
+    parts: tuple[str, ...] = ()
+
+    def parts_of(self, options: dict[str, Any]) -> tuple[str, ...]:
+        what = options.get("what") or "all"
+        return self.parts if what == "all" else tuple(p for p in self.parts if p == what)
 
     def load(self) -> Callable[..., Awaitable[JobResult]]:
         module, func = self.entry.split(":")
@@ -61,7 +68,7 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {
     "replication": JobSpec("replication", "wazod.replication:run", ("master",), held_in_maintenance=True),
     "sync": JobSpec("sync", "wazod.sync:run", ("master",), held_in_maintenance=True),
-    "backup": JobSpec("backup", "wazod.backup:run", None),
+    "backup": JobSpec("backup", "wazod.backup:run", None, parts=("data", "db")),
     "purge": JobSpec("purge", "wazod.purge:run", None),
 }
 
@@ -116,6 +123,9 @@ async def run_job(
         except asyncio.CancelledError:
             cancelled = True
             result = JobResult(name, "failed", error="interrupted (daemon stopping)")
+        except WazodError as e:  # an expected failure, explained (a database that cannot be reached...):
+            # the _failed event's line says it; no traceback, which would read as a crash
+            result = JobResult(name, "failed", error=str(e))
         except Exception as e:  # reported, never crashes the caller
             log.exception("job crashed", job=name)
             result = JobResult(name, "failed", error=f"{type(e).__name__}: {e}")
@@ -124,6 +134,12 @@ async def run_job(
         result.duration = time.monotonic() - t0
         result.dry_run = bool(options.get("dry_run"))
         if record and not result.dry_run:
+            previous = state.read(f"job-{name}", {}) or {}
+            parts = dict(previous.get("parts") or {})
+            for part in spec.parts_of(options):
+                parts[part] = {"last_result": result.status, "last_run": started, "error": result.error,
+                               "last_success": started if result.status == "ok"
+                               else (parts.get(part) or {}).get("last_success")}
             state.write(
                 f"job-{name}",
                 {
@@ -132,8 +148,9 @@ async def run_job(
                     "duration": round(result.duration, 3),
                     "error": result.error,
                     "data": result.data,
+                    **({"parts": parts} if spec.parts else {}),
                     **({"last_success": started} if result.status == "ok" else
-                       {"last_success": (state.read(f"job-{name}", {}) or {}).get("last_success")}),
+                       {"last_success": previous.get("last_success")}),
                 },
             )
             if emitter is not None:

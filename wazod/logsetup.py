@@ -2,7 +2,9 @@
 
 Each line starts with the syslog priority in angle brackets (``<6>{...}``):
 systemd's journal reads that prefix (SyslogLevelPrefix=yes, the default) and
-files the line at that level. On a terminal the output is readable instead.
+files the line at that level: 5 (notice) for the HA story (``notice=True``),
+4 for failures. The object's first key, ``event``, is a short human message;
+its details follow. On a terminal the output is readable instead.
 Secrets are masked in every event dict, and tracebacks carry no frame locals.
 
 Lines that repeat are collapsed (``RepeatLimiter``): a flood (asyncio's
@@ -23,7 +25,25 @@ import structlog
 
 from wazod.secrets import mask
 
-_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "critical": 2, "exception": 3}
+_PRIORITY = {"debug": 7, "info": 6, "notice": 5, "warning": 4, "warn": 4, "error": 3, "critical": 2,
+             "exception": 3}
+
+
+def _notice(_logger: Any, _name: str, event_dict: dict) -> dict:
+    """``log.info(..., notice=True)``: journald priority 5, what ``journalctl -p notice`` shows.
+
+    (structlog's levels are the stdlib's, which have no notice.)
+    """
+    if event_dict.pop("notice", False) and event_dict.get("level") == "info":
+        event_dict["level"] = "notice"
+    return event_dict
+
+
+def _message_first(_logger: Any, _name: str, event_dict: dict) -> dict:
+    """The human message (``event``) first in the JSON object, the details after it."""
+    if "event" in event_dict:
+        return {"event": event_dict.pop("event"), **event_dict}
+    return event_dict
 
 
 def _mask_processor(_logger: Any, _name: str, event_dict: dict) -> dict:
@@ -153,6 +173,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream=N
     processors: list = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        _notice,
         repeats or RepeatLimiter(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_processor,
@@ -162,6 +183,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream=N
             # format_exc_info renders the traceback without locals (no secrets from frames)
             structlog.processors.format_exc_info,
             _mask_exception,
+            _message_first,
             _PriorityJSONRenderer(),
         ]
     else:

@@ -24,7 +24,7 @@ from wazod.berofos.client import (
     backoff_delays,
     remember_schemes_in,
 )
-from wazod.berofos.conf import BnfosConfError, Device, load_devices, select_devices
+from wazod.berofos.conf import BnfosConfError, Device, configured_devices, select_devices
 from wazod.berofos.protocol import EXPECTED_SETUP
 from wazod.errors import LockHeld
 from wazod.locks import OperationLock
@@ -239,7 +239,7 @@ async def apply_mode(config, mode: int, emitter=None, *, devices: list[str] | No
     settings = config.berofos
     remember_schemes_in(Path(config.state_dir) / AUTH_SCHEMES_FILE)
     try:
-        targets = select_devices(load_devices(settings.config), devices, settings.config)
+        targets = select_devices(configured_devices(settings), devices, settings.config)
     except BnfosConfError as e:
         result = DeviceResult(settings.config, False, None, str(e))
         report_result(result, emitter, reason)
@@ -266,5 +266,5 @@ async def read_status(config, devices: list[str] | None = None) -> list[DeviceSt
     """Read every configured device (or those named) concurrently. BnfosConfError on a bad bnfos.conf."""
     settings = config.berofos
     remember_schemes_in(Path(config.state_dir) / AUTH_SCHEMES_FILE)
-    targets = select_devices(load_devices(settings.config), devices, settings.config)
+    targets = select_devices(configured_devices(settings), devices, settings.config)
     return list(await asyncio.gather(*(read_device(d, settings) for d in targets)))

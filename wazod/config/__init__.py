@@ -115,8 +115,15 @@ def _format_validation_error(err: ValidationError, hierarchy: Hierarchy) -> str:
         if src is None and e["type"] == "extra_forbidden":
             src = hierarchy.source_of(loc[:-1])
         where = str(src) if src else "(defaults)"
+        if src is not None:
+            from wazod.config.explain import key_line
+
+            line = key_line(src, loc)
+            where += f":{line}" if line else ""
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            from wazod.config.explain import did_you_mean
+
+            msg = "unknown key" + did_you_mean(Config, loc)
         else:
             value = e.get("input")
             shown = mask(value, str(loc[-1])) if loc else value

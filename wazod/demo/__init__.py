@@ -147,6 +147,7 @@ def write_configs(lab: Lab, master: Node, slave: Node, *, sip_port: int, status_
                   key: Path, sim_port: int, known_hosts: dict[str, Path]) -> None:
     for node, peer in ((master, slave), (slave, master)):
         pidfile = node.dir / "asterisk.pid"
+        lab.track_pidfile(pidfile)  # the stand-in detaches: stopped by its pid file when the lab closes
         services = {
             "backend": "command",
             "start": [_sip_argv(node.host, sip_port, pidfile, "--daemon")],

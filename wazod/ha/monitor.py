@@ -346,6 +346,7 @@ class HaMonitor:
 
         async def hook():
             berofos["result"] = await self._berofos(0)
+            return berofos["result"]  # the step reports it ("no berofos configured", devices switched)
 
         try:
             async with svc.services_lock(self.ctx.config.node.state_dir, wait=ha.services.step_timeout):

@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from wazod import dsn as dsnlib
 from wazod import pgconnect
 from wazod.errors import ConfigError, WazodError
 from wazod.events import now_iso
@@ -93,11 +94,13 @@ def target_dsn(config) -> str:
 
 
 async def _connect(dsn: str, side: str, timeout: float, os_user: str | None):
+    key = "replication.source_dsn" if side == "master" else "replication.target_dsn"
     try:
-        return await pgconnect.connect(dsn, os_user=os_user, setting="replication.db_os_user", timeout=timeout,
-                                       server_settings=SESSION_SETTINGS)
+        return await pgconnect.connect(dsn, os_user=os_user, setting="replication.db_os_user", dsn_setting=key,
+                                       timeout=timeout, server_settings=SESSION_SETTINGS)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-        raise ReplicationError(f"cannot connect to the {side} database {mask_text(dsn)}: "
+        # the event carrying this error goes to the bus and SNMP: where, never the DSN itself
+        raise ReplicationError(f"cannot connect to the {side} {dsnlib.describe(dsn)} ({key}): "
                                f"{type(e).__name__}: {e}") from None
 
 
