@@ -23,6 +23,8 @@ FACTORIES = [
     "wazod.bus.snmp:component",
     "wazod.health.checks:component",
     "wazod.health.http:component",
+    "wazod.replication.continuous:component",
+    "wazod.sync.continuous:component",
 ]
 
 

@@ -76,6 +76,26 @@ SESSION_SETTINGS = {
 }
 
 
+# When each state_dir's slave was last known to hold everything the master had committed
+# (time.time() of the start of the check that found them equal or of the copy that made them so):
+# kept in memory, because the cheapest skips write nothing; the record's in_sync_at otherwise.
+_in_sync_at: dict[str, float] = {}
+
+
+def _in_sync_since(config, record: dict) -> float | None:
+    key = str(config.node.state_dir)
+    if key in _in_sync_at:
+        return _in_sync_at[key]
+    for field_name in ("in_sync_at", "replicated_at"):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return dt.datetime.fromisoformat(record[field_name]).timestamp()
+    return None
+
+
+def _note_in_sync(config, when: float) -> None:
+    _in_sync_at[str(config.node.state_dir)] = when
+
+
 class ReplicationError(Exception):
     """A failure explained for the administrator (the job's ``error``)."""
 
@@ -161,6 +181,7 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
     source, target = rc.source_dsn, target_dsn(config)
     master = slave = None
     committed = clean = False
+    checked_at = time.time()  # before any position or snapshot is read: a safe "in sync since"
     marks = [("start", time.monotonic())]
 
     def mark(name: str) -> None:
@@ -193,6 +214,7 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             m_seqs, s_seqs = await asyncio.gather(read_sequences(master, names), read_sequences(slave, names))
             if m_seqs == s_seqs:
                 clean = True
+                _note_in_sync(config, checked_at)
                 return _skipped(record, len(rec_master.counts), "nothing was written on either database")
 
         await master.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -245,7 +267,9 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
                 # Same content: remember the current positions so the next run can skip at once.
                 record["master"]["lsn"], record["slave"]["lsn"] = m_pos.lsn, s_pos.lsn
                 record["sequences"] = seq_names
+                record["in_sync_at"] = dt.datetime.fromtimestamp(checked_at, dt.UTC).isoformat()
                 state.write(RECORD_NAME, record)
+                _note_in_sync(config, checked_at)
             clean = True
             return _skipped(record, len(table_names), "no change in the replicated tables")
 
@@ -283,6 +307,9 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
                                    "the next run checks and copies again") from None
         committed = True
         mark("commit")
+        committed_at = time.time()
+        since = _in_sync_since(config, record)
+        _note_in_sync(config, checked_at)
         copy_seconds = time.monotonic() - t0
         with contextlib.suppress(Exception):  # read-only: committing or not changes nothing
             await master.execute("COMMIT")
@@ -297,6 +324,7 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             "fingerprint": fingerprint,
             "replicated_at": now,
             "full_copy_at": now if full else record.get("full_copy_at"),
+            "in_sync_at": dt.datetime.fromtimestamp(checked_at, dt.UTC).isoformat(),
             "sequences": seq_names,
             "slave_marker": new_marker,
             "master": SideState(m_check.identity[0], m_check.identity[1], m_check.snapshot, None,
@@ -310,7 +338,10 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             "mode": "full" if full else "incremental", "reason": reason,
             "tables": len(tables), "rows": stats.rows, "bytes": stats.bytes,
             "sequences": len(seqs_to_set), "tables_copied": _listed(to_copy),
-            "copy_seconds": round(copy_seconds, 3), "timings": timings()})
+            "copy_seconds": round(copy_seconds, 3), "timings": timings(),
+            # upper bound of the age of the changes carried: none older than the last moment the slave was
+            # known equal to the master (null: never known equal, e.g. the first copy)
+            "lag_s": round(committed_at - since, 3) if since is not None else None})
     finally:
         await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
                           clean=clean and not committed, graceful=clean)

@@ -34,6 +34,14 @@ class ReplicationSection(Section):
         description="drop the indexes, primary/unique keys and foreign keys of the tables being reloaded and "
         "add them back after the load, checked identical (faster; all within the replication transaction)",
     )
+    continuous: bool = Field(
+        True,
+        description="on the master, check for changes every check_interval seconds and copy the changed tables "
+        "at once (the schedule stays as the safety net); false: only the schedule and `wazod replicate`",
+    )
+    check_interval: float = Field(
+        5.0, ge=0.5, le=3600, description="seconds between two continuous change checks (replication.continuous)"
+    )
     full_copy_interval: float = Field(
         86400.0,
         ge=0,
