@@ -217,3 +217,68 @@ async def test_a_copy_in_flight_when_the_master_dies_or_the_daemon_stops_leaves_
             {t: master_now[t] for t in ("user_line", "userfeatures")}
     # a short failure is not an alarm (FAILURE_GRACE): no replication_failed yet
     assert {e["name"] for e in replication_events(ctx)} == {"replication_completed"}
+
+
+def run_config(tmp_path, master, slave):
+    return make_ctx(tmp_path, master, slave).config
+
+
+async def _until_cheap(config) -> None:
+    """Our own copy moved the slave's counters: one exact check records them, then checks are cheap."""
+    from wazod.replication import run
+
+    async def cheap():
+        result = await run(config, cheap_check=True)
+        assert result.status == "skipped", result
+        return result.data["reason"].startswith("nothing was written to the replicated tables")
+    await wait_for_async(cheap, timeout=30, interval=0.2)
+
+
+async def test_calls_a_purge_and_vacuum_keep_the_check_on_the_cheap_path(tmp_path, dbs):
+    from wazod.replication import run
+
+    master, slave = dbs
+    config = run_config(tmp_path, master, slave)
+    assert (await run(config, cheap_check=True)).status == "ok"
+    await _until_cheap(config)
+    # calls going on (cel, queue_log), the nightly purge, autovacuum's work: the WAL moves, the
+    # replicated tables' counters and catalog rows do not
+    await sql(master, "INSERT INTO cel (eventtype, eventtime) SELECT 'HANGUP', now() FROM generate_series(1, 500); "
+                      "INSERT INTO queue_log (time, event) SELECT now(), 'ENTERQUEUE' FROM generate_series(1, 200); "
+                      "DELETE FROM cel WHERE id < 300")
+    await sql(master, "VACUUM ANALYZE")
+    await sql(slave, "VACUUM ANALYZE")
+    result = await run(config, cheap_check=True)
+    assert result.status == "skipped", result
+    assert result.data["reason"].startswith("nothing was written to the replicated tables"), result.data
+    # the exact test of the scheduled runs sees the WAL moved and reads the rows instead
+    exact = await run(config)
+    assert exact.status == "skipped" and exact.data["reason"].startswith("no change in the replicated tables")
+
+
+@pytest.mark.parametrize("side, change", [
+    ("master", "UPDATE userfeatures SET enablednd = 1 WHERE id = 4"),
+    ("master", "TRUNCATE user_line"),
+    ("master", "SELECT nextval('voicemail_uniqueid_seq')"),
+    ("master", "ALTER TABLE extensions ALTER COLUMN typeval SET DEFAULT 'x'; "
+               "UPDATE extensions SET typeval = 'x' WHERE id = 2"),
+    ("slave", "DELETE FROM extensions WHERE id = 7"),
+])
+async def test_the_cheap_check_misses_no_change(tmp_path, dbs, side, change):
+    from wazod.replication import run
+
+    master, slave = dbs
+    config = run_config(tmp_path, master, slave)
+    assert (await run(config, cheap_check=True)).status == "ok"
+    await _until_cheap(config)
+    await sql(master if side == "master" else slave, change)
+
+    async def copied():
+        result = await run(config, cheap_check=True)
+        assert result.status != "failed", result
+        return result.status == "ok"
+    await wait_for_async(copied, timeout=30, interval=0.2)
+    for table in ("userfeatures", "user_line", "extensions"):
+        assert await rows(slave, table) == await rows(master, table), table
+    seq = "SELECT last_value, is_called FROM voicemail_uniqueid_seq"
+    assert [tuple(r) for r in await sql(slave, seq)] == [tuple(r) for r in await sql(master, seq)]

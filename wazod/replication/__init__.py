@@ -40,6 +40,7 @@ from wazod.logsetup import get_logger
 from wazod.replication import catalog as cat
 from wazod.replication.changes import (
     SideState,
+    activity,
     changed_tables,
     position,
     read_marker,
@@ -137,10 +138,13 @@ def _listed(names) -> list[str]:
     return names[:LIST_LIMIT] + ([f"... {len(names) - LIST_LIMIT} more"] if len(names) > LIST_LIMIT else [])
 
 
-async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResult:
+async def run(config, *, dry_run: bool = False, force: bool = False, cheap_check: bool = False) -> JobResult:
+    """One replication run. ``cheap_check`` (the continuous checks): a side whose table statistics,
+    catalog rows and sequences say nothing was written is not scanned (see ``changes.Activity``)."""
     rc = config.replication
     try:
-        return await asyncio.wait_for(_replicate_once_more_if_keys_break(config, dry_run=dry_run, force=force),
+        return await asyncio.wait_for(_replicate_once_more_if_keys_break(config, dry_run=dry_run, force=force,
+                                                                         cheap_check=cheap_check),
                                       rc.timeout)
     except TimeoutError:
         return JobResult("replication", "failed",
@@ -157,7 +161,8 @@ async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResul
                                "(the copy was rolled back)")
 
 
-async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bool) -> JobResult:
+async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bool,
+                                             cheap_check: bool = False) -> JobResult:
     """A run with the foreign keys dropped for the load; again with them in place if the rows break one.
 
     Only a master holding rows its own keys would refuse (a key created NOT
@@ -165,7 +170,7 @@ async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bo
     load copies such rows, so wazod does too rather than fail.
     """
     try:
-        return await _replicate(config, dry_run=dry_run, force=force)
+        return await _replicate(config, dry_run=dry_run, force=force, cheap_check=cheap_check)
     except ForeignKeyNotSatisfied as e:
         why = mask_text(str(e))
         log.warning("replication_keys_kept", error=why)
@@ -175,7 +180,8 @@ async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bo
         return result
 
 
-async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = True) -> JobResult:
+async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = True,
+                     cheap_check: bool = False) -> JobResult:
     rc = config.replication
     state = StateStore(config.node.state_dir)
     source, target = rc.source_dsn, target_dsn(config)
@@ -201,21 +207,37 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
         record = _load_record(state)
         rec_master, rec_slave = _side(record, "master"), _side(record, "slave")
         # Read before any snapshot is taken: a change committed after this moves the position.
-        m_pos, s_pos = await asyncio.gather(position(master), position(slave))
+        async def where(conn):
+            return await position(conn), await activity(conn, rc.exclude_tables)
+
+        (m_pos, m_act), (s_pos, s_act) = await asyncio.gather(where(master), where(slave))
         marker = await read_marker(slave)
         due = _full_copy_due(record, rc) if not force else "forced (--force)"
         if not due and record and marker != record.get("slave_marker"):
             due = ("slave: its replication marker is not the recorded one (restored, cloned, or written by "
                    "another master)")
 
-        if (not due and not dry_run and "sequences" in record
-                and m_pos.same_as(rec_master) and s_pos.same_as(rec_slave)):
+        recorded_activity = record.get("activity") or {}
+
+        def quiet(pos, rec, act, side) -> str:
+            """How this side is known unwritten since the record ("": it is not)."""
+            if pos.same_as(rec):
+                return "wal"
+            if (cheap_check and rec is not None and (rec.system_identifier, rec.database_oid) == pos.identity
+                    and act.same_as(recorded_activity.get(side))):
+                return "stats"
+            return ""
+
+        m_quiet, s_quiet = quiet(m_pos, rec_master, m_act, "master"), quiet(s_pos, rec_slave, s_act, "slave")
+        if not due and not dry_run and "sequences" in record and m_quiet and s_quiet:
             names = record.get("sequences") or []
             m_seqs, s_seqs = await asyncio.gather(read_sequences(master, names), read_sequences(slave, names))
             if m_seqs == s_seqs:
                 clean = True
                 _note_in_sync(config, checked_at)
-                return _skipped(record, len(rec_master.counts), "nothing was written on either database")
+                why = ("nothing was written on either database" if m_quiet == s_quiet == "wal" else
+                       "nothing was written to the replicated tables (statistics, catalog and sequences unchanged)")
+                return _skipped(record, len(rec_master.counts), why)
 
         await master.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # READ COMMITTED (COPY FREEZE needs it); the change scan is one statement, hence one snapshot.
@@ -268,6 +290,7 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
                 record["master"]["lsn"], record["slave"]["lsn"] = m_pos.lsn, s_pos.lsn
                 record["sequences"] = seq_names
                 record["in_sync_at"] = dt.datetime.fromtimestamp(checked_at, dt.UTC).isoformat()
+                record["activity"] = {"master": m_act.to_dict(), "slave": s_act.to_dict()}
                 state.write(RECORD_NAME, record)
                 _note_in_sync(config, checked_at)
             clean = True
@@ -325,6 +348,8 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             "replicated_at": now,
             "full_copy_at": now if full else record.get("full_copy_at"),
             "in_sync_at": dt.datetime.fromtimestamp(checked_at, dt.UTC).isoformat(),
+            # read before either snapshot: a later write moves them (changes.Activity)
+            "activity": {"master": m_act.to_dict(), "slave": s_act.to_dict()},
             "sequences": seq_names,
             "slave_marker": new_marker,
             "master": SideState(m_check.identity[0], m_check.identity[1], m_check.snapshot, None,

@@ -60,7 +60,7 @@ class ContinuousReplication:
     async def _entry(self, config, **options) -> JobResult:
         from wazod.replication import run
 
-        result = await run(config, **options)
+        result = await run(config, cheap_check=True, **options)
         result.data["trigger"] = "continuous"
         return result
 
