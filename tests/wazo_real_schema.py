@@ -211,11 +211,18 @@ TABLES: list[T] = [
 ]
 
 
-def _rows_of(name: str) -> int:
+def _scaled(rows: int, users: int) -> int:
+    """Tables that grow with the users (more than 1,000 rows at 5,000 users) scale with ``users``."""
+    return max(1, rows * users // USERS) if rows > 1000 else rows
+
+
+def _rows_of(name: str, users: int = USERS) -> int:
     for t in TABLES:
         if t.name == name:
-            return t.rows
-    return SMALL_PARENT_ROWS.get(name, 1 if name in ("endpoint_sip", "context", "tenant") else 0)
+            return _scaled(t.rows, users)
+    if name in SMALL_PARENT_ROWS:
+        return _scaled(SMALL_PARENT_ROWS[name], users) if SMALL_PARENT_ROWS[name] > 1 else 1
+    return 1 if name in ("endpoint_sip", "context", "tenant") else 0
 
 
 def _ref_type(table: str, column: str) -> str:
@@ -266,10 +273,13 @@ def schema_sql() -> str:
     return "\n".join(out)
 
 
-def data_sql() -> str:
+def data_sql(users: int = USERS) -> str:
     out = ["SET session_replication_role = replica;"]
     for t in TABLES:
-        if not t.rows:
+        rows = _scaled(t.rows, users)
+        if t.pk == "none" and t.parents:  # the parents' columns are the key: no more rows than the first parent
+            rows = min(rows, _rows_of(t.parents[0][1], users))
+        if not rows:
             continue
         cols, exprs = [], []
         if t.pk == "uuid":
@@ -284,7 +294,7 @@ def data_sql() -> str:
             cols.append("kind")
             exprs.append(f"(enum_range(NULL::{t.enum}))[1 + g % array_length(enum_range(NULL::{t.enum}), 1)]")
         for col, table, ref, _on_delete in t.parents:
-            n = _rows_of(table)
+            n = _rows_of(table, users)
             if not n:
                 continue
             cols.append(col)
@@ -297,12 +307,12 @@ def data_sql() -> str:
             else:
                 exprs.append(f"1 + g % {n}")
         out.append(f"INSERT INTO {t.name} ({', '.join(cols)}) SELECT {', '.join(exprs)} "
-                   f"FROM generate_series(1, {t.rows}) g;")
+                   f"FROM generate_series(1, {rows}) g;")
     # endpoint_sip's sections point at the real endpoints (uuids of the small schema's rows)
     out.append("WITH e AS (SELECT uuid, row_number() OVER (ORDER BY name) AS n FROM endpoint_sip), "
                "s AS (SELECT uuid, row_number() OVER (ORDER BY uuid) AS n FROM endpoint_sip_section) "
                f"UPDATE endpoint_sip_section t SET endpoint_sip_uuid = e.uuid FROM s, e "
-               f"WHERE t.uuid = s.uuid AND e.n = 1 + s.n % {USERS + 1};")
+               f"WHERE t.uuid = s.uuid AND e.n = 1 + s.n % {users + 1};")
     out.append("SET session_replication_role = DEFAULT;")
     return "\n".join(out)
 
@@ -338,7 +348,7 @@ def create_real_shape_database(dsn: str, *, users: int = USERS, log_rows: int = 
     _psql(dsn, schema_sql())
     wazo_schema.populate(dsn, users=users if data else 1, log_rows=2000 if data else 10, **kwargs)
     if data:
-        _psql(dsn, data_sql())
+        _psql(dsn, data_sql(users))
         stat = log_rows // 12
         _psql(dsn, LOG_ROWS_SQL.format(cel=log_rows // 2, ql=log_rows // 4, stat=stat))
     _psql(dsn, "VACUUM ANALYZE")
@@ -359,23 +369,25 @@ def shape(dsn: str, excluded: list[str]) -> dict:
     """What the database holds: counts of objects, and the replicated tables by row count."""
     import asyncio
 
+    return asyncio.run(ashape(dsn, excluded))
+
+
+async def ashape(dsn: str, excluded: list[str]) -> dict:
+    """``shape`` inside a running event loop."""
     import asyncpg
 
-    async def measure():
-        conn = await asyncpg.connect(dsn)
-        try:
-            out = dict(await conn.fetchrow(SHAPE_SQL))
-            names = [r[0] for r in await conn.fetch(
-                "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'")]
-            counts = {n: await conn.fetchval(f'SELECT count(*) FROM public."{n}"') for n in names}
-        finally:
-            await conn.close()
-        repl = {n: c for n, c in counts.items() if n not in excluded}
-        out.update(replicated=len(repl), replicated_rows=sum(repl.values()),
-                   empty=sum(c == 0 for c in repl.values()), under_100=sum(0 < c < 100 for c in repl.values()),
-                   from_100_to_1000=sum(100 <= c <= 1000 for c in repl.values()),
-                   over_1000=sum(c > 1000 for c in repl.values()),
-                   excluded_rows=sum(c for n, c in counts.items() if n in excluded))
-        return out
-
-    return asyncio.run(measure())
+    conn = await asyncpg.connect(dsn)
+    try:
+        out = dict(await conn.fetchrow(SHAPE_SQL))
+        names = [r[0] for r in await conn.fetch(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'")]
+        counts = {n: await conn.fetchval(f'SELECT count(*) FROM public."{n}"') for n in names}
+    finally:
+        await conn.close()
+    repl = {n: c for n, c in counts.items() if n not in excluded}
+    out.update(replicated=len(repl), replicated_rows=sum(repl.values()),
+               empty=sum(c == 0 for c in repl.values()), under_100=sum(0 < c < 100 for c in repl.values()),
+               from_100_to_1000=sum(100 <= c <= 1000 for c in repl.values()),
+               over_1000=sum(c > 1000 for c in repl.values()),
+               excluded_rows=sum(c for n, c in counts.items() if n in excluded))
+    return out

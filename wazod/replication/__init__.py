@@ -49,7 +49,7 @@ from wazod.replication.changes import (
     scan,
     write_marker_sql,
 )
-from wazod.replication.copy import SourceFailed, clear_tables, set_sequences, stream_tables
+from wazod.replication.copy import SourceFailed, clear_tables, master_sizes, set_sequences, stream_tables
 from wazod.replication.indexes import (
     Deferred,
     ForeignKeyNotSatisfied,
@@ -305,14 +305,18 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
 
         full = to_copy == set(table_names)
         truncate = cat.truncatable(to_copy, s_cat)
-        tables = [m_cat.tables[t] for t in sorted(to_copy)]
+        # read in the master's snapshot: its empty tables need no COPY, its small ones keep their indexes
+        sizes = await master_sizes(master, sorted(to_copy))
+        tables = [m_cat.tables[t] for t in sorted(to_copy) if sizes[t][1]]
         t0 = time.monotonic()
         await clear_tables(slave, truncate, to_copy - truncate)
-        deferred = (await defer_indexes(slave, truncate, foreign_keys=defer_keys) if rc.rebuild_indexes
-                    else Deferred())
+        rebuilt = {t for t in truncate if sizes[t][0] >= rc.rebuild_min_size}
+        deferred = (await defer_indexes(slave, rebuilt, foreign_keys=defer_keys and rc.check_foreign_keys)
+                    if rc.rebuild_indexes else Deferred())
         mark("clear")
         stats = await stream_tables(master, slave, tables, frozen=truncate,
                                     after_table=lambda name: build_table_indexes(slave, deferred, name))
+        stats.per_table.update({t: 0 for t in to_copy if not sizes[t][1]})
         mark("copy")
         await finish_rebuild(slave, deferred)
         mark("keys")
@@ -357,11 +361,12 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             "slave": new_slave.to_dict(),
         })
         clean = True
-        log.info("replicated", tables=len(tables), rows=stats.rows, bytes=stats.bytes,
+        log.info("replicated", tables=len(to_copy), rows=stats.rows, bytes=stats.bytes,
                  mode="full" if full else "incremental")
         return JobResult("replication", "ok", data={
             "mode": "full" if full else "incremental", "reason": reason,
-            "tables": len(tables), "rows": stats.rows, "bytes": stats.bytes,
+            "tables": len(to_copy), "empty_tables": len(to_copy) - len(tables), "rows": stats.rows,
+            "bytes": stats.bytes,
             "sequences": len(seqs_to_set), "tables_copied": _listed(to_copy),
             "copy_seconds": round(copy_seconds, 3), "timings": timings(),
             # upper bound of the age of the changes carried: none older than the last moment the slave was

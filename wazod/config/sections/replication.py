@@ -42,6 +42,17 @@ class ReplicationSection(Section):
     check_interval: float = Field(
         5.0, ge=0.5, le=3600, description="seconds between two continuous change checks (replication.continuous)"
     )
+    rebuild_min_size: int = Field(
+        262144,
+        ge=0,
+        description="with rebuild_indexes, only tables at least this many bytes large on the master have their "
+        "indexes and keys rebuilt after the load; smaller ones load with them in place (cheaper below this)",
+    )
+    check_foreign_keys: bool = Field(
+        False,
+        description="with rebuild_indexes, also drop the foreign keys between rebuilt tables and add them back "
+        "validated; false: the keys stay and the rows are trusted, as Wazo's replica-role load does",
+    )
     full_copy_interval: float = Field(
         86400.0,
         ge=0,
