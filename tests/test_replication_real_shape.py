@@ -26,6 +26,14 @@ def real_dbs(pg_pair):
     return master, slave
 
 
+
+@pytest.fixture(autouse=True)
+async def _close_kept_sessions():
+    """The continuous checks keep their sessions between checks: closed when the test ends."""
+    yield
+    from wazod.replication import close_kept
+    await close_kept()
+
 def make_config(tmp_path, master, slave, **replication):
     return Config.model_validate({
         "node": {"name": "pbx1", "state_dir": str(tmp_path / "state")},

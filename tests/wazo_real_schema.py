@@ -24,6 +24,7 @@ differently, row counts and widths) is there; ``shape(dsn)`` measures it.
 
 from __future__ import annotations
 
+import math
 import subprocess
 from dataclasses import dataclass
 
@@ -277,8 +278,8 @@ def data_sql(users: int = USERS) -> str:
     out = ["SET session_replication_role = replica;"]
     for t in TABLES:
         rows = _scaled(t.rows, users)
-        if t.pk == "none" and t.parents:  # the parents' columns are the key: no more rows than the first parent
-            rows = min(rows, _rows_of(t.parents[0][1], users))
+        if t.pk == "none" and t.parents:  # the parents' columns are the key: only as many distinct pairs
+            rows = min(rows, math.lcm(*(max(1, _rows_of(p[1], users)) for p in t.parents[:2])))
         if not rows:
             continue
         cols, exprs = [], []

@@ -40,13 +40,12 @@ from wazod.logsetup import get_logger
 from wazod.replication import catalog as cat
 from wazod.replication.changes import (
     SideState,
-    activity,
     changed_tables,
-    position,
     read_marker,
     read_sequences,
     record_problem,
     scan,
+    where,
     write_marker_sql,
 )
 from wazod.replication.copy import SourceFailed, clear_tables, master_sizes, set_sequences, stream_tables
@@ -95,6 +94,18 @@ def _in_sync_since(config, record: dict) -> float | None:
 
 def _note_in_sync(config, when: float) -> None:
     _in_sync_at[str(config.node.state_dir)] = when
+
+
+async def close_kept() -> None:
+    """Close the sessions the continuous checks keep between checks (the daemon stopping, a reload)."""
+    while _kept:
+        _key, (loop, *conns) = _kept.popitem()
+        if loop is asyncio.get_running_loop():
+            await _disconnect(conns, clean=True, graceful=True)
+        else:
+            for conn in conns:
+                with contextlib.suppress(Exception):
+                    conn.terminate()
 
 
 class ReplicationError(Exception):
@@ -180,13 +191,40 @@ async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bo
         return result
 
 
+# The continuous checks keep their two sessions open between checks that found nothing (no transaction is
+# open then): a check is a few statements, not two connections set up and torn down every few seconds.
+_kept: dict[tuple, tuple] = {}
+
+
+class _ReconnectNeeded(Exception):
+    """A kept session was found dead before anything was read: connect afresh."""
+
+
 async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = True,
                      cheap_check: bool = False) -> JobResult:
+    try:
+        return await _replicate_with(config, dry_run=dry_run, force=force, defer_keys=defer_keys,
+                                     cheap_check=cheap_check, reuse=cheap_check)
+    except _ReconnectNeeded:
+        return await _replicate_with(config, dry_run=dry_run, force=force, defer_keys=defer_keys,
+                                     cheap_check=cheap_check, reuse=False)
+
+
+async def _replicate_with(config, *, dry_run: bool, force: bool, defer_keys: bool, cheap_check: bool,
+                          reuse: bool) -> JobResult:
     rc = config.replication
     state = StateStore(config.node.state_dir)
     source, target = rc.source_dsn, target_dsn(config)
+    key = (str(config.node.state_dir), source, target, rc.db_os_user)
+    kept_loop, *kept = _kept.pop(key, (None,))
+    kept = tuple(kept) or None
+    if kept is not None and (not reuse or kept_loop is not asyncio.get_running_loop()):
+        for conn in kept:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+        kept = None
     master = slave = None
-    committed = clean = False
+    committed = clean = keep = False
     checked_at = time.time()  # before any position or snapshot is read: a safe "in sync since"
     marks = [("start", time.monotonic())]
 
@@ -197,21 +235,30 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
         return {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])}
 
     try:
-        master, slave = await asyncio.gather(_connect(source, "master", rc.connect_timeout, rc.db_os_user),
-                                             _connect(target, "slave", rc.connect_timeout, rc.db_os_user),
-                                             return_exceptions=True)
+        if kept is not None and not any(c.is_closed() for c in kept):
+            master, slave = kept
+        else:
+            master, slave = await asyncio.gather(_connect(source, "master", rc.connect_timeout, rc.db_os_user),
+                                                 _connect(target, "slave", rc.connect_timeout, rc.db_os_user),
+                                                 return_exceptions=True)
+            kept = None
         for conn in (master, slave):
             if isinstance(conn, BaseException):
                 raise conn
         mark("connect")
         record = _load_record(state)
         rec_master, rec_slave = _side(record, "master"), _side(record, "slave")
-        # Read before any snapshot is taken: a change committed after this moves the position.
-        async def where(conn):
-            return await position(conn), await activity(conn, rc.exclude_tables)
 
-        (m_pos, m_act), (s_pos, s_act) = await asyncio.gather(where(master), where(slave))
-        marker = await read_marker(slave)
+        # Read before any snapshot is taken: a change committed after this moves the position.
+        sides = await asyncio.gather(where(master, rc.exclude_tables), where(slave, rc.exclude_tables),
+                                     return_exceptions=True)
+        for side in sides:
+            if isinstance(side, BaseException):
+                if kept is None or isinstance(side, asyncio.CancelledError):
+                    raise side
+                raise _ReconnectNeeded()  # a kept session died since the last check (nothing read yet)
+        (m_pos, m_act, _), (s_pos, s_act, s_marked) = sides
+        marker = await read_marker(slave, s_marked)
         due = _full_copy_due(record, rc) if not force else "forced (--force)"
         if not due and record and marker != record.get("slave_marker"):
             due = ("slave: its replication marker is not the recorded one (restored, cloned, or written by "
@@ -234,6 +281,7 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             m_seqs, s_seqs = await asyncio.gather(read_sequences(master, names), read_sequences(slave, names))
             if m_seqs == s_seqs:
                 clean = True
+                keep = cheap_check
                 _note_in_sync(config, checked_at)
                 why = ("nothing was written on either database" if m_quiet == s_quiet == "wal" else
                        "nothing was written to the replicated tables (statistics, catalog and sequences unchanged)")
@@ -373,8 +421,11 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             # known equal to the master (null: never known equal, e.g. the first copy)
             "lag_s": round(committed_at - since, 3) if since is not None else None})
     finally:
-        await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
-                          clean=clean and not committed, graceful=clean)
+        if keep and not master.is_in_transaction() and not slave.is_in_transaction():
+            _kept[key] = (asyncio.get_running_loop(), master, slave)
+        else:
+            await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
+                              clean=clean and not committed, graceful=clean)
 
 
 def _skipped(record: dict, checked: int, why: str) -> JobResult:

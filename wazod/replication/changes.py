@@ -115,8 +115,10 @@ def write_marker_sql(token: str) -> str:
     return MARKER_SQL.format(token=token)
 
 
-async def read_marker(conn) -> str | None:
-    if await conn.fetchval("SELECT to_regclass('wazod.replication')") is None:
+async def read_marker(conn, exists: bool | None = None) -> str | None:
+    if exists is None:
+        exists = await conn.fetchval("SELECT to_regclass('wazod.replication')") is not None
+    if not exists:
         return None
     return await conn.fetchval("SELECT token FROM wazod.replication LIMIT 1")
 
@@ -247,7 +249,11 @@ async def read_sequences(conn, sequences: list[str]) -> dict[str, list]:
 # --- the continuous checks' cheap test -----------------------------------------------------------------
 
 _ACTIVITY_SQL = """
-SELECT current_setting('track_counts') = 'on' AS counting,
+SELECT pg_current_wal_insert_lsn()::text AS lsn,
+       (SELECT oid FROM pg_database WHERE datname = current_database()) AS dboid,
+       {sysid} AS sysid,
+       to_regclass('wazod.replication') IS NOT NULL AS has_marker,
+       current_setting('track_counts') = 'on' AS counting,
        pg_postmaster_start_time()::text AS started,
        (SELECT stats_reset::text FROM pg_stat_database WHERE datname = current_database()) AS reset,
        (SELECT coalesce(json_object_agg(c.relname, json_build_array(
@@ -295,9 +301,25 @@ class Activity:
                 and self.to_dict() == recorded)
 
 
-async def activity(conn, excluded: list[str]) -> Activity:
+async def where(conn, excluded: list[str]) -> tuple[Position, Activity, bool]:
+    """The side's position, its activity counters and whether it has a marker table: one round trip.
+
+    (The system identifier needs ``pg_control_system()``; without the
+    privilege it is None, as in ``identity``, and the record is never trusted.)
+    """
     import json
 
-    r = await conn.fetchrow(_ACTIVITY_SQL, list(excluded))
+    sysid = "(SELECT system_identifier::text FROM pg_control_system())"
+    try:
+        r = await conn.fetchrow(_ACTIVITY_SQL.replace("{sysid}", sysid), list(excluded))
+    except asyncpg_privilege_error():
+        r = await conn.fetchrow(_ACTIVITY_SQL.replace("{sysid}", "NULL::text"), list(excluded))
     relations = json.loads(r["relations"]) if isinstance(r["relations"], str) else dict(r["relations"] or {})
-    return Activity(bool(r["counting"]), r["started"], r["reset"], relations)
+    pos = Position((r["sysid"], int(r["dboid"])), r["lsn"])
+    return pos, Activity(bool(r["counting"]), r["started"], r["reset"], relations), bool(r["has_marker"])
+
+
+def asyncpg_privilege_error():
+    import asyncpg
+
+    return asyncpg.InsufficientPrivilegeError

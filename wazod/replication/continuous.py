@@ -84,12 +84,30 @@ class ContinuousReplication:
             log.debug("continuous check failed", error=result.error, failures=self.report.failures)
         return result
 
+    async def reload(self) -> None:
+        from wazod.replication import close_kept
+
+        await close_kept()  # the DSNs may have changed
+
     async def run(self) -> None:
+        from wazod.replication import close_kept
+
+        try:
+            await self._loop()
+        finally:
+            await close_kept()
+
+    async def _loop(self) -> None:
         stopping = self.ctx.stopping
         while not stopping.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stopping.wait(), self.report.delay(self.ctx.config.replication.check_interval))
-            if stopping.is_set() or not self.enabled():
+            if stopping.is_set():
+                continue
+            if not self.enabled():
+                from wazod.replication import close_kept
+
+                await close_kept()
                 continue
             check = asyncio.create_task(self.check_once(), name="replication-check")
             stop = asyncio.create_task(stopping.wait())

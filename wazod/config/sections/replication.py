@@ -31,8 +31,8 @@ class ReplicationSection(Section):
     timeout: float = Field(1800.0, gt=0, description="seconds after which a replication run is abandoned (rolled back)")
     rebuild_indexes: bool = Field(
         True,
-        description="drop the indexes, primary/unique keys and foreign keys of the tables being reloaded and "
-        "add them back after the load, checked identical (faster; all within the replication transaction)",
+        description="drop the indexes and primary/unique keys of the big tables being reloaded (rebuild_min_size) "
+        "and add them back after the load, checked identical (faster; all within the replication transaction)",
     )
     continuous: bool = Field(
         True,
