@@ -1,8 +1,10 @@
 """The change test: which replicated tables changed since the last copy, on either side.
 
 Why not a content digest: hashing every row costs about as much as copying
-it. Why not pg_stat counters: they are flushed late and reset on crash, so a
-change can hide behind them. Instead, wazod relies on MVCC itself:
+it. Why not pg_stat counters alone: they are flushed late and reset on crash,
+so a change can hide behind them for a while (the continuous checks still use
+them, read before the last exact check's snapshot, as a reason to skip: see
+``Activity`` at the end). The exact test relies on MVCC itself:
 
 * At the last successful copy it recorded, for each side, the snapshot the
   copy ran in (``pg_current_snapshot()``, plus on the slave the copying
