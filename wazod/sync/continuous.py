@@ -43,13 +43,13 @@ RESCAN = 60.0  # seconds between two looks for synced paths that appeared (a new
 MAX_PENDING = 2000  # more changed directories than this: one full rsync instead
 RETRY = 5.0  # first wait before copying again after a failure or a held lock
 
-try:  # imported here so that a node without the library still runs everything else
+def _inotify():
+    """(Mask, RecursiveInotify, watch mask), imported when a master starts watching (a slave never loads it)."""
     from asyncinotify import Mask, RecursiveInotify
-except ImportError:  # pragma: no cover - a dependency of the package
-    Mask = RecursiveInotify = None
 
-WATCH_MASK = None if Mask is None else (Mask.CLOSE_WRITE | Mask.CREATE | Mask.DELETE | Mask.MOVED_FROM
-                                        | Mask.MOVED_TO | Mask.ATTRIB | Mask.DELETE_SELF | Mask.MOVE_SELF)
+    mask = (Mask.CLOSE_WRITE | Mask.CREATE | Mask.DELETE | Mask.MOVED_FROM | Mask.MOVED_TO | Mask.ATTRIB
+            | Mask.DELETE_SELF | Mask.MOVE_SELF)
+    return Mask, RecursiveInotify, mask
 
 
 def synced_roots(config) -> list[Path]:
@@ -112,7 +112,9 @@ class ContinuousSync:
         config = self.ctx.config
         if config.role != "master" or not config.sync.continuous:
             return "not a master with sync.continuous"
-        if RecursiveInotify is None:
+        try:
+            _inotify()
+        except ImportError:
             return "asyncinotify is not installed"
         return preflight(config)
 
@@ -149,7 +151,8 @@ class ContinuousSync:
             await self._session()
 
     async def _session(self) -> None:
-        with RecursiveInotify() as inotify:
+        _mask, recursive_inotify, _ = _inotify()
+        with recursive_inotify() as inotify:
             self._roots = []
             self._add_roots(inotify, starting=True)
             reader = asyncio.create_task(self._read(inotify), name="sync-watch")
@@ -175,10 +178,11 @@ class ContinuousSync:
             if root in self._roots:
                 continue
             try:
+                _m, _r, watch_mask = _inotify()
                 if root.is_dir() and not root.is_symlink():
-                    inotify.add_recursive_watch(root, WATCH_MASK)
+                    inotify.add_recursive_watch(root, watch_mask)
                 else:
-                    inotify.add_watch(root, WATCH_MASK)
+                    inotify.add_watch(root, watch_mask)
             except OSError as e:  # e.g. fs.inotify.max_user_watches reached: the hourly run covers it
                 log.warning("cannot watch a synced path", path=str(root), error=str(e))
                 continue
@@ -187,6 +191,7 @@ class ContinuousSync:
             self._roots.append(root)
 
     async def _read(self, inotify) -> None:
+        Mask = _inotify()[0]  # noqa: N806 - the library's name
         async for event in inotify:
             if Mask.Q_OVERFLOW in event.mask:
                 log.warning("inotify queue overflow: a full sync runs")
