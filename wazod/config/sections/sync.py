@@ -43,6 +43,15 @@ class SyncSection(Section):
         default_factory=lambda: ["monitor", "recording"],
         description="names left out when a glob of `paths` matches them (call recordings stay on each node)",
     )
+    continuous: bool = Field(
+        True,
+        description="on the master, watch sync.paths (inotify) and copy what changed within seconds "
+        "(the schedule's full rsync stays as the safety net); false: only the schedule and `wazod sync`",
+    )
+    batch_delay: float = Field(
+        1.0, ge=0.05, le=60,
+        description="seconds of quiet gathered before a continuous copy (a file being written is copied once)",
+    )
     connect_timeout: int = Field(10, ge=1, description="seconds ssh waits for the other node to answer")
     timeout: float = Field(3600.0, gt=0, description="seconds after which a sync run is stopped")
     copy_back_paths: list[str] = Field(
