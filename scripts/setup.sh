@@ -16,6 +16,7 @@ APT_PACKAGES=(
   pigz tar gzip                     # parallel gzip for backups
   chrony                            # NTP health check against a real tool
   procps util-linux sudo            # pkill, ionice, runuser
+  logrotate                         # the log file rotated by the real logrotate with etc/logrotate.d/wazod
 )
 
 missing=()
