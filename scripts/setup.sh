@@ -17,6 +17,8 @@ APT_PACKAGES=(
   chrony                            # NTP health check against a real tool
   procps util-linux sudo            # pkill, ionice, runuser
   logrotate                         # the log file rotated by the real logrotate with etc/logrotate.d/wazod
+  debhelper dh-virtualenv python3-venv python3-argparse-manpage  # the Debian package (tests/test_deb.py builds it)
+  lintian systemd man-db            # its checks: lintian, systemd-analyze verify of the unit, the man page
 )
 
 missing=()
