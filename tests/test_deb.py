@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -27,8 +28,11 @@ BUILD_TOOLS = ("dpkg-buildpackage", "dh_virtualenv", "lintian", "argparse-manpag
 
 
 def test_changelog_version_is_the_project_version():
-    version = subprocess.run(["dpkg-parsechangelog", "-l", str(ROOT / "debian" / "changelog"), "-S", "Version"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    # the first line of debian/changelog: "wazod (VERSION) DISTRIBUTION; urgency=..."
+    head = (ROOT / "debian" / "changelog").read_text().splitlines()[0]
+    match = re.fullmatch(r"wazod \((?P<version>[^)]+)\) \S+; urgency=\w+", head)
+    assert match, head
+    version = match["version"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert version == pyproject == __version__
 
@@ -71,8 +75,12 @@ def test_lintian_finds_no_error(deb):
 def test_control_fields(deb):
     assert _field(deb, "Package") == "wazod"
     assert _field(deb, "Version") == __version__
-    depends = {d.strip().split(" ")[0] for d in _field(deb, "Depends").split(",")}
-    assert {"python3", "postgresql-client", "rsync", "openssh-client"} <= depends
+    depends = [d.strip() for d in _field(deb, "Depends").split(",")]
+    assert {"postgresql-client", "rsync", "openssh-client"} <= set(depends)
+    # the venv's lib/python3.X works with this minor version of Debian's python3 only
+    major, minor = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(*sys.version_info[:2])"],
+                                  capture_output=True, text=True, check=True).stdout.split()
+    assert f"python3 (>= {major}.{minor})" in depends and f"python3 (<< {major}.{int(minor) + 1})" in depends
     assert _field(deb, "Recommends") == "pigz"
 
 

@@ -151,3 +151,13 @@ logging: {{file: {log}}}
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_symlink_planted_at_the_log_path_is_not_followed(tmp_path):
+    target = tmp_path / "shadow"
+    target.write_text("untouched\n")
+    (tmp_path / "wazod.log").symlink_to(target)
+    with pytest.raises(OSError):
+        configure_logging("info", stream=io.StringIO(), file=str(tmp_path / "wazod.log"))
+    configure_logging("info")
+    assert target.read_text() == "untouched\n"
