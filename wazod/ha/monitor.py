@@ -418,10 +418,8 @@ def component(ctx) -> HaMonitor:
 
 def _observe_rtts(rnd: RoundResult) -> None:
     """Feed each answered probe's round trip to the /metrics histogram."""
-    try:
-        from wazod.health.metrics import PROBE_RTT
-    except ImportError:
-        return
+    from wazod.health.instruments import PROBE_RTT
+
     for result in [*rnd.results, *rnd.witnesses]:
         if result.ok and result.rtt is not None:
             PROBE_RTT.observe(result.rtt)
