@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tomllib
 from pathlib import Path
 
 import pytest
+from harness.util import free_port, wait_for
 
 from wazod import __version__
 
@@ -130,6 +133,32 @@ def test_built_venv_runs_wazod(tree):
     done = subprocess.run([str(tree / "usr/lib/wazod/bin/python"), "-c", "import structlog, wazod; print(wazod.__file__)"],
                           capture_output=True, text=True, check=True, cwd=tree, env={"PATH": "/usr/bin:/bin"})
     assert done.stdout.strip().startswith(str(tree / "usr/lib/wazod/lib/python3"))
+
+
+def test_built_venv_runs_the_daemon(tree, tmp_path):
+    """`wazod run` from the package's venv: every part imports under Debian's python3 and it logs to its file."""
+    log = tmp_path / "wazod.log"
+    config = tmp_path / "config.yml"
+    config.write_text(f"""
+node: {{name: t, state_dir: "{tmp_path}/state", uuid_file: /nonexistent}}
+ha: {{node_type: disabled, ha_conf: /nonexistent/ha.conf}}
+status: {{listen: "127.0.0.1:{free_port()}"}}
+logging: {{file: {log}}}
+""")
+    proc = subprocess.Popen([str(tree / "usr/lib/wazod/bin/python"), str(tree / "usr/bin/wazod"), "run", "--config",
+                             str(config)], cwd=tree, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: log.exists() and '"daemon started"' in log.read_text(), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=90) == 0
+        assert '"daemon stopped"' in log.read_text()
+        started = json.loads(next(line for line in log.read_text().splitlines() if '"daemon started"' in line))
+        assert started["level"] == "info" and started["parts"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_unit_passes_systemd_analyze_verify(tree, tmp_path):
