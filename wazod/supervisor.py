@@ -174,7 +174,10 @@ class Supervisor:
         changed = sorted(k for k in new_dump if new_dump[k] != old_dump.get(k))
         ctx.loaded = new
         ctx.status.update(role=new.config.role)
-        configure_logging(new.config.logging.level)
+        try:
+            configure_logging(new.config.logging.level, file=new.config.log_file)
+        except OSError as e:  # nothing changed: the previous file (or none) stays
+            log.error("log file cannot be opened, logging unchanged", file=new.config.log_file, error=e.strerror)
         for component in self.components:
             hook = getattr(component, "reload", None)
             if hook is not None:
@@ -189,5 +192,9 @@ class Supervisor:
 
 
 def run_daemon(loaded: LoadedConfig) -> int:
-    configure_logging(loaded.config.logging.level)
+    path = loaded.config.log_file
+    try:
+        configure_logging(loaded.config.logging.level, file=path)
+    except OSError as e:
+        raise ConfigError(f"logging.file: {path}: cannot be opened: {e.strerror}") from None
     return asyncio.run(Supervisor(loaded).run())

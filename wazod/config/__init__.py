@@ -51,7 +51,7 @@ class Config(Section):
     status: StatusSection = Field(default_factory=StatusSection, description="local HTTP status endpoint")
     health: HealthSection = Field(default_factory=HealthSection, description="health checks")
     maintenance: MaintenanceSection = Field(default_factory=MaintenanceSection, description="maintenance mode")
-    logging: LoggingSection = Field(default_factory=LoggingSection, description="logging to the journal")
+    logging: LoggingSection = Field(default_factory=LoggingSection, description="logging to the journal and a file")
 
     # --- derived values -------------------------------------------------
     @property
@@ -65,6 +65,11 @@ class Config(Section):
     @property
     def state_dir(self) -> Path:
         return Path(self.node.state_dir)
+
+    @property
+    def log_file(self) -> str | None:
+        """The daemon's log file (``logging.file`` with ``auto`` resolved on this host), or None."""
+        return self.logging.resolved_file(self.node.on_wazo)
 
     def masked(self) -> dict[str, Any]:
         return mask(self.model_dump(mode="json"))
