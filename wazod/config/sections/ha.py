@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from . import Section
+from . import HostAddress, Section
 from .ha_etcd import EtcdSection
 
 ProbeName = Literal["icmp", "tcp", "sip", "peer"]
@@ -57,7 +57,9 @@ class HaSection(Section):
         None, description="master | slave | disabled; null: read from ha_conf (and 'disabled' without it); "
         "arbiter (wazod only, never in ha_conf): the third vote of a pair, watching the two arbiter_nodes"
     )
-    remote_address: str | None = Field(None, description="the other node; null: read from ha_conf")
+    remote_address: HostAddress | None = Field(
+        None, description="the other node (an IP address or a host name); null: read from ha_conf"
+    )
     ha_conf: str = Field("/etc/xivo/ha.conf", description="Wazo's own HA file, rewritten by the web UI")
     marker_dir: str | None = Field(
         "/var/lib/wazo",
@@ -70,7 +72,7 @@ class HaSection(Section):
     failback_hold: float = Field(
         20.0, ge=0, description="seconds the master must stay up (continuously) before failback"
     )
-    witnesses: list[str] = Field(default_factory=list, description="addresses the slave must reach before taking over")
+    witnesses: list[HostAddress] = Field(default_factory=list, description="addresses the slave must reach before taking over")
     arbiter: str | None = Field(
         None,
         description="the third vote that breaks a tie between the two nodes: http://HOST:PORT (a wazod with "
