@@ -252,8 +252,13 @@ class HaMonitor:
         next_check = next_at + ha.services_check_interval
         check: asyncio.Task | None = None
         check_gen = 0
+        me = asyncio.current_task()
         try:
             while True:
+                if me is not None and me.cancelling():
+                    # Python 3.11's wait_for can swallow a cancellation that lands as its inner call ends
+                    # (gh-86296); the restart of the watch (ha.conf changed) must never be lost to it
+                    raise asyncio.CancelledError
                 delay = next_at - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)

@@ -45,6 +45,14 @@ async def resolve(host: str) -> str:
     return infos[0][4][0]
 
 
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 # --- ICMP -----------------------------------------------------------------------
 async def icmp_probe(host: str, *, timeout: float, spacing: float, count: int, name: str = "icmp") -> ProbeResult:
     """Echo requests every ``spacing`` s (at most ``count``) until a reply or ``timeout``.
@@ -489,7 +497,8 @@ class Prober:
         wit = [icmp_probe(w, timeout=timeout, spacing=self.ha.retransmit_interval, count=self.ha.icmp_count,
                           name="witness") for w in self.witnesses]
         try:
-            address = await asyncio.wait_for(resolve(self.target), timeout)
+            address = self.target if _is_literal(self.target) else await asyncio.wait_for(resolve(self.target),
+                                                                                         timeout)
         except (TimeoutError, OSError) as e:
             # this node's problem (DNS down, a typo): says nothing about the peer
             error = f"cannot resolve {self.target}: {getattr(e, 'strerror', None) or e or 'timeout'}"
