@@ -255,31 +255,45 @@ def wazo_schema_excluded() -> list[str]:
     return list(WAZO_EXCLUDED_TABLES)
 
 
-async def _grow_master(master: str, rows: int) -> None:
-    # a big replicated table, so the copy lasts long enough to be interrupted
-    await sql(master, f"INSERT INTO endpoint_sip (label, name, tenant_uuid) SELECT repeat('x', 200) || g, "
-                      f"'big' || g, '11111111-1111-4111-8111-111111111111' FROM generate_series(1, {rows}) g")
+HELD_TABLE = "userfeatures"  # copied in name order: the tables before it are loaded when the copy reaches it
 
 
-async def _wait_for_copy_on(slave_dsn: str, timeout: float = 60.0) -> None:
+async def _hold_master_table(master_dsn: str, table: str = HELD_TABLE):
+    """A session holding ACCESS EXCLUSIVE on a master table: the copy's read of it waits for the lock,
+    so the run stops mid-copy, at a known point, for as long as the test wants (no race with its speed)."""
+    conn = await asyncpg.connect(master_dsn)
+    await conn.execute("BEGIN")
+    await conn.execute(f'LOCK TABLE public."{table}" IN ACCESS EXCLUSIVE MODE')
+    return conn
+
+
+async def _wait_until_copy_held(master_dsn: str, slave_dsn: str, table: str = HELD_TABLE,
+                                timeout: float = 30.0) -> None:
+    """Until the master's COPY of ``table`` waits on the test's lock while the slave's COPY into it is open
+    (the slave's transaction has emptied the tables and loaded those before ``table``)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        rows = await sql(slave_dsn, "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%FROM STDIN%' "
-                                    "AND application_name = 'wazod-replication'")
-        if rows[0][0]:
+    while True:
+        reading = await sql(master_dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                        "'wazod-replication' AND wait_event_type = 'Lock' AND query ILIKE $1",
+                            f"COPY%{table}%TO STDOUT%")
+        loading = await sql(slave_dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                       "'wazod-replication' AND state = 'active' AND query ILIKE $1",
+                            f"COPY%{table}%FROM STDIN%")
+        if reading[0][0] and loading[0][0]:
             return
+        assert asyncio.get_running_loop().time() < deadline, "the copy never reached the held table"
         await asyncio.sleep(0.01)
-    raise AssertionError("the copy never started")
 
 
 async def test_master_killed_mid_copy_leaves_the_slave_data_intact(tmp_path, dbs, pg_pair):
     master, slave = dbs
-    await _grow_master(master, 200_000)
     before = await snapshot_db(slave)
+    holder = await _hold_master_table(master)
     task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
-    await _wait_for_copy_on(slave)
-    pg_pair.master.kill()  # SIGKILL of the whole master cluster
+    await _wait_until_copy_held(master, slave)
+    pg_pair.master.kill()  # SIGKILL of the whole master cluster (the holder's session goes with it)
     result = await task
+    holder.terminate()
     assert result.status == "failed"
     assert "previous data" in result.error
     assert await snapshot_db(slave) == before
@@ -290,13 +304,16 @@ async def test_master_killed_mid_copy_leaves_the_slave_data_intact(tmp_path, dbs
 
 async def test_cancelled_mid_copy_rolls_back(tmp_path, dbs):
     master, slave = dbs
-    await _grow_master(master, 200_000)
     before = await snapshot_db(slave)
-    task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
-    await _wait_for_copy_on(slave)
-    task.cancel()  # what SIGTERM of the daemon does to a running job
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    holder = await _hold_master_table(master)
+    try:
+        task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
+        await _wait_until_copy_held(master, slave)
+        task.cancel()  # what SIGTERM of the daemon does to a running job
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        await holder.close()
 
     async def slave_idle():
         while (await sql(slave, "SELECT count(*) FROM pg_stat_activity "
@@ -304,6 +321,7 @@ async def test_cancelled_mid_copy_rolls_back(tmp_path, dbs):
             await asyncio.sleep(0.05)
     await asyncio.wait_for(slave_idle(), 30)
     assert await snapshot_db(slave) == before
+    assert not (tmp_path / "state" / "replication-record.json").exists()
 
 
 async def test_unreachable_slave_fails_with_a_clear_error(tmp_path, dbs):
