@@ -173,6 +173,31 @@ class HaNode:
             raise TimeoutError(f"{self.role}: ha_state {self.status().get('ha_state')!r}, not {state!r} "
                                f"after {timeout}s\n{self.log_tail()}") from None
 
+    def probe_rounds(self) -> dict[str, int]:
+        """The daemon's HA probe rounds so far, by result (good, failed), read from its /metrics
+        inside its namespace: what shows that the watch is running, not merely that nothing happened."""
+        url = f"http://{self.config()['status']['listen']}/metrics"
+        code = f"import sys,urllib.request;sys.stdout.write(urllib.request.urlopen({url!r},timeout=5).read().decode())"
+        res = self.lab.exec(self.role, [PY, "-c", code], timeout=20)
+        if res.returncode != 0:
+            raise RuntimeError(f"{self.role}: /metrics unreadable: {res.stderr[-300:]}")
+        rounds = {"good": 0, "failed": 0}
+        for line in res.stdout.splitlines():
+            for result in rounds:
+                if line.startswith(f'wazod_ha_probe_rounds_total{{result="{result}"}} '):
+                    rounds[result] = int(float(line.split()[-1]))
+        return rounds
+
+    def wait_rounds(self, n: int, timeout: float = 60.0) -> dict[str, int]:
+        """Until the daemon has run ``n`` more probe rounds than now (instead of sleeping for them)."""
+        start = sum(wait_for(self.probe_rounds, timeout=timeout).values())
+        try:
+            return wait_for(lambda: (r := self.probe_rounds()) and sum(r.values()) >= start + n and r,
+                            timeout=timeout, interval=0.1)
+        except TimeoutError:
+            raise TimeoutError(f"{self.role}: fewer than {n} probe rounds in {timeout}s\n{self.log_tail()}") \
+                from None
+
     def standin_pid(self) -> int | None:
         with contextlib.suppress(OSError, ValueError):
             pid = int(self.pidfile.read_text().strip())

@@ -3,7 +3,8 @@
 Two kinds:
 
 - instruments other parts feed directly, defined here once: ``PROBE_RTT``
-  (the HA engineer observes each probe's round trip: ``PROBE_RTT.observe(seconds)``);
+  (the HA engineer observes each probe's round trip: ``PROBE_RTT.observe(seconds)``) and
+  ``PROBE_ROUNDS`` (each probe round, by result: the watch is alive and how it sees the peer);
 - everything else is read at scrape time from what the daemon already keeps
   (status board, job records in the state directory, the event store, the
   health checks), so no part has to remember to update a metric, and the
@@ -22,7 +23,7 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -36,6 +37,12 @@ PROBE_RTT = Histogram(
     "wazod_ha_probe_rtt_seconds",
     "Round-trip time of the HA probes of the other node (successful probes only)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+PROBE_ROUNDS = Counter(
+    "wazod_ha_probe_rounds",
+    "HA probe rounds of the other node, by result (good: the peer answered as required)",
+    ["result"],
     registry=REGISTRY,
 )
 ProcessCollector(registry=REGISTRY, namespace="wazod")  # the daemon's own CPU, memory, fds
