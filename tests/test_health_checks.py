@@ -76,7 +76,8 @@ async def _more_runs(checks, name: str, n: int) -> None:
     """Until the check ``name`` has run ``n`` more times (each run stamps ``checked_at``)."""
     for _ in range(n):
         before = checks.trackers[name].checked_at
-        await wait_for_async(lambda: checks.trackers[name].checked_at != before, timeout=10, interval=0.01)
+        await wait_for_async(lambda before=before: checks.trackers[name].checked_at != before, timeout=10,
+                             interval=0.01)
 
 
 async def test_level_changes_emit_one_event_each_with_hysteresis(tmp_path):

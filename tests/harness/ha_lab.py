@@ -176,8 +176,13 @@ class HaNode:
     def probe_rounds(self) -> dict[str, int]:
         """The daemon's HA probe rounds so far, by result (good, failed), read from its /metrics
         inside its namespace: what shows that the watch is running, not merely that nothing happened."""
-        url = f"http://{self.config()['status']['listen']}/metrics"
-        code = f"import sys,urllib.request;sys.stdout.write(urllib.request.urlopen({url!r},timeout=5).read().decode())"
+        status = self.config()["status"]
+        url = f"http://{status['listen']}/metrics"
+        token_file = status.get("token_file")  # an endpoint demanding the pair's token: read by the child
+        headers = (f"{{'X-Auth-Token': open({str(token_file)!r}).read().split()[0]}}" if token_file else "{}")
+        code = ("import sys,urllib.request;"
+                f"r=urllib.request.Request({url!r},headers={headers});"
+                "sys.stdout.write(urllib.request.urlopen(r,timeout=5).read().decode())")
         res = self.lab.exec(self.role, [PY, "-c", code], timeout=20)
         if res.returncode != 0:
             raise RuntimeError(f"{self.role}: /metrics unreadable: {res.stderr[-300:]}")
