@@ -417,7 +417,6 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
 def test_sigterm_of_the_cli_cleans_up(tmp_path):
     import signal
     import sys
-    import time
 
     from harness import wait_for
     from harness.backup import write_config_file
@@ -434,7 +433,6 @@ def test_sigterm_of_the_cli_cleans_up(tmp_path):
     before = {p.name: sha(p) for p in d.iterdir()}
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: any(p.name.startswith(".wazod-data.tgz") for p in d.iterdir()), timeout=30, interval=0.02)
-    time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
