@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   postgresql postgresql-client      # initdb clusters for master and slave, pg_dump/pg_restore/psql
   mosquitto                         # MQTT broker for the bus tests
+  rabbitmq-server                   # Wazo's bus (AMQP): the tests run a private node of their own
   rsync openssh-server openssh-client  # file sync and copy-back over a real sshd
   snmptrapd snmp                    # SNMP notifications received by a real trap daemon, snmptranslate for the MIB
   erlang-snmp                       # the base MIBs (SNMPv2-SMI, -TC, -CONF) WAZOD-MIB imports: Debian's snmp has none
@@ -15,7 +16,9 @@ APT_PACKAGES=(
   keepalived                        # the failover benchmark's baseline
   pigz tar gzip                     # parallel gzip for backups
   chrony                            # NTP health check against a real tool
-  procps util-linux sudo            # pkill, ionice, runuser
+  procps util-linux sudo            # pkill, ionice, runuser, prlimit
+  curl                              # another local user's HTTP client in the endpoint tests (runuser -u nobody -- curl)
+  etcd-server etcd-client           # the etcd arbiter's tests run their own members (etcdctl reads the keys)
 )
 
 missing=()
@@ -34,6 +37,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     [ $had_policy = 1 ] || rm -f /usr/sbin/policy-rc.d
     rm -f /usr/sbin/policy-rc.d.wazod
+    # Debian enables etcd.service for the next boot: a system etcd on 2379 is nothing the tests
+    # want (they start their own members on free ports). Only when this run installed it.
+    if printf '%s\n' "${missing[@]}" | grep -qx etcd-server && command -v systemctl >/dev/null; then
+      systemctl disable etcd.service >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: not root, cannot install: ${missing[*]} (tests needing them will be skipped)" >&2
   fi

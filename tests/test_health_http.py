@@ -1,7 +1,6 @@
 """The status endpoint over real HTTP: health, liveness, status, metrics, authentication."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -12,46 +11,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 from harness import free_port, wait_for_async
-from harness.health import WazoAuthStandIn, make_context, make_tls_server_files, quiet_health, write_config
+from harness.endpoint import Running
+from harness.health import WazoAuthStandIn, make_tls_server_files
 from prometheus_client.parser import text_string_to_metric_families
 
-from wazod.health.checks import HealthChecks
-from wazod.health.http import StatusServer, auth_required
+from wazod.endpoint.auth import auth_required
 from wazod.health.metrics import PROBE_RTT
 from wazod.jobs import JobResult, run_job
-
-
-class Running:
-    """A context, its health checks and its status server on a free loopback port."""
-
-    def __init__(self, tmp_path, **config):
-        self.port = free_port()
-        status = {"listen": f"127.0.0.1:{self.port}", **config.pop("status", {})}
-        health = config.pop("health", {"interval": 0.05, "fall": 1, "rise": 1, **quiet_health(
-            disk={"paths": [str(tmp_path)], "warning_free_percent": 0, "critical_free_percent": 0})})
-        self.cfg_path = write_config(tmp_path, {"status": status, "health": health, **config})
-        self.ctx = make_context(self.cfg_path)
-        self.checks = HealthChecks(self.ctx)
-        self.extra_routes: list = []
-
-    async def __aenter__(self):
-        self.ctx.registry["http_routes"] = self.extra_routes
-        self.server = StatusServer(self.ctx)
-        self.tasks = [asyncio.create_task(self.checks.run()), asyncio.create_task(self.server.run())]
-        self.http = aiohttp.ClientSession(base_url=f"http://127.0.0.1:{self.port}")
-        await wait_for_async(lambda: self.server.runner is not None, timeout=10)
-        await wait_for_async(lambda: self.checks.trackers["disk"].last is not None, timeout=10)
-        return self
-
-    async def __aexit__(self, *exc):
-        await self.http.close()
-        self.ctx.stopping.set()
-        await asyncio.gather(*self.tasks)
-        self.ctx.emitter.store.close()
-
-    async def get(self, path, **kw):
-        async with self.http.get(path, **kw) as resp:
-            return resp.status, await resp.text()
 
 
 async def test_health_answers_200_then_503_with_the_failing_check(tmp_path):
@@ -242,21 +208,31 @@ async def test_anonymous_health_shows_levels_only(tmp_path):
 
 
 async def test_routes_of_other_parts_are_served_and_authenticated(tmp_path):
-    token_file = tmp_path / "token"
+    token_file, admin_file = tmp_path / "token", tmp_path / "admin"
     token_file.write_text("tok\n")
+    admin_file.write_text("admin-tok\n")
+    admin_file.chmod(0o600)
     calls = []
 
     async def set_maintenance(request: web.Request) -> web.Response:
         calls.append(await request.json())
         return web.json_response({"ok": True})
 
-    node = Running(tmp_path, status={"auth": "always", "token_file": str(token_file)})
-    node.extra_routes.append(("POST", "/maintenance", set_maintenance))
+    async def arbiter(request: web.Request) -> web.Response:
+        return web.json_response({"nodes": {}})
+
+    node = Running(tmp_path, status={"auth": "always", "token_file": str(token_file),
+                                     "admin_token_file": str(admin_file)})
+    node.extra_routes.extend([("POST", "/maintenance", set_maintenance), ("GET", "/arbiter", arbiter)])
     async with node:
         async with node.http.post("/maintenance", json={"on": True}) as resp:
             assert resp.status == 401
         async with node.http.post("/maintenance", json={"on": True}, headers={"X-Auth-Token": "tok"}) as resp:
+            assert resp.status == 403  # the read token does not change state
+        async with node.http.post("/maintenance", json={"on": True}, headers={"X-Auth-Token": "admin-tok"}) as resp:
             assert resp.status == 200
+        assert (await node.get("/arbiter"))[0] == 401
+        assert (await node.get("/arbiter", headers={"X-Auth-Token": "tok"})) == (200, '{"nodes": {}}')
     assert calls == [{"on": True}]
 
 

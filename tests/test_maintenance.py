@@ -13,7 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from harness.maintenance import TOKEN, LoopNode, token_file
+from harness.maintenance import ADMIN_TOKEN, TOKEN, LoopNode, token_file
 from harness.util import wait_for
 
 from wazod.errors import WazodError
@@ -193,23 +193,23 @@ def test_set_on_one_node_shows_on_the_other_with_the_token(nodes):
     assert "wazod_maintenance_active 1.0" in metrics
     assert 'wazod_maintenance_info{origin="peer",reason="disk swap",set_by="' in metrics
     assert "wazod_maintenance_until_timestamp_seconds " in metrics
-    # the endpoint is authenticated like the rest of it
-    for headers in ({}, {"X-Auth-Token": "wrong"}):
+    # a change of state needs the admin token: none or a wrong one is 401, the read token 403
+    for headers, code in (({}, 401), ({"X-Auth-Token": "wrong"}, 401), ({"X-Auth-Token": TOKEN}, 403)):
         req = urllib.request.Request(b.url + "/maintenance", data=b'{"action": "off"}', method="POST",
                                      headers={"Content-Type": "application/json", **headers})
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=5)
-        assert e.value.code == 401
+        assert e.value.code == code
     assert b.status()["maintenance"]["active"] is True
     # a bad request is refused with its reason
     req = urllib.request.Request(b.url + "/maintenance", data=b'{"action": "on", "remaining_s": -1}', method="POST",
-                                 headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN})
+                                 headers={"Content-Type": "application/json", "X-Auth-Token": ADMIN_TOKEN})
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 400 and "remaining_s" in json.loads(e.value.read())["error"]
     long_user = json.dumps({"action": "on", "remaining_s": 60, "user": "x" * 100}).encode()
     req = urllib.request.Request(b.url + "/maintenance", data=long_user, method="POST",
-                                 headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN})
+                                 headers={"Content-Type": "application/json", "X-Auth-Token": ADMIN_TOKEN})
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 400 and "user" in json.loads(e.value.read())["error"]

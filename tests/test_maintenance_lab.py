@@ -14,7 +14,7 @@ import json
 import pytest
 from harness.berofos import SimProcess, write_bnfos_conf
 from harness.ha_lab import FAST, PY, _deep_merge, ha_lab_fixture  # noqa: F401  (registers the ha_lab fixture)
-from harness.maintenance import token_file
+from harness.maintenance import admin_token_file, token_file
 from harness.util import wait_for
 
 pytestmark = [pytest.mark.lab]
@@ -23,10 +23,11 @@ pytestmark = [pytest.mark.lab]
 
 def _pair(ha_lab, tmp_path, berofos: bool = False):
     pair = ha_lab(**FAST)
-    token = token_file(tmp_path)
+    token, admin = token_file(tmp_path), admin_token_file(tmp_path)
     for node in (pair.master, pair.slave):
         node.overrides = _deep_merge(node.overrides, {
-            "status": {"listen": f"{node.addr}:9599", "auth": "always", "token_file": str(token)},
+            "status": {"listen": f"{node.addr}:9599", "auth": "always", "token_file": str(token),
+                       "admin_token_file": str(admin)},
             "maintenance": {"watch_interval": 0.2, "peer_timeout": 2, "peer_retry_interval": 1},
         })
         node.write_config()

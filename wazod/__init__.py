@@ -5,3 +5,6 @@ It replaces the cron and shell scripts that hold a Wazo HA pair together
 """
 
 __version__ = "0.1.0"
+
+# Here, not in wazod.config, so that the command line can name it without loading pydantic.
+DEFAULT_CONFIG_PATH = "/etc/wazod/config.yml"

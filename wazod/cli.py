@@ -12,11 +12,13 @@ import importlib
 import os
 import sys
 
-from wazod import __version__
+from wazod import DEFAULT_CONFIG_PATH, __version__
 from wazod.commands import COMMAND_MODULES
-from wazod.config import DEFAULT_CONFIG_PATH, load_config
 from wazod.errors import ConfigError, ExitCode, WazodError
-from wazod.logsetup import configure_logging
+
+# Only argparse and the command modules' registrations run before a command is
+# chosen: each command imports what it needs (pydantic, asyncpg, aiohttp...)
+# when it runs, so `wazod --help` and a quick `wazod replicate` start fast.
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     config_path = getattr(args, "config", None) or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH
     needs_config = getattr(args, "needs_config", True)
     try:
+        if needs_config:
+            from wazod.config import load_config
         loaded = load_config(config_path) if needs_config else None
     except ConfigError as e:
         print(f"wazod: configuration error:\n{e}", file=sys.stderr)
         return ExitCode.USAGE
     if getattr(args, "command", None) != "run":
+        from wazod.logsetup import configure_logging
+
         # CLI commands print results on stdout; their logs go to stderr
         configure_logging(loaded.config.logging.level if loaded else "info", stream=sys.stderr)
     try:

@@ -20,9 +20,10 @@ FACTORIES = [
     "wazod.ha.monitor:component",
     "wazod.berofos.drift:component",
     "wazod.bus.publisher:component",
+    "wazod.bus.wazo:component",
     "wazod.bus.snmp:component",
     "wazod.health.checks:component",
-    "wazod.health.http:component",
+    "wazod.endpoint.server:component",
 ]
 
 

@@ -4,12 +4,19 @@ Each line starts with the syslog priority in angle brackets (``<6>{...}``):
 systemd's journal reads that prefix (SyslogLevelPrefix=yes, the default) and
 files the line at that level. On a terminal the output is readable instead.
 Secrets are masked in every event dict, and tracebacks carry no frame locals.
+
+Lines that repeat are collapsed (``RepeatLimiter``): a flood (asyncio's
+``socket.accept() out of system resource`` once wrote 183 MB in a minute)
+costs a few lines, and the next one after the pause says how many were dropped.
+The standard library's loggers (asyncio, aiohttp) go through the same pipeline.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from typing import Any
 
 import structlog
@@ -30,6 +37,76 @@ def _mask_exception(_logger: Any, _name: str, event_dict: dict) -> dict:
     if isinstance(exc, str):
         event_dict["exception"] = mask(exc)
     return event_dict
+
+
+class RepeatLimiter:
+    """structlog processor: at most ``burst`` identical lines per ``window`` seconds.
+
+    Identical = same level and fields (the timestamp and traceback aside). Past the
+    burst, lines are dropped until the window ends; the first one after it carries
+    ``repeated: N`` (N lines like it dropped). ``clock`` is injectable for tests.
+    """
+
+    IGNORED = frozenset({"timestamp", "exception", "exc_info", "stack_info"})
+
+    def __init__(self, burst: int = 10, window: float = 60.0, clock=time.monotonic, max_keys: int = 1024):
+        self.burst, self.window, self.clock, self.max_keys = burst, window, clock, max_keys
+        self._seen: dict[str, list] = {}  # key -> [window start, lines in window, dropped]
+        self._lock = threading.Lock()
+
+    def _key(self, name: str, event_dict: dict) -> str:
+        return repr((name, sorted((k, repr(v)) for k, v in event_dict.items() if k not in self.IGNORED)))
+
+    def __call__(self, _logger: Any, name: str, event_dict: dict) -> dict:
+        key = self._key(name, event_dict)
+        with self._lock:
+            now = self.clock()
+            seen = self._seen.get(key)
+            if seen is None or now - seen[0] >= self.window:
+                if seen is None and len(self._seen) >= self.max_keys:
+                    self._forget(now)
+                if seen is not None and seen[2]:
+                    event_dict["repeated"] = seen[2]
+                    event_dict["repeated_within_s"] = self.window
+                self._seen[key] = [now, 1, 0]
+                return event_dict
+            seen[1] += 1
+            if seen[1] < self.burst:
+                return event_dict
+            if seen[1] == self.burst:
+                event_dict["repeats_dropped_for_s"] = round(self.window - (now - seen[0]), 1)
+                return event_dict
+            seen[2] += 1
+        raise structlog.DropEvent
+
+    def _forget(self, now: float) -> None:
+        self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.window}
+        if len(self._seen) >= self.max_keys:
+            self._seen.clear()
+
+
+class _ToStructlog(logging.Handler):
+    """The standard library's records (asyncio, aiohttp) into structlog: same format, masking and repeat limit."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            method = record.levelname.lower()
+            logger = structlog.get_logger(component=record.name)
+            log_fn = getattr(logger, method if method in ("debug", "info", "warning", "error", "critical")
+                             else "warning")
+            kw = {"exc_info": record.exc_info} if record.exc_info else {}
+            log_fn(record.getMessage(), **kw)
+        except Exception:
+            self.handleError(record)
+
+
+def _route_stdlib_logging() -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _ToStructlog)]:
+        root.removeHandler(handler)
+    root.addHandler(_ToStructlog(logging.WARNING))
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
 
 
 class _PriorityJSONRenderer:
@@ -65,7 +142,8 @@ class _StdStream:
         return hasattr(stream, "isatty") and stream.isatty()
 
 
-def configure_logging(level: str = "info", *, json: bool | None = None, stream=None) -> None:
+def configure_logging(level: str = "info", *, json: bool | None = None, stream=None,
+                      repeats: RepeatLimiter | None = None) -> None:
     if stream is None or stream is sys.stdout:
         stream = _StdStream("stdout")
     elif stream is sys.stderr:
@@ -75,6 +153,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream=N
     processors: list = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
+        repeats or RepeatLimiter(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_processor,
     ]
@@ -93,6 +172,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream=N
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib_logging()
 
 
 def get_logger(name: str | None = None, **bound: Any):

@@ -248,13 +248,14 @@ def render_status(doc: dict[str, Any], color: bool = False) -> str:
             text = f"{name} mode {mode}" + (f" ({where[mode]})" if mode in where else "")
             items.append(_paint(f"{text} error: {err}", "31", color) if err else text)
         lines.append("berofos   " + "  ".join(items))
-    bus = doc.get("bus")
-    if isinstance(bus, dict) and "connected" in bus:
-        if bus["connected"]:
-            lines.append(f"bus       {_tone('connected', color)}")
-        else:
-            why = f": {bus['error']}" if bus.get("error") else ""
-            lines.append(f"bus       {_paint('not connected', '31', color)}{why} (events wait in the outbox)")
+    for key, label in (("bus", "bus      "), ("wazo_bus", "wazo bus ")):  # MQTT, then Wazo's RabbitMQ
+        bus = doc.get(key)
+        if isinstance(bus, dict) and "connected" in bus:
+            if bus["connected"]:
+                lines.append(f"{label} {_tone('connected', color)}")
+            else:
+                why = f": {bus['error']}" if bus.get("error") else ""
+                lines.append(f"{label} {_paint('not connected', '31', color)}{why} (events wait in the outbox)")
     lines.append("jobs")
     lines += _job_lines(doc, color, running)
     lines += _health_lines(doc.get("health") or {}, color)

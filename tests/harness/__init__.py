@@ -9,7 +9,9 @@ tests/conftest.py from :mod:`harness.fixtures`; just request them by name:
 * ``mosquitto``, ``make_mosquitto``
 * ``sshd``, ``make_sshd``
 * ``netns_lab``, ``netns_lab_witness``, ``make_netns_lab``
+* ``etcd_cluster`` (one member, per module), ``etcd_cluster3`` (three members), ``make_etcd_cluster``
 """
+from .etcd import EtcdCluster
 from .mqtt import Mosquitto
 from .netns import LabHost, NetnsLab, netns_unavailable_reason
 from .pg import PgCluster, PgPair, pg_bindir
@@ -17,7 +19,7 @@ from .ssh import Sshd
 from .util import free_port, kill_process_group, wait_for, wait_for_async, wait_for_port
 
 __all__ = [
-    "Mosquitto", "LabHost", "NetnsLab", "netns_unavailable_reason", "PgCluster",
+    "EtcdCluster", "Mosquitto", "LabHost", "NetnsLab", "netns_unavailable_reason", "PgCluster",
     "PgPair", "pg_bindir", "Sshd", "free_port", "kill_process_group", "wait_for",
     "wait_for_async", "wait_for_port",
 ]

@@ -27,7 +27,8 @@ from wazod.events import read_events
 from .util import GiveUp, free_port, stop_process_group, tail_lines, wait_for
 
 PY = sys.executable
-TOKEN = "maintenance-test-token-0123456789"
+TOKEN = "maintenance-test-token-0123456789"  # the read token (status.token_file)
+ADMIN_TOKEN = "maintenance-test-admin-token-9876543210"  # the pair's admin token (status.admin_token_file)
 
 
 def deep_merge(base: dict, extra: dict) -> dict:
@@ -57,6 +58,7 @@ class LoopNode:
         self.log_path = self.dir / "daemon.log"
         self.port = free_port()
         self.token_file = token_file
+        self.admin_token_file = admin_token_file(token_file.parent)
         self.proc: subprocess.Popen | None = None
         self.write_config(overrides or {})
 
@@ -65,7 +67,8 @@ class LoopNode:
             "node": {"name": self.name, "state_dir": str(self.state_dir), "uuid_file": str(self.dir / "uuid.sh"),
                      "stop_timeout": 10},
             "ha": {"node_type": "disabled", "ha_conf": str(self.dir / "ha.conf")},
-            "status": {"listen": f"127.0.0.1:{self.port}", "auth": "always", "token_file": str(self.token_file)},
+            "status": {"listen": f"127.0.0.1:{self.port}", "auth": "always", "token_file": str(self.token_file),
+                       "admin_token_file": str(self.admin_token_file)},
             "health": {name: {"enabled": False} for name in ("disk", "process", "ntp", "certificate", "postgresql")},
             "maintenance": {"watch_interval": 0.2},
             "logging": {"level": "info"},
@@ -80,10 +83,11 @@ class LoopNode:
         return run_wazod(self.config_path, *args)
 
     # --- the daemon -----------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, wrapper: list[str] | None = None) -> None:
+        """Start ``wazod run``, under ``wrapper`` (an argv prefix such as ``prlimit --nofile=N:N --``) if given."""
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([PY, "-m", "wazod", "run", "--config", str(self.config_path)],
+            self.proc = subprocess.Popen([*(wrapper or []), PY, "-m", "wazod", "run", "--config", str(self.config_path)],
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: self._alive() and self.status().get("daemon") == "running"
                  and self._listening(), timeout=20, message=f"{self.name} daemon not up:\n{self.log_tail()}")
@@ -124,5 +128,13 @@ class LoopNode:
 def token_file(root: Path) -> Path:
     path = root / "token"
     path.write_text(TOKEN + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def admin_token_file(root: Path) -> Path:
+    """The admin token both nodes of a pair share (mode 600: the endpoint refuses it otherwise)."""
+    path = root / "admin-token"
+    path.write_text(ADMIN_TOKEN + "\n")
     path.chmod(0o600)
     return path

@@ -6,11 +6,13 @@ The CLI is ``wazod berofos``, the daemon's drift check is ``wazod.berofos.drift`
 and ``wazod.berofos.simulator`` is a device for tests, the demo and the lab.
 """
 
-from wazod.berofos.conf import BnfosConfError, Device, load_devices
-from wazod.berofos.protocol import MODE_MASTER, MODE_SLAVE
-from wazod.berofos.switch import DeviceResult, DeviceStatus, apply_mode, read_status
+from wazod._lazy import lazy_exports
 
-__all__ = [
-    "apply_mode", "read_status", "DeviceResult", "DeviceStatus", "Device", "load_devices",
-    "BnfosConfError", "MODE_MASTER", "MODE_SLAVE",
-]
+# switch pulls in aiohttp: imported on first use, not by whoever reads bnfos.conf or the config
+_EXPORTS = {
+    "apply_mode": "switch", "read_status": "switch", "DeviceResult": "switch", "DeviceStatus": "switch",
+    "Device": "conf", "load_devices": "conf", "BnfosConfError": "conf",
+    "MODE_MASTER": "protocol", "MODE_SLAVE": "protocol",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -27,18 +27,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import ssl
 import threading
-from collections import deque
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import aiomqtt
+from typing import TYPE_CHECKING, Any
 
 from wazod.bus.outbox import OutboxReader, store_path
+from wazod.bus.window import Window, backoff_delay
 from wazod.logsetup import get_logger
+
+if TYPE_CHECKING:
+    import aiomqtt
 
 log = get_logger("bus")
 
@@ -75,11 +74,6 @@ def tls_context(mqtt) -> ssl.SSLContext | None:
     except (OSError, ssl.SSLError) as e:
         raise ConnectionError(f"bus.mqtt TLS files: {e}") from None
     return context
-
-
-def backoff_delay(attempt: int, low: float, high: float) -> float:
-    """Full jitter: uniform in [low, min(high, low * 2**attempt)]."""
-    return random.uniform(low, min(high, low * (2 ** min(attempt, 30))))
 
 
 class MqttPublisher:
@@ -158,6 +152,8 @@ class MqttPublisher:
                     await self._sleep(max(bus.poll_interval, 5.0))
                     continue
                 self._reconnect = False
+                import aiomqtt  # only once a broker is configured: a node without one pays nothing
+
                 try:
                     await self._session_unless_stopped(bus)
                     attempt = 0
@@ -199,6 +195,8 @@ class MqttPublisher:
             self.ctx.status.update(bus={"connected": value, "error": error})
 
     def _client(self, bus) -> aiomqtt.Client:
+        import aiomqtt
+
         mqtt = bus.mqtt
         t = topics(mqtt.topic_prefix, self.ctx.config.node_name)
         client = aiomqtt.Client(
@@ -222,6 +220,8 @@ class MqttPublisher:
         mqtt = bus.mqtt
         t = topics(mqtt.topic_prefix, self.ctx.config.node_name)
         self._session_mqtt = mqtt
+        import aiomqtt
+
         async with self._client(bus) as client:
             watcher = asyncio.create_task(self._watch_disconnect(client))
             try:
@@ -251,8 +251,14 @@ class MqttPublisher:
         lets the window empty. Drain mode (on stop): runs until nothing is
         pending or ``deadline`` passes.
         """
+        import aiomqtt
+
         loop = asyncio.get_running_loop()
-        window = Window(self.reader, t["events"], client, bus.mqtt.max_inflight, self._progress)
+        events_topic = t["events"]
+        window = Window(
+            self.reader,
+            lambda ev: client.publish(f"{events_topic}/{topic_part(ev.name)}", ev.body.encode(), qos=1),
+            bus.mqtt.max_inflight, self._progress, failure=aiomqtt.MqttError)
         watcher.add_done_callback(self._progress)
         next_bound_check = 0.0
         try:
@@ -309,86 +315,6 @@ class MqttPublisher:
     async def _drain(self, client, bus, t, watcher) -> None:
         """On stop: give what is pending (daemon_stopping included) up to drain_timeout to go out."""
         await self._pump(client, bus, t, watcher, deadline=asyncio.get_running_loop().time() + bus.drain_timeout)
-
-
-class Window:
-    """The in-flight QoS 1 publishes, in seq order; the cursor moves over the acknowledged prefix.
-
-    Why a window rather than batches: a batch waits for its slowest PUBACK
-    before the next starts; a window keeps ``size`` messages in flight at all
-    times, so the broker's round trip is paid once, not once per batch.
-    """
-
-    ACK_EVERY = 64  # cursor writes are batched: a crash re-sends at most this many (at least once)
-
-    def __init__(self, reader: OutboxReader, events_topic: str, client: aiomqtt.Client, size: int,
-                 on_done: Callable[[asyncio.Future], None]):
-        self.reader = reader
-        self.on_done = on_done
-        self.topic = events_topic
-        self.client = client
-        self.size = size
-        self.flight: deque[tuple[int, asyncio.Future]] = deque()
-        self.queued = reader.cursor() or 0  # highest seq handed to the client
-        self.confirmed = 0  # highest seq confirmed but maybe not yet written to the cursor
-        self._unsaved = 0
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.flight)
-
-    def head(self) -> asyncio.Future:
-        """The oldest publish in flight. Refilling as soon as it completes keeps data flowing both
-        ways (waiting for a bigger gap lets Nagle and delayed ACKs stall the broker's PUBACKs)."""
-        return self.flight[0][1]
-
-    def skip_to(self, seq: int) -> None:
-        """The outbox bound moved the cursor: forget what is before it."""
-        self.queued = max(self.queued, seq)
-
-    def fill(self) -> None:
-        room = self.size - len(self.flight)
-        if room <= 0:
-            return
-        for ev in self.reader.after(self.queued, room):
-            future = asyncio.ensure_future(
-                self.client.publish(f"{self.topic}/{topic_part(ev.name)}", ev.body.encode(), qos=1))
-            future.add_done_callback(self.on_done)
-            self.flight.append((ev.seq, future))
-            self.queued = ev.seq
-
-    def collect(self) -> None:
-        """Move the cursor over the confirmed prefix; raise the first failure."""
-        while self.flight and self.flight[0][1].done():
-            seq, future = self.flight[0]
-            if future.cancelled() or future.exception() is not None:
-                self.save()
-                raise future.exception() if not future.cancelled() else aiomqtt.MqttError("publish cancelled")
-            self.flight.popleft()
-            self.confirmed = seq
-            self._unsaved += 1
-        if self._unsaved >= self.ACK_EVERY or (self._unsaved and not self.flight):
-            self.save()
-
-    def save(self) -> None:
-        if self._unsaved:
-            self.reader.ack(self.confirmed)
-            self._unsaved = 0
-
-    def raise_disconnected(self, watcher: asyncio.Future) -> None:
-        self.collect()
-        self.save()
-        exc = watcher.exception() if not watcher.cancelled() else None
-        raise exc if exc is not None else aiomqtt.MqttError("disconnected")
-
-    def close(self) -> None:
-        """Keep what was confirmed; abandon the rest (it is re-sent by the next connection)."""
-        with contextlib.suppress(Exception):
-            self.collect()
-        self.save()
-        for _, future in self.flight:
-            future.cancel()
-        self.flight.clear()
 
 
 def component(ctx):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wazod.errors import ExitCode
-from wazod.events import open_emitter
-from wazod.jobs import JOBS, JobResult, check_role, run_job
+
+if TYPE_CHECKING:
+    from wazod.jobs import JobResult
 
 COMMAND_MODULES = [
     "wazod.commands.daemon",      # run, status, config check / defaults
@@ -52,6 +53,9 @@ def print_result(result: JobResult, as_json: bool) -> None:
 
 def run_job_command(args, loaded, job: str, **options: Any) -> int:
     """Run a job from the CLI exactly as the daemon would (lock, record, event)."""
+    from wazod.events import open_emitter
+    from wazod.jobs import JOBS, check_role, run_job
+
     config = loaded.config
     check_role(JOBS[job], config.role)
     emitter = open_emitter(config)

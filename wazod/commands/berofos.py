@@ -15,11 +15,8 @@ from pathlib import Path
 
 from wazod.berofos.conf import load_devices, select_devices
 from wazod.berofos.protocol import MODE_MASTER, MODE_SLAVE
-from wazod.berofos.switch import LINES_ON, apply_mode, read_status
 from wazod.commands import print_json
 from wazod.errors import ExitCode
-from wazod.events import open_emitter
-from wazod.locks import OperationLock
 
 
 def register(sub, common) -> None:
@@ -55,6 +52,10 @@ def _devices_or_none(args, config):
 
 
 def _set(args, loaded) -> int:
+    from wazod.berofos.switch import LINES_ON, apply_mode  # aiohttp: only when a device is driven
+    from wazod.events import open_emitter
+    from wazod.locks import OperationLock
+
     config = loaded.config
     mode = args.berofos_mode
     devices = _devices_or_none(args, config)
@@ -83,6 +84,8 @@ def _set(args, loaded) -> int:
 
 
 def _status(args, loaded) -> int:
+    from wazod.berofos.switch import read_status
+
     config = loaded.config
     devices = _devices_or_none(args, config)
     if devices is None:

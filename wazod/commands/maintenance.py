@@ -16,12 +16,15 @@ import pwd
 import sqlite3
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from wazod.commands import print_json
 from wazod.errors import ExitCode, WazodError
 from wazod.maintenance.duration import format_duration, parse_duration
-from wazod.maintenance.peer import PeerAnswer, ask_peer, peer_base_url, request_for, tell_peer
 from wazod.maintenance.state import MaintenanceState, clean_reason, is_active, status_view
+
+if TYPE_CHECKING:
+    from wazod.maintenance.peer import PeerAnswer
 
 
 def register(sub, common) -> None:
@@ -65,10 +68,14 @@ def _state(config) -> MaintenanceState:
 
 
 def _will_tell(args, config) -> bool:
+    from wazod.maintenance.peer import peer_base_url  # aiohttp: only when the peer is told or asked
+
     return not args.local and config.maintenance.tell_peer and peer_base_url(config) is not None
 
 
 def _tell(config, state: MaintenanceState, record: dict, mark: bool = True) -> PeerAnswer:
+    from wazod.maintenance.peer import request_for, tell_peer
+
     answer = asyncio.run(tell_peer(config, request_for(record)))
     if mark and record.get("rev"):
         try:
@@ -184,6 +191,8 @@ def _status(args, loaded) -> int:
         view["remaining_s"] = round(record["until_ts"] - now, 1)
     elif record.get("active") and not is_active(record, now):
         view["expired_unrecorded"] = True  # the daemon records the end (and its event) at its next look
+    if args.peer:
+        from wazod.maintenance.peer import ask_peer
     peer = asyncio.run(ask_peer(config)) if args.peer else None
     if args.json:
         doc = {"node": config.node_name, "maintenance": view}

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from wazod import DEFAULT_CONFIG_PATH  # noqa: E402  (re-exported)
 from wazod.config.hierarchy import Hierarchy, read_hierarchy
 from wazod.config.sections import Section
 from wazod.config.sections.backup import BackupSection
@@ -34,8 +35,6 @@ from wazod.config.sections.status import StatusSection
 from wazod.config.sections.sync import SyncSection
 from wazod.errors import ConfigError
 from wazod.secrets import mask
-
-DEFAULT_CONFIG_PATH = "/etc/wazod/config.yml"
 
 
 class Config(Section):

@@ -418,11 +418,9 @@ def component(ctx) -> HaMonitor:
 
 def _observe_rtts(rnd: RoundResult) -> None:
     """Feed each answered probe's round trip to the /metrics histogram, and the round to its counter."""
-    try:
-        from wazod.health.metrics import PROBE_ROUNDS, PROBE_RTT
-    except ImportError:
-        return
-    PROBE_ROUNDS.labels(result="good" if rnd.good else "failed").inc()
+    from wazod.health.instruments import PROBE_ROUNDS, PROBE_RTT
+
+    PROBE_ROUNDS.inc(rnd.good)
     for result in [*rnd.results, *rnd.witnesses]:
         if result.ok and result.rtt is not None:
             PROBE_RTT.observe(result.rtt)

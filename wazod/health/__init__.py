@@ -1,7 +1,8 @@
-"""Health of this node: checks with hysteresis, the HTTP status endpoint, Prometheus metrics.
+"""Health of this node: checks with hysteresis and Prometheus metrics.
 
 - ``checks``: disk, process, NTP, certificates, PostgreSQL, each on its own interval;
   ``health_degraded`` / ``health_recovered`` on level changes only.
-- ``http``: GET /health, /liveness, /status, /metrics (+ routes other parts register).
 - ``metrics``: the Prometheus view of the daemon (``PROBE_RTT`` for the HA probe).
+
+The HTTP endpoint serving them (GET /health, /metrics...) is ``wazod.endpoint``, above.
 """

@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import socket
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
 
 from wazod.health.levels import CRITICAL, OK, WARNING, CheckResult, worst
 
@@ -27,6 +28,9 @@ def host_names(section) -> list[str]:
 
 
 def cert_names(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     """DNS and IP names of the subject alternative names, else the Common Name (as clients do)."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -57,7 +61,10 @@ def name_matches(pattern: str, host: str) -> bool:
 def inspect_file(path: str, section, now: dt.datetime) -> dict:
     try:
         with open(path, "rb") as f:
-            certs = x509.load_pem_x509_certificates(f.read())
+            pem = f.read()
+        from cryptography import x509  # only once there is a certificate to read (megabytes otherwise)
+
+        certs = x509.load_pem_x509_certificates(pem)
     except FileNotFoundError:
         return {"level": WARNING, "problem": "missing"}
     except OSError as e:

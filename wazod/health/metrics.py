@@ -2,9 +2,9 @@
 
 Two kinds:
 
-- instruments other parts feed directly, defined here once: ``PROBE_RTT``
-  (the HA engineer observes each probe's round trip: ``PROBE_RTT.observe(seconds)``) and
-  ``PROBE_ROUNDS`` (each probe round, by result: the watch is alive and how it sees the peer);
+- what the daemon counts as it runs, kept in ``wazod.health.instruments``
+  without this library (``PROBE_RTT``, the probes' round trips; ``PROBE_ROUNDS``,
+  the probe rounds by result; the HA transitions), turned into families here at scrape time;
 - everything else is read at scrape time from what the daemon already keeps
   (status board, job records in the state directory, the event store, the
   health checks), so no part has to remember to update a metric, and the
@@ -23,29 +23,22 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from wazod import __version__
+from wazod.health import instruments
+from wazod.health.instruments import PROBE_ROUNDS, PROBE_RTT, HaTransitions
 from wazod.health.levels import SEVERITY, UNKNOWN
 from wazod.jobs import JOBS
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-
-PROBE_RTT = Histogram(
-    "wazod_ha_probe_rtt_seconds",
-    "Round-trip time of the HA probes of the other node (successful probes only)",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
-    registry=REGISTRY,
-)
-PROBE_ROUNDS = Counter(
-    "wazod_ha_probe_rounds",
-    "HA probe rounds of the other node, by result (good: the peer answered as required)",
-    ["result"],
-    registry=REGISTRY,
-)
+REGISTRY.register(PROBE_RTT)
+REGISTRY.register(PROBE_ROUNDS)
 ProcessCollector(registry=REGISTRY, namespace="wazod")  # the daemon's own CPU, memory, fds
+for _collector in instruments.EXTRA_COLLECTORS:  # added by other parts before this module was loaded
+    REGISTRY.register(_collector)
 
 ROLES = ("master", "slave", "disabled")
 RESULTS = ("ok", "failed", "skipped")
@@ -87,17 +80,14 @@ def outbox_cursors(db_path: Path) -> dict[str, int]:
 class DaemonCollector:
     """Reads the daemon's state at scrape time. One per running daemon (per Context)."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, transitions: HaTransitions | None = None):
+        """``transitions``: counted since the daemon started (built with the endpoint, before any scrape)."""
         self.ctx = ctx
-        self.transitions: Tally[str] = Tally()
-        self._ha_state = ctx.status.get("ha_state")
-        ctx.status.subscribe(self._on_status)
+        self._transitions = transitions or HaTransitions(ctx.status)
 
-    def _on_status(self, snapshot: dict) -> None:
-        state = snapshot.get("ha_state")
-        if state != self._ha_state:
-            self.transitions[str(state)] += 1
-            self._ha_state = state
+    @property
+    def transitions(self) -> Tally[str]:
+        return self._transitions.counts
 
     def capture(self) -> dict:
         """What lives in the event loop's objects, copied there (the rest is read from files in a thread)."""

@@ -12,9 +12,13 @@ its changes, with their events), ``peer`` (telling the other node),
 ``daemon`` (the daemon part: registry hooks, HTTP routes, expiry).
 """
 
-from wazod.maintenance.daemon import MaintenanceComponent, component
-from wazod.maintenance.duration import format_duration, parse_duration
-from wazod.maintenance.state import MaintenanceState, is_active, status_view
+from wazod._lazy import lazy_exports
 
-__all__ = ["MaintenanceComponent", "MaintenanceState", "component", "format_duration", "is_active",
-           "parse_duration", "status_view"]
+# daemon pulls in aiohttp and prometheus_client: imported on first use (the daemon), not by the CLI
+_EXPORTS = {
+    "MaintenanceComponent": "daemon", "component": "daemon",
+    "format_duration": "duration", "parse_duration": "duration",
+    "MaintenanceState": "state", "is_active": "state", "status_view": "state",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = list(_EXPORTS)

@@ -1,7 +1,7 @@
 """Maintenance on /metrics: since, until, and who and why (the on/off gauge is the health part's).
 
-The status endpoint's registry (``wazod.health.metrics.REGISTRY``) takes
-collectors from other parts; this one reads the maintenance record the
+The status endpoint's registry takes collectors from other parts
+(``wazod.health.instruments.add_collector``); this one reads the maintenance record the
 daemon part already holds (a dict replaced whole on every change, so reading
 it from the scrape thread is safe). One collector per process, pointed at the
 latest daemon part.
@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-
-from prometheus_client.core import GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from wazod.maintenance.state import is_active
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 _part: weakref.ref | None = None
 _registered = False
@@ -22,6 +24,8 @@ _registered = False
 
 class MaintenanceCollector:
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily  # at scrape time only
+
         part = _part() if _part is not None else None
         record = part.cached_record() if part is not None else {}
         active = is_active(record)
@@ -47,9 +51,7 @@ def attach(part) -> None:
     _part = weakref.ref(part)
     if _registered:
         return
-    try:
-        from wazod.health.metrics import REGISTRY
-    except ImportError:
-        return
-    REGISTRY.register(MaintenanceCollector())
+    from wazod.health.instruments import add_collector
+
+    add_collector(MaintenanceCollector())
     _registered = True

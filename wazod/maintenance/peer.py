@@ -3,9 +3,10 @@
 Maintenance applies to the pair (the slave must not take over while the
 master is being upgraded, and the master must not replicate to a slave being
 upgraded), so the node that receives the command passes it on. The request
-goes through the peer's status endpoint, with the same ``X-Auth-Token``
-authentication as everything else there (the static token of
-``maintenance.peer_token_file``, else ``ha.peer_token_file``, else ``status.token_file``). The peer applies
+goes through the peer's status endpoint with the peer's **admin** token in
+``X-Auth-Token`` (``maintenance.peer_token_file``, else ``status.admin_token_file``:
+a pair shares that file); the read token of ``status.token_file`` is not enough
+to change state there. The peer applies
 it to its own state file and emits its own event; it never passes it further,
 so there is no ping-pong.
 
@@ -22,8 +23,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from wazod.health.listen import parse_listen
-from wazod.health.tokens import read_static_token
+from wazod.config.listen import parse_listen
+from wazod.tokenfile import read_token_file
 
 PATH = "/maintenance"
 
@@ -56,12 +57,18 @@ def peer_base_url(config) -> str | None:
     return f"http://{_host(remote)}:{port}"
 
 
-def peer_headers(config) -> dict[str, str]:
-    """The token the peer's endpoint expects: ours if set, else the HA peer probe's, else our own endpoint's
-    (a pair usually shares one)."""
-    path = (config.maintenance.peer_token_file or getattr(config.ha, "peer_token_file", None)
-            or config.status.token_file)
-    token = read_static_token(path)
+def admin_token(config) -> str | None:
+    """The token that may change state on the peer: ``maintenance.peer_token_file``, else our own
+    ``status.admin_token_file`` (the pair shares it)."""
+    return read_token_file(config.maintenance.peer_token_file or config.status.admin_token_file)
+
+
+def peer_headers(config, change: bool = True) -> dict[str, str]:
+    """What to send in ``X-Auth-Token``: the admin token; for a read, failing that, a read token
+    (``ha.peer_token_file``, else ``status.token_file``)."""
+    token = admin_token(config)
+    if token is None and not change:
+        token = read_token_file(getattr(config.ha, "peer_token_file", None) or config.status.token_file)
     return {"X-Auth-Token": token} if token else {}
 
 
@@ -91,19 +98,23 @@ async def _call(config, method: str, body: dict[str, Any] | None) -> PeerAnswer:
     if base is None:
         return PeerAnswer(False, None, "no peer: HA is disabled or ha.remote_address is not set")
     url = base + PATH
+    change = method != "GET"
+    if change and admin_token(config) is None:
+        return PeerAnswer(False, url, "no admin token to send: set status.admin_token_file (the same file on "
+                          "both nodes) or maintenance.peer_token_file")
     timeout = aiohttp.ClientTimeout(total=config.maintenance.peer_timeout)
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session, \
-                session.request(method, url, json=body, headers=peer_headers(config)) as resp:
+                session.request(method, url, json=body, headers=peer_headers(config, change)) as resp:
             try:
                 doc = await resp.json(content_type=None)
             except ValueError:
                 doc = None
             if resp.status == 200 and isinstance(doc, dict):
                 return PeerAnswer(True, url, "done", bool(doc.get("changed")), doc.get("maintenance"))
-            if resp.status == 401:
-                return PeerAnswer(False, url, "the peer refused our token (401): check maintenance.peer_token_file "
-                                  "or status.token_file on both nodes")
+            if resp.status in (401, 403):
+                return PeerAnswer(False, url, f"the peer refused our token ({resp.status}): both nodes need the "
+                                  "same status.admin_token_file (or maintenance.peer_token_file)")
             error = doc.get("error") if isinstance(doc, dict) else None
             return PeerAnswer(False, url, f"the peer answered {resp.status}" + (f": {error}" if error else ""))
     except TimeoutError:

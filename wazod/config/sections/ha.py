@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from . import Section
+from .ha_etcd import EtcdSection
 
 ProbeName = Literal["icmp", "tcp", "sip", "peer"]
 
@@ -115,6 +116,9 @@ class HaSection(Section):
     )
     copy_back_timeout: float = Field(600.0, gt=0, description="seconds the failback's copy of files back to the master may take")
     services: ServicesSection = Field(default_factory=ServicesSection, description="telephony services of this node")
+    etcd: EtcdSection = Field(
+        default_factory=EtcdSection, description="with ha.arbiter etcd://...: the pair's keys and lease in etcd"
+    )
 
     @property
     def effective_round_timeout(self) -> float:

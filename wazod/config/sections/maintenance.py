@@ -27,8 +27,8 @@ class MaintenanceSection(Section):
         "host and port of ha.peer_url, else http://{remote_address}:<port of status.listen>",
     )
     peer_token_file: str | None = Field(
-        None, description="file whose first line is the token sent to the peer (X-Auth-Token); null: ha.peer_token_file, "
-        "else status.token_file"
+        None, description="file whose first line is the peer's admin token, sent in X-Auth-Token to switch its "
+        "maintenance; null: status.admin_token_file (the pair shares it)"
     )
     peer_timeout: float = Field(5.0, gt=0, description="seconds the peer may take to answer")
     peer_retry_interval: float = Field(

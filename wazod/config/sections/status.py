@@ -11,7 +11,8 @@ class StatusSection(Section):
     listen: str = Field("127.0.0.1:9599", description="status endpoint: GET /health, /liveness, /status, /metrics")
     auth: str = Field(
         "auto", pattern="^(auto|always|never)$",
-        description="token required: auto (only when listen is not a loopback address) | always | never",
+        description="token required for reads: auto (only when listen is not a loopback address) | always | never; "
+        "changes of state always need admin_token_file's token",
     )
     token_file: str | None = Field(
         None, description="file holding a static token accepted in X-Auth-Token (first line); null: none"
@@ -32,12 +33,25 @@ class StatusSection(Section):
         description="paths served without a token even when auth applies (e.g. /health for the peer probe: "
         "then it shows levels only)",
     )
+    admin_token_file: str | None = Field(
+        None, description="file holding the admin token (first line): every request that changes state "
+        "(POST /maintenance from the peer) needs it in X-Auth-Token, whatever auth says, on loopback too; "
+        "mode 600, owned by root, not the token of token_file; the pair shares it. null: no change over HTTP"
+    )
+    max_connections: int = Field(
+        256, ge=1, le=65536, description="connections kept at once; a new one beyond closes the oldest idle one "
+        "(from the address holding the most). Lowered to leave 128 file descriptors to the rest of the daemon"
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, le=3600, description="seconds a connection may stay without completing a request "
+        "(after connecting or after its previous answer) before it is closed"
+    )
     liveness_limit: float = Field(10.0, gt=0, description="GET /liveness answers 503 when the main loop is this late")
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
-        from wazod.health.listen import parse_listen
+        from wazod.config.listen import parse_listen
 
         parse_listen(value)
         return value
