@@ -168,8 +168,18 @@ def _flap(rounds: str) -> tuple[Machine, list[str]]:
     """fall = rise = 1, flap limit 2 in 10 s; rounds end at i + 0.5 (the transitions' times)."""
     m = Machine(Params(role="slave", fall=1, rise=1, failback_hold=100.0, flap_window=10.0, flap_limit=2),
                 services="running")
-    names = [_name(a) for i, ch in enumerate(rounds) for a in m.observe(Round(float(i), i + 0.5, ch == "G"))]
-    return m, names
+    acts = [a for i, ch in enumerate(rounds) for a in m.observe(Round(float(i), i + 0.5, ch == "G"))]
+    freeze = [a for a in acts if _name(a) == "ha_flapping"]
+    assert [a.data["active"] for a in freeze] == [True]
+    assert freeze[0].data["transitions"] == 3 and freeze[0].data["limit"] == 2
+    return m, [_name(a) for a in acts]
+
+
+def test_isolation_event_says_no_witness_was_reached():
+    m = Machine(PW, services="stopped")
+    acts = [a for i in range(3) for a in m.observe(Round(float(i), i + 0.9, False, "unreachable", False))]
+    assert [_name(a) for a in acts] == ["ha_master_down", "ha_isolated"]
+    assert acts[1].data["witnesses_reached"] is False and acts[1].data["master_down_since_mono"] == 2.9
 
 
 def test_flapping_thaws_as_soon_as_the_window_holds_the_limit():
@@ -181,6 +191,7 @@ def test_flapping_thaws_as_soon_as_the_window_holds_the_limit():
     thawed = m.tick(12.5)
     assert [_name(a) for a in thawed] == ["ha_flapping", "ha_master_up"]
     assert thawed[0].data["active"] is False and m.frozen is None
+    assert thawed[1].data == {"after_flapping": True}
 
 
 def test_flapping_thaws_when_the_window_empties_at_once_and_tells_nothing_already_told():
