@@ -529,3 +529,25 @@ async def test_another_slave_database_or_an_old_full_copy_means_a_full_copy(tmp_
     result = await run(make_config(tmp_path, master, other_dsn, full_copy_interval=0.001))
     assert result.status == "ok" and result.data["mode"] == "full"
     assert "full_copy_interval" in result.data["reason"]
+
+
+async def test_a_master_login_that_cannot_read_the_system_identifier_gets_full_copies(tmp_path, dbs):
+    """Without the privilege to read pg_control_system() the record cannot be tied to the cluster:
+    every run is a full copy, said in its reason, and never a failure."""
+    master, slave = dbs
+    for statement in ("CREATE ROLE wazod_reader LOGIN", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO wazod_reader",
+                      "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO wazod_reader",
+                      "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC"):  # as some hardened servers
+        await sql(master, statement)
+    reader = master.replace("postgresql://postgres@", "postgresql://wazod_reader@", 1)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await sql(reader, "SELECT system_identifier FROM pg_control_system()")
+    config = make_config(tmp_path, reader, slave)
+    first = await run(config)
+    assert first.status == "ok", first.error
+    for _ in range(2):  # nothing changed, yet nothing can be skipped
+        result = await run(config)
+        assert result.status == "ok", result
+        assert result.data["mode"] == "full"
+        assert "cannot read the cluster's system identifier" in result.data["reason"]
+    assert await table_rows(slave, "userfeatures") == await table_rows(master, "userfeatures")
