@@ -91,3 +91,22 @@ def test_leftovers_of_a_killed_run_are_removed_and_a_symlink_is_not_followed(tmp
 def test_sizes_in_messages():
     assert [sets.human(n) for n in (0, 1023, 1024, 1536, 10 * 1024 ** 2, 3 * 1024 ** 4, 5 * 1024 ** 5)] == [
         "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "10.0 MiB", "3.0 TiB", "5120.0 TiB"]
+
+
+def test_permissions_640_and_the_group_only(tmp_path):
+    """Mode 640 and the configured group; the owner is never changed (an archive of the whole
+    configuration must not be handed to another user); a group that does not exist is left alone."""
+    import grp
+
+    archive = tmp_path / "data.tgz"
+    archive.write_text("x")
+    owner = archive.stat().st_uid
+    sets.set_permissions(archive, "daemon")
+    st = archive.stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, owner, grp.getgrnam("daemon").gr_gid)
+    other = tmp_path / "db.tgz"
+    other.write_text("y")
+    gid = other.stat().st_gid
+    sets.set_permissions(other, "no-such-group-here")
+    st = other.stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, owner, gid)
