@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   postgresql postgresql-client      # initdb clusters for master and slave, pg_dump/pg_restore/psql
+  libpq5                            # libpq itself: wazod.dsn reads DSNs with its PQconninfoParse
   mosquitto                         # MQTT broker for the bus tests
   rabbitmq-server                   # Wazo's bus (AMQP): the tests run a private node of their own
   rsync openssh-server openssh-client  # file sync and copy-back over a real sshd
@@ -19,6 +20,9 @@ APT_PACKAGES=(
   procps util-linux sudo            # pkill, ionice, runuser, prlimit
   curl                              # another local user's HTTP client in the endpoint tests (runuser -u nobody -- curl)
   etcd-server etcd-client           # the etcd arbiter's tests run their own members (etcdctl reads the keys)
+  logrotate                         # the log file rotated by the real logrotate with etc/logrotate.d/wazod
+  debhelper dh-virtualenv python3-venv python3-argparse-manpage  # the Debian package (tests/test_deb.py builds it)
+  lintian systemd man-db            # its checks: lintian, systemd-analyze verify of the unit, the man page
 )
 
 missing=()

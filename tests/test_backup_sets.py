@@ -1,112 +1,166 @@
-"""Rotation of backup sets on real files (``wazod.backup.sets``), generation by generation.
+"""Issue 15 items 10 and 12: what a backup set holds and how it is installed.
 
-test_backup.py runs whole backups; these hold the rotation's own edges, which the mutation run
-(bench/mutation rotation) found unguarded: a lowered ``keep``, ``keep`` of 0, 1 or an even number,
-and leftovers of a run killed by a power loss (a symlink among them is removed, never followed).
+Real files, real tar, real backup runs (data part: no database needed).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import io
+import json
 import os
+import shutil
+import signal
+import subprocess
+import tarfile
 from pathlib import Path
 
-from wazod.backup import sets
+from harness.backup import backup_config
+
+from wazod.backup import run
+
+NO_DB = "postgresql://nobody@127.0.0.1:1/asterisk"
+VOICEMAIL = "var/spool/asterisk/voicemail/default/1001/INBOX/msg0001.wav"
 
 
-def _install(d: Path, run: int, keep: int) -> list[str]:
-    """One run's new data archive and manifest, installed as the job does."""
-    work = d / f".wazod-work-{run}"
-    work.mkdir()
-    (work / "a").write_text(f"archive {run}\n")
-    (work / "m").write_text(f"manifest {run}\n")
-    removed = sets.install(d, "data", str(work / "a"), str(work / "m"), keep)
-    work.rmdir()
-    return removed
+def test_symlinked_top_path_is_saved_with_its_content(tmp_path):
+    """The spool moved to a bigger disk and linked back: the voicemails were missing, the backup said ok."""
+    root, bigdisk = tmp_path / "root", tmp_path / "bigdisk"
+    (bigdisk / "spool" / Path(VOICEMAIL).relative_to("var/spool/asterisk").parent).mkdir(parents=True)
+    (bigdisk / "spool" / Path(VOICEMAIL).relative_to("var/spool/asterisk")).write_bytes(b"RIFF voicemail")
+    (root / "var/spool").mkdir(parents=True)
+    os.symlink(bigdisk / "spool", root / "var/spool/asterisk")
+    (root / "etc").mkdir()
+    (root / "etc/hostname").write_text("pbx\n")
+    config = backup_config(tmp_path, root=root, dsn=NO_DB, paths=["etc/hostname", "var/spool/asterisk"], exclude=[])
+    result = asyncio.run(run(config, what="data"))
+    assert result.status == "ok", result.error
+    assert result.data["followed_links"] == [{"path": "var/spool/asterisk", "target": str(bigdisk / "spool")}]
+    data_tgz = Path(config.backup.dir) / "data.tgz"
+    with tarfile.open(data_tgz) as tar:
+        names = {m.name.rstrip("/"): m for m in tar.getmembers()}
+        assert names[VOICEMAIL].isfile()
+        assert tar.extractfile(names[VOICEMAIL]).read() == b"RIFF voicemail"
+        assert not any(m.issym() for m in names.values())
+    manifest = json.loads((Path(config.backup.dir) / "data.manifest.json").read_text())
+    assert manifest["followed_links"][0]["path"] == "var/spool/asterisk"
+    # Wazo's own restore command puts the files back
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    subprocess.run(["tar", "xpf", str(data_tgz), "-C", str(fresh)], check=True)
+    assert (fresh / VOICEMAIL).read_bytes() == b"RIFF voicemail"
 
 
-def _generations(d: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(d.iterdir())}
+# --- item 12: a set is installed as one unit -----------------------------------------------------
+
+def _make_set(work: Path, label: str) -> dict[str, tuple[str, str]]:
+    """A data and a db archive (real .tgz) and their manifests, as a backup run leaves them before install."""
+    made = {}
+    for kind in ("data", "db"):
+        archive = work / f".wazod-{kind}.tgz.{label}"
+        with tarfile.open(archive, "w:gz") as tar:
+            payload = f"{kind} of set {label}\n".encode()
+            info = tarfile.TarInfo(f"{kind}-{label}.txt")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        manifest = work / f"{kind}.manifest.json.{label}"
+        manifest.write_text(json.dumps({"kind": kind, "set_id": label,
+                                        "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}))
+        made[kind] = (str(archive), str(manifest))
+    return made
 
 
-def test_generations_shift_with_an_even_keep(tmp_path):
-    for run in range(1, 7):
-        _install(tmp_path, run, keep=4)
-    assert _generations(tmp_path) == {
-        "data.manifest.json": "manifest 6\n", "data.tgz": "archive 6\n",
-        **{f"data.manifest.json.{g}": f"manifest {6 - g}\n" for g in range(1, 5)},
-        **{f"data.tgz.{g}": f"archive {6 - g}\n" for g in range(1, 5)},
-    }
-    assert sets.generations(tmp_path, "data") == [0, 1, 2, 3, 4]
-    assert sets.generations(tmp_path, "db") == []
+def _sets_seen(directory: Path, keep: int) -> list[str]:
+    """Each generation's set id, after checking that every archive matches its manifest and data pairs with db."""
+    seen = []
+    for gen in range(keep + 1):
+        ids = set()
+        for kind in ("data", "db"):
+            suffix = f".{gen}" if gen else ""
+            archive, manifest = directory / f"{kind}.tgz{suffix}", directory / f"{kind}.manifest.json{suffix}"
+            if not archive.exists():
+                assert not manifest.exists(), f"{manifest} without its archive"
+                continue
+            doc = json.loads(manifest.read_text())
+            assert doc["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest(), f"{archive} vs its manifest"
+            ids.add(doc["set_id"])
+        assert len(ids) <= 1, f"generation {gen} mixes sets {ids}"
+        seen += list(ids)
+    return seen
 
 
-def test_a_lowered_keep_drops_the_generations_beyond_it(tmp_path):
-    for run in range(1, 7):
-        _install(tmp_path, run, keep=4)
-    removed = _install(tmp_path, 7, keep=2)
-    assert sorted(removed) == ["data.manifest.json.3", "data.manifest.json.4", "data.tgz.3", "data.tgz.4"]
-    assert _generations(tmp_path) == {
-        "data.manifest.json": "manifest 7\n", "data.tgz": "archive 7\n",
-        "data.manifest.json.1": "manifest 6\n", "data.tgz.1": "archive 6\n",
-        "data.manifest.json.2": "manifest 5\n", "data.tgz.2": "archive 5\n",
-    }
+def _die_at_call(step: int) -> None:
+    """In a forked child: SIGKILL this process at its ``step``-th os.link or os.replace (the crash point)."""
+    calls = [0]
+
+    def dying(real):
+        def call(*args, **kwargs):
+            calls[0] += 1
+            if calls[0] == step:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args, **kwargs)
+        return call
+    os.link, os.replace = dying(os.link), dying(os.replace)
 
 
-def test_keep_one_keeps_the_previous_set_and_keep_zero_only_the_new(tmp_path):
-    one, zero = tmp_path / "one", tmp_path / "zero"
-    one.mkdir()
-    zero.mkdir()
-    for run in range(1, 4):
-        _install(one, run, keep=1)
-        _install(zero, run, keep=0)
-    assert _generations(one) == {"data.manifest.json": "manifest 3\n", "data.tgz": "archive 3\n",
-                                 "data.manifest.json.1": "manifest 2\n", "data.tgz.1": "archive 2\n"}
-    assert _generations(zero) == {"data.manifest.json": "manifest 3\n", "data.tgz": "archive 3\n"}
+def test_install_killed_at_every_step_leaves_old_or_new_set_never_a_mix(tmp_path):
+    """SIGKILL at each link and rename of the installation; the next backup lock holder finishes or discards it."""
+    from wazod.backup import sets
+
+    keep = 2
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    for label in ("A", "B"):
+        sets.install_set(directory, _make_set(directory, label), keep)
+    assert _sets_seen(directory, keep) == ["B", "A"]
+    step, outcomes = 0, set()
+    while True:
+        step += 1
+        work = tmp_path / f"try{step}"
+        trial = work / "backups"
+        shutil.copytree(directory, trial, copy_function=os.link)  # the same two sets, files shared (read-only use)
+        new = _make_set(trial, "C")
+        pid = os.fork()
+        if pid == 0:  # the backup process, killed at its step-th link or rename
+            try:
+                _die_at_call(step)
+                sets.install_set(trial, new, keep)
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        sets.finish_interrupted(trial)  # what the next backup, verify or restore does first
+        seen = _sets_seen(trial, keep)
+        assert seen in (["B", "A"], ["C", "B", "A"][:keep + 1]), (step, seen)
+        assert not [p for p in os.listdir(trial) if p.startswith(".wazod-set-")]
+        outcomes.add(seen[0])
+        if not killed:
+            break
+    assert outcomes == {"B", "C"} and step > 10
 
 
-def test_names_that_only_look_like_generations_are_not_ours(tmp_path):
-    for name in ("data.tgz", "data.tgz.2", "data.tgz.x", "data.tgz.2.bak", "data.tgzz", "db.tgz.1", "xdata.tgz.3"):
-        (tmp_path / name).write_text(name)
-    assert sets.generations(tmp_path, "data") == [0, 2]
-    assert sets.generations(tmp_path, "db") == [1]
+def test_daemon_start_up_backup_completes_an_interrupted_install(tmp_path):
+    """A crash after READY: the start-up check asks for a backup, which finishes the set before its own."""
+    from wazod.backup import needs_initial_backup, sets
 
-
-def test_leftovers_of_a_killed_run_are_removed_and_a_symlink_is_not_followed(tmp_path):
-    d = tmp_path / "backups"
-    d.mkdir()
-    elsewhere = tmp_path / "elsewhere"
-    (elsewhere / "sub").mkdir(parents=True)
-    (elsewhere / "sub" / "precious").write_text("keep me\n")
-    (d / "data.tgz").write_text("the current set\n")
-    (d / ".wazod-data.tgz.4242").write_text("half an archive")
-    (d / ".wazod-work-abc" / "pg-backupd").mkdir(parents=True)
-    (d / ".wazod-work-abc" / "pg-backupd" / "x.dump").write_text("dump")
-    os.symlink(elsewhere, d / ".wazod-work-link")
-    removed = sets.remove_stale_temporaries(d)
-    assert sorted(removed) == [".wazod-data.tgz.4242", ".wazod-work-abc", ".wazod-work-link"]
-    assert sorted(p.name for p in d.iterdir()) == ["data.tgz"]
-    assert (elsewhere / "sub" / "precious").read_text() == "keep me\n"
-
-
-def test_sizes_in_messages():
-    assert [sets.human(n) for n in (0, 1023, 1024, 1536, 10 * 1024 ** 2, 3 * 1024 ** 4, 5 * 1024 ** 5)] == [
-        "0 B", "1023 B", "1.0 KiB", "1.5 KiB", "10.0 MiB", "3.0 TiB", "5120.0 TiB"]
-
-
-def test_permissions_640_and_the_group_only(tmp_path):
-    """Mode 640 and the configured group; the owner is never changed (an archive of the whole
-    configuration must not be handed to another user); a group that does not exist is left alone."""
-    import grp
-
-    archive = tmp_path / "data.tgz"
-    archive.write_text("x")
-    owner = archive.stat().st_uid
-    sets.set_permissions(archive, "daemon")
-    st = archive.stat()
-    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, owner, grp.getgrnam("daemon").gr_gid)
-    other = tmp_path / "db.tgz"
-    other.write_text("y")
-    gid = other.stat().st_gid
-    sets.set_permissions(other, "no-such-group-here")
-    st = other.stat()
-    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o640, owner, gid)
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("pbx\n")
+    config = backup_config(tmp_path, root=root, dsn=NO_DB, paths=["etc/hostname"], exclude=[])
+    directory = Path(config.backup.dir)
+    directory.mkdir()
+    sets.install_set(directory, _make_set(directory, "A"), 2)
+    assert not needs_initial_backup(config)
+    stage = directory / f"{sets.STAGE_PREFIX}4242"
+    stage.mkdir()
+    new = _make_set(directory, "B")
+    for kind, (archive, manifest) in new.items():  # what install_set had linked when the power went
+        os.link(archive, stage / f"{kind}.tgz")
+        os.link(manifest, stage / f"{kind}.manifest.json")
+    (stage / sets.READY).write_text(json.dumps({"remove": []}))
+    assert needs_initial_backup(config)
+    result = asyncio.run(run(config, what="data"))
+    assert result.status == "ok", result.error
+    assert sets.interrupted_installs(directory) == []
+    assert json.loads((directory / "db.manifest.json").read_text())["set_id"] == "B"  # finished, then data's own

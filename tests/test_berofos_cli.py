@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from harness.berofos import berofos_config_dict, sim_process, write_bnfos_conf, write_config_yml  # noqa: F401
@@ -123,13 +124,24 @@ def test_bad_bnfos_conf_exits_2_naming_file_and_line(tmp_path):
     assert "admin-no-colon" not in r.stderr + r.stdout
 
 
-def test_no_bnfos_conf_is_not_an_error(tmp_path):
-    cfg = write_config_yml(tmp_path / "etc" / "config.yml",
-                           berofos_config_dict(tmp_path / "state", tmp_path / "absent.conf"))
+@pytest.mark.skipif(Path("/etc/bnfos.conf").exists(), reason="this machine has a berofos configured")
+def test_no_bnfos_conf_at_the_default_path_is_no_berofos(tmp_path):
+    config = berofos_config_dict(tmp_path / "state", tmp_path / "unused.conf")
+    del config["berofos"]["config"]  # the default, /etc/bnfos.conf, absent here
+    cfg = write_config_yml(tmp_path / "etc" / "config.yml", config)
     for action in ("master", "status"):
         r = wazod(cfg, "berofos", action)
         assert r.returncode == 0, r.stderr
-        assert "no berofos configured" in r.stdout and "does not exist" in r.stdout
+        assert "no berofos configured: /etc/bnfos.conf does not exist" in r.stdout
+
+
+def test_explicitly_configured_bnfos_conf_that_is_missing_is_an_error(tmp_path):
+    missing = tmp_path / "bnfos.conf"
+    cfg = write_config_yml(tmp_path / "etc" / "config.yml", berofos_config_dict(tmp_path / "state", missing))
+    for action in ("master", "slave", "status"):
+        r = wazod(cfg, "berofos", action)
+        assert r.returncode == 2, r.stdout
+        assert f"berofos.config: {missing} does not exist" in r.stderr
 
 
 def test_lock_held_exits_3(tmp_path, sim_process):  # noqa: F811

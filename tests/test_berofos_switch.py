@@ -198,11 +198,20 @@ async def test_device_without_password(tmp_path, sims):  # noqa: F811
     assert {req.auth_scheme for req in a.requests} == {None}
 
 
-async def test_no_bnfos_conf_means_nothing_to_do(tmp_path, emitter):
-    config = Config.model_validate(berofos_config_dict(tmp_path / "state", tmp_path / "absent.conf"))
+async def test_bnfos_conf_without_device_means_nothing_to_do(tmp_path, emitter):
+    (tmp_path / "empty.conf").write_text("# no berofos on this site\n")
+    config = Config.model_validate(berofos_config_dict(tmp_path / "state", tmp_path / "empty.conf"))
     em = emitter(config)
     assert await apply_mode(config, 0, em) == []
     assert events(em) == []
+
+
+async def test_explicit_bnfos_conf_that_is_missing_fails_the_switch(tmp_path, emitter):
+    config = Config.model_validate(berofos_config_dict(tmp_path / "state", tmp_path / "absent.conf"))
+    em = emitter(config)
+    (r,) = await apply_mode(config, 0, em)
+    assert not r.ok and f"berofos.config: {tmp_path / 'absent.conf'} does not exist" in r.error
+    assert [e["name"] for e in events(em)] == ["berofos_failed"]
 
 
 async def test_bad_bnfos_conf_is_a_failed_result_not_an_exception(tmp_path, emitter):

@@ -163,3 +163,57 @@ async def test_cli_events_follows_the_local_outbox(tmp_path):
     lines = out.decode().splitlines()
     assert len(lines) == 2
     assert "#2 purge_completed rows=10" in lines[0] and "#3 purge_failed error=table locked" in lines[1]
+
+
+async def test_cli_events_fills_a_gap_of_this_nodes_events_from_the_outbox(tmp_path, mosquitto):
+    """The broker restarts while ``wazod events --follow`` watches: this node's events published meanwhile
+    never reach it from the bus; the next one reveals the hole, which is filled from the local outbox."""
+    import aiomqtt
+
+    from wazod.config import load_config
+    from wazod.events import open_emitter
+
+    config = write_node_config(tmp_path, "pbx1", bus={"mqtt": {"host": mosquitto.host, "port": mosquitto.port}})
+    emitter = open_emitter(load_config(config).config)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wazod", "events", "--follow", "--json", "--count", "4", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    err = b""
+
+    async def until_following():
+        nonlocal err
+        while True:
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, err
+            err += line
+            if b"following wazod/+/events/#" in line:
+                return
+
+    async def publish(envelope):
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+            await client.publish(f"wazod/pbx1/events/{envelope['name']}", json.dumps(envelope), qos=1)
+
+    try:
+        await until_following()
+        await publish(emitter.emit("backup_completed", {"what": "all"}))  # seq 1, received
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert json.loads(line)["seq"] == 1
+        mosquitto.restart()
+        emitter.emit("ha_master_down", {"probes": 3})  # seq 2 and 3: published while the watcher was away
+        emitter.emit("ha_takeover_started", {})
+        await until_following()  # it reconnected
+        await publish(emitter.emit("ha_takeover_completed", {"duration": 2.0}))  # seq 4 reveals the hole
+        out, rest = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        emitter.store.close()
+    assert proc.returncode == 0, rest.decode()
+    events = [json.loads(line) for line in out.decode().splitlines()]
+    assert [(e["seq"], e["name"]) for e in events] == [
+        (2, "ha_master_down"), (3, "ha_takeover_started"), (4, "ha_takeover_completed")]
+    assert events[0]["data"] == {"probes": 3} and events[0]["node"] == "pbx1"
+    err = (err + rest).decode()
+    assert "pbx1 seq 2..3 not received from the bus: 2 filled from the local outbox" in err
+    assert "gap" not in err

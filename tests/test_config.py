@@ -210,7 +210,7 @@ def run_cli(*args, env=None):
 
 
 def test_cli_bad_config_exits_2_naming_file(tmp_path):
-    path = write_tree(tmp_path, {"conf.d/60-oops.yml": "purge: {days_to_keep: [1]}\n"})
+    path = write_tree(tmp_path, {"config.yml": "", "conf.d/60-oops.yml": "purge: {days_to_keep: [1]}\n"})
     out = run_cli("config", "check", "--config", str(path))
     assert out.returncode == 2
     assert "60-oops.yml" in out.stderr and "purge.days_to_keep" in out.stderr

@@ -151,6 +151,11 @@ def test_sighup_reload_applies_a_valid_change(daemon_factory):
     assert nxt.second == 0
     assert d.proc.poll() is None
     assert d.stop() == 0
+    lines = d.output().splitlines()
+    # the journal's HA story at notice (<5>), each line's human message first
+    reloaded = next(line for line in lines if '"name": "config_reloaded"' in line)
+    assert reloaded.startswith('<5>{"event": "configuration reloaded (') and "purge" in reloaded.split(",")[0]
+    assert next(line for line in lines if '"name": "daemon_started"' in line).startswith('<5>{"event": "wazod started"')
 
 
 def test_sighup_with_invalid_config_keeps_running_config(daemon_factory):
@@ -169,6 +174,8 @@ def test_sighup_with_invalid_config_keeps_running_config(daemon_factory):
     assert d.events("config_reloaded")[-1]["data"]["ok"] is True
     assert d.proc.poll() is None, "an invalid reload must not stop the daemon"
     assert d.stop() == 0
+    refused = next(line for line in d.output().splitlines() if '"name": "config_reloaded"' in line)
+    assert refused.startswith('<4>{"event": "configuration reload REFUSED, the running configuration is kept: ')
 
 
 def test_ha_conf_rewrite_is_noticed_without_restart(daemon_factory, tmp_path):

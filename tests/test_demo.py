@@ -36,6 +36,14 @@ def assert_full_story(out: subprocess.CompletedProcess) -> None:
     assert int(re.search(r"files copied back\s+(\d+)", text).group(1)) >= 1
     lab_dir = re.search(r"lab directory: (\S+)", text).group(1)
     assert not Path(lab_dir).exists(), "the demo must clean up its lab"
+    survivors = []
+    for proc in Path("/proc").iterdir():  # nothing the demo started survives it (the stand-in detaches)
+        try:
+            if proc.name.isdigit() and lab_dir.encode() in (proc / "cmdline").read_bytes():
+                survivors.append((proc.name, (proc / "cmdline").read_bytes().replace(b"\0", b" ")[:200]))
+        except OSError:
+            continue
+    assert not survivors, survivors
 
 
 @pytest.mark.slow

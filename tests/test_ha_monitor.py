@@ -47,6 +47,7 @@ class Rig:
                    **ha},
             "berofos": {"config": str(tmp_path / "bnfos.conf")},
         }
+        (tmp_path / "bnfos.conf").write_text("")  # no device (a configured path that is missing is an error)
         path = tmp_path / "config.yml"
         path.write_text(yaml.safe_dump(cfg))
         loaded = load_config(path)
@@ -100,6 +101,9 @@ async def test_maintenance_holds_actions_but_keeps_reporting(tmp_path):
         await wait_for_async(lambda: "ha_takeover_completed" in rig.names(), timeout=10)
         assert rig.flag.exists()
         assert rig.status.get("ha_state") == "active" and rig.status.get("services") == "running"
+        done = [e for e in rig.emitter.store.after(0) if e["name"] == "ha_takeover_completed"][-1]
+        (step,) = [s for s in done["data"]["steps"] if s["step"] == "berofos"]
+        assert step["ok"] and step["note"] == "no berofos configured"
 
 
 async def test_services_changed_behind_its_back_are_reconciled(tmp_path):
@@ -136,3 +140,31 @@ async def test_holds_services_follows_the_takeover_and_probe_rtts_reach_metrics(
         rig.kill_master()
         await wait_for_async(lambda: rig.status.get("ha_state") == "active", timeout=20)
         assert rig.flag.exists() and monitor.holds_services is True
+
+
+async def test_no_service_reconcile_nor_takeover_while_a_restore_runs(tmp_path):
+    """Issue 15 item 17: the services check restarted the services ``wazod restore`` had stopped.
+
+    The locks restore holds (RESTORE_LOCKS) keep the takeover out; the monitor does not even queue one.
+    """
+    import time
+
+    from wazod.backup.restore import RESTORE_LOCKS
+    from wazod.locks import holding
+
+    rig = Rig(tmp_path, services_check_interval=0.3)
+    rig.start_master()
+    async with rig.running() as monitor:
+        await wait_for_async(lambda: rig.status.get("ha_state") == "standby", timeout=15)
+        rig.kill_master()
+        await wait_for_async(lambda: "ha_takeover_completed" in rig.names(), timeout=10)
+        async with holding(rig.ctx.config.state_dir, RESTORE_LOCKS):  # what wazod restore holds
+            rig.flag.unlink()  # restore's step 2 stopped the services
+            since = time.monotonic()
+            await wait_for_async(lambda: monitor.last_round is not None and monitor.last_round.started > since + 1.5,
+                                 timeout=15)  # five service-check intervals went by
+            assert not rig.flag.exists()
+            assert rig.names().count("ha_takeover_started") == 1
+        # restore done (locks released): the next check sees the stopped services and starts them again
+        await wait_for_async(lambda: rig.names().count("ha_takeover_completed") == 2, timeout=15)
+        assert rig.flag.exists()

@@ -158,6 +158,7 @@ def _write_config(tmp_path: Path, ha: dict) -> Path:
     cfg = {"node": {"name": "t", "state_dir": str(tmp_path / "state"), "uuid_file": str(tmp_path / "uuid")},
            "ha": {"ha_conf": str(tmp_path / "ha.conf"), "marker_dir": None, **ha},
            "berofos": {"config": str(tmp_path / "bnfos.conf")}}
+    (tmp_path / "bnfos.conf").write_text("")  # no device (a configured path that is missing is an error)
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -187,6 +188,8 @@ def test_services_command_runs_under_the_lock_and_emits(tmp_path):
     res = _wazod("services", "start", "--config", str(path))
     assert res.returncode == 0, res.stderr
     assert flag.exists() and "services start: ok" in res.stdout
+    berofos_line = next(line for line in res.stdout.splitlines() if line.strip().startswith("berofos"))
+    assert "(no berofos configured)" in berofos_line
     assert _wazod("services", "status", "--config", str(path)).returncode == 0
     store = EventStore(tmp_path / "state" / "events.sqlite3")
     try:

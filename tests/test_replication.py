@@ -421,7 +421,8 @@ async def test_keys_and_their_indexes_are_dropped_for_the_load_and_added_back(tm
              "auth_user_tenant_uuid_fkey", "auth_tenant_contact_uuid_fkey"]
     before = {r[0]: (r[1], r[2]) for r in await sql(slave, OBJECT_OIDS_QUERY, names)}
     constraints = [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)]
-    result = await run(make_config(tmp_path, master, slave))
+    result = await run(make_config(tmp_path, master, slave, check_foreign_keys=True,
+                                         rebuild_min_size=0))
     assert result.status == "ok", result.error
     after = {r[0]: (r[1], r[2]) for r in await sql(slave, OBJECT_OIDS_QUERY, names)}
     assert set(after) == set(names)
@@ -447,7 +448,8 @@ async def test_master_rows_breaking_a_key_are_copied_with_the_keys_in_place(tmp_
     await sql(master, "ALTER TABLE user_line ADD CONSTRAINT user_line_user_id_fkey FOREIGN KEY (user_id) "
                       "REFERENCES userfeatures(id) ON DELETE CASCADE NOT VALID")
     constraints = [tuple(r) for r in await sql(slave, CONSTRAINTS_QUERY)]
-    result = await run(make_config(tmp_path, master, slave))
+    result = await run(make_config(tmp_path, master, slave, check_foreign_keys=True,
+                                         rebuild_min_size=0))
     assert result.status == "ok", result.error
     assert "foreign keys in place" in result.data["note"] and "user_line_user_id_fkey" in result.data["note"]
     assert await table_rows(slave, "user_line") == await table_rows(master, "user_line")

@@ -11,9 +11,9 @@ from harness.backup import backup_config, make_wazo_root, write_config_file
 from wazo_schema import create_wazo_database
 
 from wazod.backup import run
+from wazod.backup.restore import set_default_environment
 from wazod.cli import main
 from wazod.events import open_emitter
-from wazod.restore import set_default_environment
 
 NODE_UUID = "00000000-0000-4000-8000-000000000001"
 
@@ -184,3 +184,38 @@ def test_damaged_backup_refused_before_anything_changes(lab, capsys):
     assert not (lab.marks / "services").exists()
     assert q(lab, "SELECT DISTINCT firstname FROM userfeatures") == "changed"
     assert (lab.root / "etc/asterisk/pjsip.conf").read_text() == "changed\n"
+
+
+def test_restore_holds_every_job_and_ha_lock_for_its_duration(lab):
+    """Issue 15 item 17: restore took only restore+backup; replication, sync, purge and HA could act meanwhile."""
+    import subprocess
+
+    from harness import wait_for
+
+    from wazod.backup.restore import RESTORE_LOCKS
+    from wazod.locks import is_held
+
+    started, gate = lab.marks / "keys-started", lab.marks / "gate"
+    lab.config.backup.update_keys_command = [
+        sys.executable, "-c", "import os, sys, time\nopen(sys.argv[1], 'w').close()\n"
+        "deadline = time.time() + 60\n"
+        "while not os.path.exists(sys.argv[2]) and time.time() < deadline: time.sleep(0.05)\n",
+        str(started), str(gate)]
+    write_config_file(Path(lab.cfg), lab.config)
+    proc = subprocess.Popen([sys.executable, "-m", "wazod", "restore", "--config", lab.cfg],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(started.exists, timeout=60, interval=0.05)
+        state_dir = lab.config.state_dir
+        assert {op: is_held(state_dir, op) for op in RESTORE_LOCKS} == {op: True for op in RESTORE_LOCKS}
+        for argv in (["purge", "--dry-run"], ["services", "start"], ["restore"]):
+            other = subprocess.run([sys.executable, "-m", "wazod", *argv, "--config", lab.cfg],
+                                   capture_output=True, text=True, timeout=60)
+            assert other.returncode == 3, (argv, other.stdout, other.stderr)
+        assert (lab.marks / "services").read_text() == "stop\n"  # nobody restarted them meanwhile
+    finally:
+        gate.touch()
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (out, err)
+    assert not any(is_held(lab.config.state_dir, op) for op in RESTORE_LOCKS)
+    assert (lab.marks / "services").read_text() == "stop\nstart\n"

@@ -168,12 +168,46 @@ async def test_wrong_v3_key_is_reported_without_blocking(tmp_path, mosquitto):
             bad = notifier.senders[0]
             await wait_for_async(lambda: bad.ok is False, timeout=10)
             assert "digest" in bad.error.lower() or "authentication" in bad.error.lower()
-            status = ctx.status.get("snmp")["targets"][f"127.0.0.1:{trapd.port}"]
+            status = ctx.status.get("snmp")["targets"][f"inform v3 informuser@127.0.0.1:{trapd.port}"]
             assert status["ok"] is False
             assert bad.reader.depth() == 3  # kept for retry, not dropped
         await asyncio.wait_for(pub_task, 15)
     assert "Authentication failed for informuser" in trapd.log_text()
     assert "WRONG-key-1" not in json.dumps(ctx.status.snapshot())
+
+
+async def test_two_targets_on_one_port_keep_their_own_cursor_across_a_restart(tmp_path):
+    """A trap and an inform to one NMS: events the inform could not deliver while the NMS was down
+    are delivered after a daemon restart, although the trap target sent (into the void) meanwhile."""
+    with Snmptrapd() as first:
+        port = first.port
+        both = [{"host": "127.0.0.1", "port": port, "community": "public"},
+                {"host": "127.0.0.1", "port": port, "community": "public", "notification": "inform",
+                 "timeout": 0.3, "retries": 0}]
+        ctx = make_ctx(tmp_path, both)
+        async with running(ctx) as notifier:
+            ctx.emit("backup_completed", {"n": 0})
+            await wait_for_async(lambda: [s.sent for s in notifier.senders] == [1, 1], timeout=15)
+            first.stop()  # the NMS goes down
+            for i in range(1, 4):
+                ctx.emit("purge_completed", {"n": i})
+            trap, inform = notifier.senders
+            await wait_for_async(lambda: trap.sent == 4 and inform.ok is False, timeout=15)
+            targets = ctx.status.get("snmp")["targets"]
+            assert targets[f"trap v2c 127.0.0.1:{port}"]["ok"] is True
+            assert targets[f"inform v2c 127.0.0.1:{port}"]["ok"] is False
+            assert inform.reader.depth() == 3
+    second = Snmptrapd()
+    second.port = port  # the NMS is back, same address
+    with second:
+        ctx = make_ctx(tmp_path, both)  # the daemon restarted
+        async with running(ctx) as notifier:
+            await wait_for_async(lambda: len(ours(second, "INFORM")) >= 3, timeout=20)
+            assert notifier.senders[0].sent == 0  # the trap target had sent them all already
+    informs = [json.loads(json.loads(n.value(EV + "7").removeprefix("STRING: ")))["n"]
+               for n in ours(second, "INFORM")]
+    assert informs[:3] == [1, 2, 3]
+    assert not ours(second, "TRAP2")
 
 
 def test_engine_id_is_kept_per_node(tmp_path):

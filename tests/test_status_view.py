@@ -80,7 +80,8 @@ def test_readable_view_when_the_daemon_is_down(saved_node):
     assert "peer      pbx1 (10.0.0.1)  up" in out and "rtt_ms 0.8" in out
     assert "berofos   fos1 mode 1 (lines on master)" in out
     backup = next(line for line in lines if line.lstrip().startswith("backup"))
-    assert re.search(r"backup  ok in 0.0 s \d\d:\d\d( \(\d+ s ago\))?  next .* if the daemon runs", backup)
+    assert re.search(r"backup  ok in 0.0 s \d\d:\d\d [A-Z+\-0-9]+( \(\d+ s ago\))?  next .* if the daemon runs",
+                     backup)
     assert "error: relation cel is locked" in out
     assert "(replication, sync: not run on a slave node)" in out
     assert "health    ok: disk" in out
@@ -118,6 +119,71 @@ def test_running_daemon_and_colour_on_a_terminal_only(saved_node, tmp_path):
         assert doc["daemon"] == "running" and "saved_at" not in doc
     finally:
         lock.release()
+
+
+def test_failed_db_part_is_not_hidden_by_a_data_only_run(tmp_path):
+    """The real backup: the morning run fails on the database, a manual data-only run works; still failed."""
+    from harness import free_port
+
+    root = tmp_path / "root"
+    (root / "etc/asterisk").mkdir(parents=True)
+    (root / "etc/asterisk/pjsip.conf").write_text("[general]\n")
+    cfg = write_config(tmp_path, {"backup": {"dir": str(tmp_path / "backups"), "root": str(root),
+                                             "dsn": f"postgresql://postgres@127.0.0.1:{free_port()}/asterisk"}})
+
+    def wazod(*args):
+        return subprocess.run([sys.executable, "-m", "wazod", "--config", str(cfg), *args],
+                              capture_output=True, text=True, timeout=120)
+
+    assert wazod("backup").returncode == 1  # data and db: the database is unreachable
+    assert wazod("backup", "data").returncode == 0
+    doc = json.loads(cli(cfg, "--json").stdout)
+    backup = doc["jobs"]["backup"]
+    assert backup["last_result"] == "failed" and backup["failed_parts"] == ["db"]
+    assert backup["parts"]["data"]["last_result"] == "ok" and backup["parts"]["db"]["last_result"] == "failed"
+    assert backup["error"].startswith("db: database asterisk unreachable")
+    out = cli(cfg).stdout
+    line = next(i for i, text in enumerate(out.splitlines()) if text.lstrip().startswith("backup"))
+    shown = out.splitlines()[line:line + 3]
+    assert re.match(r"backup\s+failed \(db failed ", shown[0].strip()), shown
+    assert shown[1].strip().startswith("error: db: database asterisk unreachable"), shown
+    assert any("parts: data ok" in text and "db failed" in text for text in shown), shown
+    assert "backup  ok" not in out
+    assert wazod("backup").returncode == 1 and wazod("backup", "db").returncode == 1
+    assert json.loads(cli(cfg, "--json").stdout)["jobs"]["backup"]["last_result"] == "failed"
+
+
+def test_check_exits_3_only_when_the_daemon_is_not_running(saved_node, tmp_path):
+    assert cli(saved_node).returncode == 0  # the contract: 0 whenever it could answer
+    done = cli(saved_node, "--check")
+    assert done.returncode == 3 and "DAEMON NOT RUNNING" in done.stdout
+    assert cli(saved_node, "--check", "--json").returncode == 3
+    lock = OperationLock(tmp_path / "state", "daemon")
+    lock.acquire()
+    try:
+        assert cli(saved_node, "--check").returncode == 0
+    finally:
+        lock.release()
+
+
+def test_snmp_targets_engine_id_and_active_shown_in_text(tmp_path):
+    cfg = write_config(tmp_path, {"ha": {"node_type": "slave"}})
+    ctx = make_context(cfg)
+    ctx.status.update(ha_state="active", services="running", snmp={
+        "engine_id": "80007ed905a1b2c3d4e5f60718",
+        "targets": {"trap v2c 10.0.0.9:162": {"ok": True, "error": None},
+                    "inform v3 nms@10.0.0.9:162": {"ok": False, "error": "No SNMP response received before timeout"}}})
+    ctx.emitter.store.close()
+    out = cli(cfg).stdout
+    assert "snmp      engine ID 80007ed905a1b2c3d4e5f60718  ok: trap v2c 10.0.0.9:162" in out
+    assert "inform v3 nms@10.0.0.9:162 failed: No SNMP response received before timeout" in out
+    assert "HA active" in out and "no redundancy" in out
+    from wazod.config import load_config
+    from wazod.status_view import collect_status
+
+    painted = render_status(collect_status(load_config(cfg).config), color=True)
+    assert "\x1b[33mactive\x1b[0m" in painted  # yellow: alone, unlike standby's green
+    assert "\x1b[32mactive" not in painted
 
 
 def test_no_color_environment_wins(saved_node):

@@ -46,25 +46,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader closed the pipe
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    config_path = getattr(args, "config", None) or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH
+    explicit = getattr(args, "config", None) or os.environ.get("WAZOD_CONFIG")
+    config_path = explicit or DEFAULT_CONFIG_PATH
     needs_config = getattr(args, "needs_config", True)
     try:
         if needs_config:
             from wazod.config import load_config
-        loaded = load_config(config_path) if needs_config else None
+        loaded = load_config(config_path, must_exist=bool(explicit)) if needs_config else None
     except ConfigError as e:
         print(f"wazod: configuration error:\n{e}", file=sys.stderr)
         return ExitCode.USAGE
     if getattr(args, "command", None) != "run":
         from wazod.logsetup import configure_logging
 
-        # CLI commands print results on stdout; their logs go to stderr
-        configure_logging(loaded.config.logging.level if loaded else "info", stream=sys.stderr)
+        # CLI commands print results on stdout; their logs go to stderr. At a terminal the command's own
+        # readable result says what happened: only warnings and errors are logged there, readably.
+        level = loaded.config.logging.level if loaded else "info"
+        if sys.stderr.isatty() and sys.stdout.isatty() and level in ("debug", "info"):
+            level = "warning" if level == "info" else level
+        configure_logging(level, stream=sys.stderr)
     try:
         return int(args.handler(args, loaded))
+    except BrokenPipeError:
+        # the reader went away (``wazod status --json | head``): stop quietly, as a Unix tool killed by
+        # SIGPIPE would, with its exit code; stdout goes to /dev/null so the final flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
     except WazodError as e:
         print(f"wazod: {e}", file=sys.stderr)
         return int(e.exit_code)

@@ -24,6 +24,8 @@ FACTORIES = [
     "wazod.bus.snmp:component",
     "wazod.health.checks:component",
     "wazod.endpoint.server:component",
+    "wazod.replication.continuous:component",
+    "wazod.sync.continuous:component",
 ]
 
 

@@ -23,8 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from wazod import event_text
 from wazod.fsutil import atomic_write_text
 from wazod.logsetup import get_logger
+from wazod.statedir import FILE_MODE, ensure_private_dir, private_file
 
 log = get_logger("events")
 
@@ -41,7 +43,7 @@ EVENT_NAMES = {
     "restore_completed", "restore_failed",
 }
 
-_WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded)$")
+_WARNING_RE = event_text.WARNING_RE
 
 
 # The outbox's tables; outputs that open the store themselves (wazod.bus.outbox) create the same.
@@ -61,7 +63,11 @@ class EventStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.path.parent)
+        # SQLite gives the -wal and -shm files the mode of the database: make that 0600 first
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE))
+        for suffix in ("", "-wal", "-shm"):
+            private_file(f"{self.path}{suffix}")
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -158,7 +164,8 @@ def read_origin_uuid(uuid_file: str | os.PathLike, state_dir: str | os.PathLike)
         if value:
             return value
     value = str(uuidlib.uuid4())
-    atomic_write_text(kept, value + "\n")
+    ensure_private_dir(state_dir)
+    atomic_write_text(kept, value + "\n", mode=FILE_MODE)
     return value
 
 
@@ -192,8 +199,12 @@ class Emitter:
             }
 
         envelope = self.store.append(build)
-        level = "warning" if _WARNING_RE.search(name) else "info"
-        getattr(log, level)("event", name=name, seq=envelope["seq"], data=data)
+        level = event_text.priority(name, data)
+        text = event_text.message(name, data)
+        if level == "notice":  # journald priority 5: the HA story (logsetup renders it <5>)
+            log.info(text, name=name, seq=envelope["seq"], data=data, notice=True)
+        else:
+            getattr(log, level)(text, name=name, seq=envelope["seq"], data=data)
         for listener in list(self._listeners):
             try:
                 listener(envelope)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from wazod.errors import WrongRole
+from wazod.errors import WazodError, WrongRole
 from wazod.events import EVENT_NAMES, Emitter, now_iso
 from wazod.locks import OperationLock
 from wazod.logsetup import get_logger
@@ -52,6 +52,16 @@ class JobSpec:
     entry: str  # "module:function"
     roles: tuple[str, ...] | None  # None: every role
     held_in_maintenance: bool = False
+    # the parts a run may cover, chosen by the run's option ``what`` (``all``: every part); each
+    # part's last result is kept apart, so a data-only run cannot hide a failed db part
+    parts: tuple[str, ...] = ()
+    # seconds a run waits for the lock before LockHeld: the continuous checks of replication and sync
+    # hold it for milliseconds (a copy for seconds), which must not refuse a scheduled or manual run
+    lock_wait: float = 0.0
+
+    def parts_of(self, options: dict[str, Any]) -> tuple[str, ...]:
+        what = options.get("what") or "all"
+        return self.parts if what == "all" else tuple(p for p in self.parts if p == what)
 
     def load(self) -> Callable[..., Awaitable[JobResult]]:
         module, func = self.entry.split(":")
@@ -59,9 +69,10 @@ class JobSpec:
 
 
 JOBS: dict[str, JobSpec] = {
-    "replication": JobSpec("replication", "wazod.replication:run", ("master",), held_in_maintenance=True),
-    "sync": JobSpec("sync", "wazod.sync:run", ("master",), held_in_maintenance=True),
-    "backup": JobSpec("backup", "wazod.backup:run", None),
+    "replication": JobSpec("replication", "wazod.replication:run", ("master",), held_in_maintenance=True,
+                           lock_wait=30.0),
+    "sync": JobSpec("sync", "wazod.sync:run", ("master",), held_in_maintenance=True, lock_wait=30.0),
+    "backup": JobSpec("backup", "wazod.backup:run", None, parts=("data", "db")),
     "purge": JobSpec("purge", "wazod.purge:run", None),
 }
 
@@ -93,20 +104,30 @@ async def run_job(
     entry: Callable[..., Awaitable[JobResult]] | None = None,
     lock: bool = True,
     record: bool = True,
+    lock_wait: float | None = None,
+    report: Callable[[JobResult], bool] | None = None,
     **options: Any,
 ) -> JobResult:
     """Run job ``name`` under its lock, persist its record and emit its event.
 
-    Raises LockHeld when another run holds the lock. Any exception of the job
-    becomes a ``failed`` result; cancellation (SIGTERM) is recorded as failed
+    Raises LockHeld when another run holds the lock (after waiting up to
+    ``lock_wait`` seconds for it; None: the job's own ``JobSpec.lock_wait``). Any exception of the job becomes a
+    ``failed`` result; cancellation (SIGTERM) is recorded as failed
     ("interrupted") and re-raised so the supervisor can finish stopping.
+    ``report(result)`` returning False keeps a result out of the record and
+    the event stream (continuous checks that found nothing to do).
     """
     spec = JOBS[name]
     entry = entry or spec.load()
     state = StateStore(config.node.state_dir)
     op_lock = OperationLock(config.node.state_dir, name)
+    if lock_wait is None:
+        lock_wait = spec.lock_wait
     if lock:
-        op_lock.acquire()
+        if lock_wait > 0:
+            await op_lock.acquire_async(lock_wait)
+        else:
+            op_lock.acquire()
     started = now_iso()
     t0 = time.monotonic()
     cancelled = False
@@ -116,6 +137,9 @@ async def run_job(
         except asyncio.CancelledError:
             cancelled = True
             result = JobResult(name, "failed", error="interrupted (daemon stopping)")
+        except WazodError as e:  # an expected failure, explained (a database that cannot be reached...):
+            # the _failed event's line says it; no traceback, which would read as a crash
+            result = JobResult(name, "failed", error=str(e))
         except Exception as e:  # reported, never crashes the caller
             log.exception("job crashed", job=name)
             result = JobResult(name, "failed", error=f"{type(e).__name__}: {e}")
@@ -123,7 +147,13 @@ async def run_job(
         result.started_at = started
         result.duration = time.monotonic() - t0
         result.dry_run = bool(options.get("dry_run"))
-        if record and not result.dry_run:
+        if record and not result.dry_run and (report is None or report(result)):
+            previous = state.read(f"job-{name}", {}) or {}
+            parts = dict(previous.get("parts") or {})
+            for part in spec.parts_of(options):
+                parts[part] = {"last_result": result.status, "last_run": started, "error": result.error,
+                               "last_success": started if result.status == "ok"
+                               else (parts.get(part) or {}).get("last_success")}
             state.write(
                 f"job-{name}",
                 {
@@ -132,8 +162,9 @@ async def run_job(
                     "duration": round(result.duration, 3),
                     "error": result.error,
                     "data": result.data,
+                    **({"parts": parts} if spec.parts else {}),
                     **({"last_success": started} if result.status == "ok" else
-                       {"last_success": (state.read(f"job-{name}", {}) or {}).get("last_success")}),
+                       {"last_success": previous.get("last_success")}),
                 },
             )
             if emitter is not None:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from wazod.errors import LockHeld
+from wazod.statedir import FILE_MODE, ensure_private_dir
 
 
 class OperationLock:
@@ -24,8 +25,11 @@ class OperationLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        ensure_private_dir(self.path.parent.parent)
+        ensure_private_dir(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE)
+        if os.fstat(fd).st_mode & 0o077:  # made 0644 by an older wazod: nobody else may open (and flock) it
+            os.fchmod(fd, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -79,3 +83,34 @@ class OperationLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextlib.asynccontextmanager
+async def holding(state_dir: str | os.PathLike, operations: tuple[str, ...] | list[str], wait: float = 0.0):
+    """Hold every lock of ``operations`` (taken in that order, released in reverse); LockHeld if one is busy.
+
+    ``wait`` seconds are allowed per lock, so a brief probe by the daemon (the
+    berofos drift and the HA services check test whether a lock is free) does
+    not make the caller fail.
+    """
+    taken: list[OperationLock] = []
+    try:
+        for operation in operations:
+            lock = OperationLock(state_dir, operation)
+            await lock.acquire_async(wait, interval=0.05)
+            taken.append(lock)
+        yield taken
+    finally:
+        for lock in reversed(taken):
+            lock.release()
+
+
+def is_held(state_dir: str | os.PathLike, operation: str) -> bool:
+    """True while another process (or another open of the file here) holds ``operation``'s lock."""
+    probe = OperationLock(state_dir, operation)
+    try:
+        probe.acquire()
+    except LockHeld:
+        return True
+    probe.release()
+    return False

@@ -30,10 +30,10 @@ import platform
 import pwd
 import socket
 import threading
-from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
+from wazod import dsn as dsnlib
 from wazod.errors import ConfigError
 
 # (setresuid, setresgid) system call numbers
@@ -102,28 +102,24 @@ class _LoopOpeningSocketsAs:
         return await self._loop.create_unix_connection(protocol_factory, sock=sock, **kwargs)
 
 
-def _names_a_user(dsn: str) -> bool:
-    if os.environ.get("PGUSER"):
-        return True
-    parts = urlsplit(dsn)
-    return bool(parts.username) or bool(parse_qs(parts.query).get("user"))
-
-
 async def connect(dsn: str, *, os_user: str | None = None, setting: str = "db_os_user",
-                  **kwargs) -> asyncpg.Connection:
-    """``asyncpg.connect(dsn, **kwargs)``; as ``os_user`` on the local socket when wazod is root.
+                  dsn_setting: str = "dsn", **kwargs) -> asyncpg.Connection:
+    """``asyncpg.connect`` to ``dsn``; as ``os_user`` on the local socket when wazod is root.
 
-    The role defaults to ``os_user`` when the DSN names none (libpq's rule:
-    the role of a connection without a user is the system user's name).
-    ``setting`` names the configuration key in errors.
+    ``dsn`` is read by libpq's parser (``wazod.dsn``): a URL or ``key=value`` pairs, as psql
+    takes them; asyncpg gets the keywords as arguments. The role defaults to ``os_user`` when
+    the DSN names none (libpq's rule: the role of a connection without a user is the system
+    user's name). ``setting`` and ``dsn_setting`` name the configuration keys in errors.
     """
+    arguments = dsnlib.asyncpg_arguments(dsn, dsn_setting)
+    arguments.update(kwargs)
     if not os_user or os.geteuid() != 0:
-        return await asyncpg.connect(dsn, **kwargs)
+        return await asyncpg.connect(**arguments)
     try:
         pw = pwd.getpwnam(os_user)
     except KeyError:
         raise ConfigError(f"{setting}: no system user {os_user!r}") from None
-    if not _names_a_user(dsn):
-        kwargs.setdefault("user", os_user)
-    loop = _LoopOpeningSocketsAs(asyncio.get_running_loop(), pw.pw_uid, pw.pw_gid, kwargs.get("timeout"))
-    return await asyncpg.connect(dsn, loop=loop, **kwargs)
+    if "user" not in arguments and not os.environ.get("PGUSER"):
+        arguments["user"] = os_user
+    loop = _LoopOpeningSocketsAs(asyncio.get_running_loop(), pw.pw_uid, pw.pw_gid, arguments.get("timeout"))
+    return await asyncpg.connect(loop=loop, **arguments)

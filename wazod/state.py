@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from wazod.fsutil import atomic_write_json, read_json
+from wazod.statedir import FILE_MODE, ensure_private_dir
 
 
 class StateStore:
@@ -25,8 +26,8 @@ class StateStore:
         return read_json(self.path(name), default)
 
     def write(self, name: str, value: Any) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.path(name), value, mode=0o640)
+        ensure_private_dir(self.dir)
+        atomic_write_json(self.path(name), value, mode=FILE_MODE)
 
     def update(self, name: str, **changes: Any) -> dict:
         current = self.read(name, {}) or {}

@@ -83,7 +83,7 @@ def collect_status(config) -> dict[str, Any]:
     for name, spec in JOBS.items():
         applies = spec.roles is None or config.role in spec.roles
         rec = state.read(f"job-{name}", {}) or {}
-        doc["jobs"][name] = {
+        job = doc["jobs"][name] = {
             "last_result": rec.get("last_result"),
             "last_run": rec.get("last_run"),
             "last_success": rec.get("last_success"),
@@ -92,16 +92,33 @@ def collect_status(config) -> dict[str, Any]:
             "next_run": (next_runs.get(name) or _next_run(config, name)) if applies else None,
             "applies": applies,
         }
+        if spec.parts:
+            _fold_parts(job, spec.parts, rec.get("parts") or {})
     doc.pop("next_runs", None)
     if not running:
         doc.pop("pid", None)
     return doc
 
 
+def _fold_parts(job: dict[str, Any], parts: tuple[str, ...], recorded: dict[str, Any]) -> None:
+    """A job of several parts (backup: data, db) is failed while any part's latest run failed.
+
+    A manual ``wazod backup data`` after a failed morning backup must not turn the job ``ok``:
+    the database is still unsaved. ``parts`` keeps each part's own last result.
+    """
+    job["parts"] = {p: recorded.get(p) for p in parts}
+    failed = [p for p in parts if (recorded.get(p) or {}).get("last_result") == "failed"]
+    job["failed_parts"] = failed
+    if failed and job["last_result"] != "failed":
+        job["last_result"] = "failed"
+        job["error"] = "; ".join(f"{p}: {recorded[p].get('error')}" for p in failed)
+
+
 # --- the readable view ----------------------------------------------------------
 
 SUMMARY_MAX = 120  # characters of a check's summary in the readable view (--json has it whole)
-GOOD = {"ok", "running", "standby", "active", "master", "started", "up", "connected", "true"}
+# "active" is not good: a slave that took over runs the telephony alone, with no redundancy left
+GOOD = {"ok", "running", "standby", "master", "started", "up", "connected", "true"}
 BAD = {"failed", "critical", "not running", "down", "error", "isolated", "false"}
 
 
@@ -129,7 +146,8 @@ def _when(value: Any, now: dt.datetime | None = None) -> str:
     if t.tzinfo is None:
         t = t.astimezone()
     t = t.astimezone(now.tzinfo)
-    clock = t.strftime("%H:%M") if t.date() == now.date() else t.strftime("%b %d %H:%M")
+    # the zone is said: the journal is in UTC, a reader must not guess which clock this is
+    clock = t.strftime("%H:%M %Z") if t.date() == now.date() else t.strftime("%b %d %H:%M %Z")
     delta = (now - t).total_seconds()
     if abs(delta) < 1:
         return clock
@@ -177,7 +195,12 @@ def _job_lines(doc: dict[str, Any], color: bool, running: bool) -> list[str]:
     width = max((len(n) for n, _ in rows), default=0)
     for name, job in rows:
         res = job.get("last_result")
-        if res:
+        failed_parts = job.get("failed_parts") or []
+        parts = job.get("parts") or {}
+        if failed_parts and parts:
+            last = _tone("failed", color) + " (" + ", ".join(
+                f"{p} failed {_when(parts[p].get('last_run'))}" for p in failed_parts) + ")"
+        elif res:
             took = f" in {job['duration']:.1f} s" if job.get("duration") is not None else ""
             last = f"{_tone(res, color)}{took} {_when(job.get('last_run'))}"
         else:
@@ -185,9 +208,15 @@ def _job_lines(doc: dict[str, Any], color: bool, running: bool) -> list[str]:
         nxt = _when(job.get("next_run")) if running else f"{_when(job.get('next_run'))} if the daemon runs"
         line = f"  {name:<{width}}  {last}  next {nxt}"
         if res == "failed" and job.get("error"):
-            line += "\n" + " " * (width + 4) + _paint(f"error: {job['error']}", "31", color)
-        if res == "failed" and job.get("last_success"):
+            error = " ".join(str(job["error"]).split())  # one line: psql's errors span several
+            line += "\n" + " " * (width + 4) + _paint(f"error: {error}", "31", color)
+        if res == "failed" and job.get("last_success") and not failed_parts:
             line += "\n" + " " * (width + 4) + f"last success {_when(job['last_success'])}"
+        if parts and any(parts.values()) and (failed_parts or len({(v or {}).get("last_run")
+                                                                     for v in parts.values()}) > 1):
+            line += "\n" + " " * (width + 4) + "parts: " + ", ".join(
+                f"{p} {_tone(v.get('last_result'), color)} {_when(v.get('last_run'))}" if v else f"{p} never run"
+                for p, v in parts.items())
         lines.append(line)
     if skipped:
         lines.append(f"  ({', '.join(skipped)}: not run on a {doc.get('role')} node)")
@@ -212,6 +241,21 @@ def _health_lines(health: dict[str, Any], color: bool) -> list[str]:
     return lines + bad
 
 
+def _snmp_lines(snmp: Any, color: bool) -> list[str]:
+    """The engine ID (a v3 receiver needs it) and each notification target, failing ones in full."""
+    if not isinstance(snmp, dict) or not (snmp.get("targets") or snmp.get("engine_id")):
+        return []
+    targets = snmp.get("targets") or {}
+    good = [label for label, t in targets.items() if isinstance(t, dict) and t.get("ok") is not False]
+    lines = [f"snmp      engine ID {snmp.get('engine_id') or '-'}"
+             + (f"  {_tone('ok', color)}: {', '.join(good)}" if good else "")]
+    for label, t in targets.items():
+        if isinstance(t, dict) and t.get("ok") is False:
+            lines.append(f"  {label} {_tone('failed', color)}: {t.get('error') or 'unknown error'} "
+                         "(its notifications wait in the outbox)")
+    return lines
+
+
 def render_status(doc: dict[str, Any], color: bool = False) -> str:
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         color = False
@@ -233,6 +277,8 @@ def render_status(doc: dict[str, Any], color: bool = False) -> str:
 
     state = doc.get("ha_state") or "unknown"
     since = f" since {_when(doc['ha_since'])}" if doc.get("ha_since") else ""
+    if state == "active":
+        since += " (this slave runs the telephony: no redundancy)"
     head = _paint(str(doc.get("node")), "1", color)
     lines.append(f"{head}  {doc.get('role')}  HA {_tone(state, color)}{since}  "
                  f"services {_tone(doc.get('services', 'unknown'), color)}")
@@ -256,6 +302,7 @@ def render_status(doc: dict[str, Any], color: bool = False) -> str:
             else:
                 why = f": {bus['error']}" if bus.get("error") else ""
                 lines.append(f"{label} {_paint('not connected', '31', color)}{why} (events wait in the outbox)")
+    lines += _snmp_lines(doc.get("snmp"), color)
     lines.append("jobs")
     lines += _job_lines(doc, color, running)
     lines += _health_lines(doc.get("health") or {}, color)

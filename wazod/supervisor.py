@@ -37,6 +37,7 @@ from wazod.statusboard import StatusBoard
 log = get_logger("supervisor")
 
 TICK = 0.5  # seconds between main-loop ticks
+RELOAD_TIMEOUT = 10.0  # seconds a reload may spend reading and validating the files
 STALL_LIMIT = 5.0  # a tick later than this means the loop is stalled: no watchdog ping
 
 
@@ -153,8 +154,14 @@ class Supervisor:
         self.notifier.reloading()
         old = ctx.loaded
         try:
-            new = load_config(old.path)
-        except ConfigError as e:
+            # off the event loop and bounded: a slow or hostile file must not freeze HA
+            new = await asyncio.wait_for(asyncio.to_thread(load_config, old.path, must_exist=old.must_exist),
+                                         RELOAD_TIMEOUT)
+        except Exception as e:  # whatever the files hold, the running daemon keeps its configuration
+            if isinstance(e, TimeoutError):
+                e = ConfigError(f"reading the configuration took more than {RELOAD_TIMEOUT:g} s: abandoned")
+            elif not isinstance(e, ConfigError):
+                e = ConfigError(f"reading the configuration failed: {type(e).__name__}: {str(e)[:200]}")
             log.error("configuration reload failed, keeping the running one", reason=reason, error=str(e))
             ctx.emit("config_reloaded", {"ok": False, "reason": reason, "error": str(e)})
             if old.ha_conf_used:  # do not retry the same broken ha.conf every tick
@@ -167,7 +174,10 @@ class Supervisor:
         changed = sorted(k for k in new_dump if new_dump[k] != old_dump.get(k))
         ctx.loaded = new
         ctx.status.update(role=new.config.role)
-        configure_logging(new.config.logging.level)
+        try:
+            configure_logging(new.config.logging.level, file=new.config.log_file)
+        except OSError as e:  # nothing changed: the previous file (or none) stays
+            log.error("log file cannot be opened, logging unchanged", file=new.config.log_file, error=e.strerror)
         for component in self.components:
             hook = getattr(component, "reload", None)
             if hook is not None:
@@ -182,5 +192,9 @@ class Supervisor:
 
 
 def run_daemon(loaded: LoadedConfig) -> int:
-    configure_logging(loaded.config.logging.level)
+    path = loaded.config.log_file
+    try:
+        configure_logging(loaded.config.logging.level, file=path)
+    except OSError as e:
+        raise ConfigError(f"logging.file: {path}: cannot be opened: {e.strerror}") from None
     return asyncio.run(Supervisor(loaded).run())

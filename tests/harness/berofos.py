@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from wazod.berofos.client import forget_auth_scheme
 from wazod.berofos.simulator import BerofosSimulator
 
 from .util import kill_process_group, register_cleanup, unregister_cleanup
@@ -110,6 +111,7 @@ async def sims():
     yield make
     for sim in started:
         await sim.stop()
+        forget_auth_scheme(sim.host, sim.port)  # the next test's simulator may get this port
 
 
 @pytest.fixture

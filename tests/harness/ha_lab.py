@@ -83,6 +83,9 @@ class HaNode:
 
     # --- configuration -------------------------------------------------------
     def config(self) -> dict[str, Any]:
+        bnfos = self.dir / "bnfos.conf"
+        if not bnfos.exists():  # no device (a tests writes some); a configured path that is missing is an error
+            bnfos.write_text("")
         base = {
             "node": {"name": f"lab-{self.role}", "state_dir": str(self.state_dir),
                      "uuid_file": str(self.dir / "xivo_uuid.sh"), "stop_timeout": 15},

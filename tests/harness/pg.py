@@ -140,9 +140,12 @@ class PgCluster:
     def __init__(self, *, listen_addresses: str = "127.0.0.1", port: int | None = None,
                  template: Path | None = None, netns: str | None = None,
                  extra_conf: dict[str, str] | None = None,
-                 base_dir: str | None = None, init: bool = True) -> None:
+                 base_dir: str | None = None, init: bool = True,
+                 prefix: Sequence[str] = ()) -> None:
         self.listen_addresses = listen_addresses
         self.netns = netns
+        # argv prefix of the server and client tools, e.g. nsenter into a mount namespace
+        self.prefix = list(prefix)
         self.extra_conf = dict(extra_conf or {})
         self._fixed_port = port
         self.port = port or free_port()
@@ -170,7 +173,10 @@ class PgCluster:
     # -- configuration ----------------------------------------------------
     @property
     def host(self) -> str:
-        """Address clients should use: 127.0.0.1 unless bound elsewhere."""
+        """Address clients should use: 127.0.0.1 unless bound elsewhere; the socket directory
+        when the server listens on no address at all (``listen_addresses=''``)."""
+        if self.listen_addresses.strip() == "":
+            return self.extra_conf.get("unix_socket_directories", str(self.sockdir)).split(",")[0].strip()
         la = self.listen_addresses.split(",")[0].strip()
         if la in ("*", "", "0.0.0.0", "localhost"):
             return "127.0.0.1"
@@ -229,7 +235,7 @@ class PgCluster:
     def server_cmd(self, argv: Sequence[str]) -> list[str]:
         """``argv`` wrapped to run as the server user (when root) inside the
         cluster's namespace (if any); e.g. for pg_basebackup or pg_rewind."""
-        wrapped = _as_server_user(argv)
+        wrapped = self.prefix + _as_server_user(argv)
         if self.netns:
             wrapped = ["ip", "netns", "exec", self.netns, *wrapped]
         return wrapped
@@ -394,7 +400,7 @@ class PgCluster:
         return f"postgresql://postgres@{self.host}:{self.port}/{dbname}"
 
     def _netns_prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.netns] if self.netns else []
+        return (["ip", "netns", "exec", self.netns] if self.netns else []) + self.prefix
 
     def psql(self, sql: str, db: str = "postgres", *, check: bool = True) -> str:
         """Run ``sql`` with the real ``psql`` (unaligned, tuples only) and

@@ -24,6 +24,7 @@ import platform
 import shutil
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 from wazod.backup import archive, dbdump, sets, tree
@@ -46,8 +47,11 @@ class BackupFailed(WazodError):
 
 
 def needs_initial_backup(config) -> bool:
-    """True when ``backup.dir`` lacks data.tgz or db.tgz: the daemon then runs a backup at start-up."""
+    """True when ``backup.dir`` lacks data.tgz or db.tgz, or holds a set whose installation a crash
+    interrupted: the daemon then runs a backup at start-up (which completes that set first)."""
     d = Path(config.backup.dir)
+    if sets.interrupted_installs(d):
+        return True
     return not ((d / "data.tgz").is_file() and (d / "db.tgz").is_file())
 
 
@@ -100,7 +104,7 @@ async def _make_data(config, work: str, selection: tree.Selection, progress) -> 
         "compressor": compressor[0], "wazo_version": _version_from_file(config),
         "skipped": [s.to_dict() for s in selection.skipped], "skipped_count": len(selection.skipped),
         "skipped_files": selection.skipped_files, "skipped_bytes": selection.skipped_bytes,
-        "warnings": written.warnings[-50:],
+        "warnings": written.warnings[-50:], "followed_links": selection.followed,
     }
     _check_read_back("data", scan, written, manifest)
     return out, manifest
@@ -185,6 +189,7 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
     except OSError as e:
         return JobResult("backup", "failed", {"what": what, "dir": b.dir},
                          error=f"cannot create {b.dir}: {e.strerror}")
+    sets.finish_interrupted(directory)  # a set a crash left half-installed is completed first
     sets.remove_stale_temporaries(directory)
     work = tempfile.mkdtemp(prefix=f"{sets.TMP_PREFIX}work-", dir=directory)
     data: dict = {"what": what, "dir": str(directory)}
@@ -215,13 +220,17 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
             out, manifest, dump_path = await _make_db(config, work, progress)
             made["db"] = (out, manifest)
         # both archives were read back (and checked) before anything old is touched
-        removed: list[str] = []
+        staged: dict[str, tuple[str, str]] = {}
+        set_id = uuid.uuid4().hex  # the same in data's and db's manifests: they were made together
         for kind, (out, manifest) in made.items():
+            manifest["set_id"] = set_id
             sets.set_permissions(out, b.group)
             mpath = os.path.join(work, sets.manifest_name(kind))
             atomic_write_json(mpath, manifest, mode=0o640)
             sets.set_permissions(mpath, b.group)
-            removed += sets.install(directory, kind, out, mpath, b.keep)
+            staged[kind] = (out, mpath)
+        removed = sets.install_set(directory, staged, b.keep)  # data and db: one unit
+        for kind, (_out, manifest) in made.items():
             data[kind] = {k: manifest[k] for k in ("archive", "sha256", "size", "members")}
             if kind == "data":
                 data[kind].update(files=manifest["files"], bytes=manifest["bytes"])
@@ -232,6 +241,8 @@ async def run(config, *, what: str = "all", progress=None) -> JobResult:
             data["skipped_files"] = selection.skipped_files
             data["skipped_bytes"] = selection.skipped_bytes
             data["skipped_paths"] = [s.path for s in selection.skipped][:20]
+            if selection.followed:
+                data["followed_links"] = selection.followed
         data["rotated_out"] = removed
         return JobResult("backup", "ok", data)
     except (BackupFailed, ArchiveError, DumpError) as e:

@@ -169,6 +169,35 @@ async def write_tgz(
         os.close(dst_fd)
 
 
+@dataclass
+class Member:
+    """One tar member as tar will extract it (GNU long names and pax path/linkpath applied)."""
+
+    name: str
+    kind: str  # the typeflag: "0" file, "1" hard link, "2" symlink, "3"/"4" devices, "5" dir, "6" FIFO...
+    mode: int
+    linkname: str
+
+
+MAX_META = 1 << 20  # a long name or pax header larger than this is not a backup's
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """The ``key=value`` records of a pax extended header (``"%d %s=%s\\n"`` each)."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(data) and data[i:i + 1] != b"\0":
+        space = data.index(b" ", i)
+        length = int(data[i:space])
+        if length <= 0:
+            raise tarfile.HeaderError("bad pax header record")
+        record = data[space + 1:i + length].rstrip(b"\n")
+        key, _, value = record.partition(b"=")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        i += length
+    return out
+
+
 class _TarWalker:
     """Walks tar headers in a stream of decompressed bytes, without buffering member data.
 
@@ -180,8 +209,13 @@ class _TarWalker:
 
     META = (b"L", b"K", b"x", b"g")
 
-    def __init__(self, choose: Callable[[str], object | None] | None):
+    def __init__(self, choose: Callable[[str], object | None] | None,
+                 on_member: Callable[[Member], None] | None = None):
         self.choose = choose
+        self.on_member = on_member
+        self.long_link: str | None = None
+        self.pax: dict[str, str] = {}
+        self.pax_global: dict[str, str] = {}
         self.header = bytearray()
         self.data_left = 0
         self.pad_left = 0
@@ -225,7 +259,14 @@ class _TarWalker:
         if block[257:262] == b"ustar" and block[345] and not self.long_name:
             prefix = block[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             name = f"{prefix}/{name}"
-        self.long_name = None
+        pax = {**self.pax_global, **self.pax}
+        name = pax.get("path", name)
+        if self.on_member is not None:
+            linkname = (self.long_link or pax.get("linkpath")
+                        or block[157:257].split(b"\0", 1)[0].decode("utf-8", "surrogateescape"))
+            self.on_member(Member(name, kind.decode("latin-1") or "0", self._number(block[100:108]), linkname))
+        self.long_name = self.long_link = None
+        self.pax = {}
         self.meta_type = None
         self.members += 1
         if self.choose is not None and kind in (b"0", b"\0", b"7"):
@@ -234,6 +275,12 @@ class _TarWalker:
     def _end_of_meta(self) -> None:
         if self.meta_type == b"L":
             self.long_name = bytes(self.meta).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif self.meta_type == b"K":
+            self.long_link = bytes(self.meta).split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        elif self.meta_type == b"x":
+            self.pax = _pax_records(bytes(self.meta))
+        elif self.meta_type == b"g":
+            self.pax_global.update(_pax_records(bytes(self.meta)))
         self.meta_type = None
 
     def feed(self, data: bytes) -> None:
@@ -246,6 +293,8 @@ class _TarWalker:
                     self.sink(view[i:i + k])
                 elif self.meta_type is not None:
                     self.meta += view[i:i + k]
+                    if len(self.meta) > MAX_META:
+                        raise tarfile.HeaderError("a long-name or pax header larger than 1 MiB")
                 self.data_left -= k
                 i += k
                 if not self.data_left and self.meta_type is not None and not self.pad_left:
@@ -303,10 +352,11 @@ def _chunks(path: str, follow: threading.Event | None):
 
 
 def scan(path: str, *, extract: Callable[[str], str | None] | None = None, stop: Callable[[], bool] | None = None,
-         follow: threading.Event | None = None) -> Scan:
+         follow: threading.Event | None = None, on_member: Callable[[Member], None] | None = None) -> Scan:
     """Read ``path`` to its end: SHA-256, every gzip member's CRC and length, every tar header; copy members out.
 
     ``extract(name)`` returns a destination path for the regular members to copy (else None).
+    ``on_member(member)`` sees every member's name, type, mode and link target (the restore's check).
     ``follow``: read the file while it is being written, until the event is set (the
     read-back then overlaps the compression instead of following it).
     Raises ArchiveError naming the first problem.
@@ -327,7 +377,7 @@ def scan(path: str, *, extract: Callable[[str], str | None] | None = None, stop:
             out.write(chunk)
         return sink
 
-    walker = _TarWalker(choose if extract else None)
+    walker = _TarWalker(choose if extract else None, on_member)
     digest = hashlib.sha256()
     size = 0
     try:

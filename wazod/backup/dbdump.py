@@ -81,6 +81,14 @@ async def _readline(stream: asyncio.StreamReader, what: str) -> str:
 async def dump(pg: Pg, workdir: str, *, exclude_table_data: list[str], count_rows: bool,
                fallback_version: str | None, low_priority: bool = True, compress_level: int | None = None) -> Dump:
     """Dump ``pg`` into ``workdir/asterisk-<version>.dump`` (the caller chooses workdir, e.g. pg-backupd)."""
+    with pg.child_env() as env:
+        return await _dump(pg, env, workdir, exclude_table_data=exclude_table_data, count_rows=count_rows,
+                           fallback_version=fallback_version, low_priority=low_priority,
+                           compress_level=compress_level)
+
+
+async def _dump(pg: Pg, env: dict[str, str], workdir: str, *, exclude_table_data: list[str], count_rows: bool,
+                fallback_version: str | None, low_priority: bool, compress_level: int | None) -> Dump:
     excl = [f"--exclude-table-data={t}" for t in exclude_table_data]
     session = None
     try:
@@ -90,7 +98,7 @@ async def dump(pg: Pg, workdir: str, *, exclude_table_data: list[str], count_row
             session = await asyncio.create_subprocess_exec(
                 *pg.argv("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                env=pg.env(), cwd="/", start_new_session=True)
+                env=env, cwd="/", start_new_session=True)
             assert session.stdin and session.stdout
             session.stdin.write(
                 f"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n"

@@ -34,6 +34,7 @@ class Selection:
     bytes: int = 0  # size of the regular files among members
     files: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    followed: list[dict] = field(default_factory=list)  # {"path", "target"}: top paths that are links to directories
 
     @property
     def skipped_files(self) -> int:
@@ -147,7 +148,14 @@ def select(section, stop=None) -> Selection:
 
     for top in tops:
         full_top = os.path.join(root, top)
-        if not os.path.isdir(full_top) or os.path.islink(full_top):
+        linked = os.path.islink(full_top) and os.path.isdir(full_top)
+        if linked:
+            # a tree moved to a bigger disk and linked back (the spool, the sounds): its content is what
+            # matters. The members keep the link's name (the kernel follows it while tar reads them); the
+            # top itself is listed as "<top>/." so tar stores a directory there, not the link: Wazo's
+            # `tar xpf` restores it as a directory, or through the link where the node has one.
+            sel.followed.append({"path": top, "target": os.readlink(full_top)})
+        elif not os.path.isdir(full_top) or os.path.islink(full_top):
             add_file(top, full_top)
             continue
         for dirpath, dirnames, filenames in os.walk(full_top, followlinks=False):
@@ -167,7 +175,7 @@ def select(section, stop=None) -> Selection:
                     files, size))
                 dirnames[:] = []
                 continue
-            sel.members.append(rel_dir)
+            sel.members.append(rel_dir + "/." if linked and dirpath == full_top else rel_dir)
             dirnames.sort()
             # symlinks to directories are members themselves, never followed
             for name in list(dirnames):

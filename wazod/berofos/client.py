@@ -14,7 +14,10 @@ not-a-berofos answer) without ever showing the password, and whose
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 from aiohttp import DigestAuthMiddleware, hdrs
@@ -30,7 +33,10 @@ from wazod.berofos.protocol import (
     parse_config_txt,
     read_settings,
 )
+from wazod.errors import ConfigError
+from wazod.fsutil import atomic_write_json, read_json
 from wazod.secrets import mask_text
+from wazod.statedir import ensure_private_dir
 
 MAX_CONFIG_TXT = 64 * 1024
 
@@ -82,32 +88,85 @@ def _encode_basic(user: str, password: str) -> str:
     return encode(user, password) if encode else aiohttp.BasicAuth(user, password).encode()
 
 
+# The scheme each device (host, port) has shown: a device that once offered digest never gets the
+# password in basic (clear text) afterwards, even if something answering at its address asks for
+# basic. Kept in memory and, once ``remember_schemes_in`` names it, in a 0600 file of the state
+# directory, so the daemon and every ``wazod berofos`` process share what one of them learnt.
+_PINNED: dict[tuple[str, int], str] = {}
+_PIN_FILE: Path | None = None
+
+
+def remember_schemes_in(path: str | os.PathLike) -> None:
+    """Load the schemes learnt before from ``path`` and keep it up to date from now on."""
+    global _PIN_FILE
+    path = Path(path)
+    try:
+        ensure_private_dir(path.parent)
+    except (ConfigError, OSError):
+        return  # a state directory the rest of wazod refuses loudly: schemes kept in memory only
+    _PIN_FILE = path
+    saved = read_json(_PIN_FILE, {})
+    if isinstance(saved, dict):
+        for address, scheme in saved.items():
+            host, _, port = str(address).rpartition(":")
+            if scheme in ("basic", "digest") and port.isdigit():
+                _PINNED.setdefault((host, int(port)), scheme)
+
+
+def _pin(key: tuple[str, int], scheme: str) -> None:
+    if _PINNED.get(key) == scheme:
+        return
+    _PINNED[key] = scheme
+    if _PIN_FILE is not None:
+        with contextlib.suppress(OSError):
+            atomic_write_json(_PIN_FILE, {f"{h}:{p}": s for (h, p), s in sorted(_PINNED.items())}, mode=0o600)
+
+
+def forget_auth_scheme(host: str, port: int) -> None:
+    """Drop what was learnt of a device's scheme (the device was really reconfigured, or a test ended)."""
+    if _PINNED.pop((host, port), None) is not None and _PIN_FILE is not None:
+        with contextlib.suppress(OSError):
+            atomic_write_json(_PIN_FILE, {f"{h}:{p}": s for (h, p), s in sorted(_PINNED.items())}, mode=0o600)
+
+
 class _AnyAuth:
     """Client middleware choosing basic or digest from the device's 401 challenge (CURLAUTH_ANY).
 
     Digest is delegated to aiohttp's RFC 7616 implementation; a basic challenge
-    switches this device to basic, sent pre-emptively from then on.
+    switches this device to basic, sent pre-emptively from then on, unless the
+    device offered digest before (``_PINNED``): then the basic challenge is
+    refused and ``downgrade_refused`` says why.
     """
 
-    def __init__(self, user: str, password: str):
-        self.scheme: str | None = None
+    def __init__(self, user: str, password: str, key: tuple[str, int] = ("", 0)):
+        self.key = key
+        self.downgrade_refused = False
         self._basic = _encode_basic(user, password)
         self._digest = DigestAuthMiddleware(user, password)
+
+    @property
+    def scheme(self) -> str | None:
+        return _PINNED.get(self.key)
 
     async def __call__(self, request: aiohttp.ClientRequest, handler) -> aiohttp.ClientResponse:
         if self.scheme == "basic":
             request.headers[hdrs.AUTHORIZATION] = self._basic
             return await handler(request)
         response = await self._digest(request, handler)
-        if response.status == 401 and self.scheme is None:
-            challenge = response.headers.get(hdrs.WWW_AUTHENTICATE, "")
-            if challenge.split(" ", 1)[0].lower() == "basic":
-                self.scheme = "basic"
+        if response.status == 401:
+            offered = response.headers.get(hdrs.WWW_AUTHENTICATE, "").split(" ", 1)[0].lower()
+            if offered == "digest":
+                _pin(self.key, "digest")
+            elif offered == "basic":
+                if self.scheme == "digest":
+                    self.downgrade_refused = True
+                    return response
+                _pin(self.key, "basic")
                 response.release()
                 request.headers[hdrs.AUTHORIZATION] = self._basic
                 return await handler(request)
-        elif response.status != 401 and hdrs.AUTHORIZATION in request.headers:
-            self.scheme = "digest"
+        elif hdrs.AUTHORIZATION in request.headers:
+            _pin(self.key, "digest")
         return response
 
 
@@ -117,7 +176,8 @@ class BerofosClient:
     def __init__(self, device: Device, *, timeout: float = 3.0):
         self.device = device
         self.timeout = timeout
-        self._auth = _AnyAuth(device.user, device.password or "") if device.user is not None else None
+        self._auth = (_AnyAuth(device.user, device.password or "", (device.host, device.port))
+                      if device.user is not None else None)
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> BerofosClient:
@@ -173,6 +233,11 @@ class BerofosClient:
             if self._auth is None:
                 raise DeviceAuthError(f"{dev}: the device asks for a login (HTTP 401) but bnfos.conf has none for "
                                       f"[{dev.name}]; add 'login = user:password'")
+            if self._auth.downgrade_refused:
+                raise DeviceAuthError(f"{dev}: the device asks for basic authentication after it used digest: "
+                                      "the password is not sent in clear text (another host at its address?); "
+                                      "if the device was really reconfigured, remove it from "
+                                      "<state_dir>/berofos-auth.json and restart wazod")
             raise DeviceAuthError(f"{dev}: wrong credentials: the device refused user '{dev.user}' (HTTP 401); "
                                   f"check the login of [{dev.name}] in bnfos.conf")
         if not 200 <= status < 300:
@@ -189,7 +254,10 @@ class BerofosClient:
 
     async def read_state(self) -> DeviceState:
         values = await self.read_values()
-        state = DeviceState.from_values(values)
+        try:
+            state = DeviceState.from_values(values)
+        except ConfigTxtError as e:
+            raise DeviceProtocolError(f"{self.device}: {e}") from None
         if state.mode is None:
             raise DeviceProtocolError(f"{self.device}: config.txt has no 4_mode line")
         return state

@@ -177,6 +177,24 @@ def load_devices(path: str | Path) -> list[Device]:
     return parse_bnfos_conf(text, str(path))
 
 
+NOT_CONFIGURED = "no berofos configured"
+
+
+def configured_devices(settings) -> list[Device]:
+    """The devices of ``berofos.config``; [] when this site has no berofos.
+
+    A missing file means "no berofos" only while ``berofos.config`` is the default: a path
+    an administrator wrote in a configuration file (pydantic's ``model_fields_set``) that
+    does not exist is a mistake (a typo, a file not deployed yet), and an error here, not a
+    silent "nothing to switch" at takeover time.
+    """
+    path = settings.config
+    if "config" in settings.model_fields_set and not Path(path).exists():
+        raise BnfosConfError(f"berofos.config: {path} does not exist (it is set explicitly; remove the key "
+                             "when this site has no berofos)")
+    return load_devices(path)
+
+
 def select_devices(devices: list[Device], names: list[str] | None, path: str) -> list[Device]:
     """The devices named (``-f fos2``), in file order; BnfosConfError for a name not in the file."""
     if not names:

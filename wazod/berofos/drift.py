@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from wazod.berofos.conf import BnfosConfError, load_devices
+from wazod.berofos.conf import BnfosConfError, configured_devices
 from wazod.berofos.protocol import MODE_MASTER, MODE_SLAVE
 from wazod.berofos.switch import DeviceResult, apply_mode, read_device, report_result
 from wazod.errors import LockHeld
@@ -119,7 +119,7 @@ class BerofosDrift:
         config = self.ctx.config
         settings = config.berofos
         try:
-            devices = load_devices(settings.config)
+            devices = configured_devices(settings)
         except BnfosConfError as e:
             if str(e) != self._conf_error:
                 log.error("berofos configuration unusable", error=str(e))

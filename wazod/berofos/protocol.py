@@ -49,9 +49,22 @@ class ConfigTxtError(ValueError):
     """config.txt did not carry the magic line: not a berofos, or an unknown firmware."""
 
 
-def parse_bool(value: str) -> int:
-    """libbnfos reads ``1`` or ``checked`` as on, anything else as off."""
-    return 1 if value.strip() in ("1", "checked") else 0
+ON_VALUES = ("1", "checked")
+OFF_VALUES = ("0", "")  # a flag's 0, an unchecked web-form checkbox
+
+
+def parse_bool(value: str, key: str = "value") -> int:
+    """``1``/``checked`` on, ``0``/empty off: what the device sends. Anything else is a ConfigTxtError.
+
+    libbnfos reads anything else as off, so ``4_mode=banana`` "verified" mode 0 after a switch to
+    the slave; wazod refuses an answer it cannot read instead of trusting it.
+    """
+    text = value.strip()
+    if text in ON_VALUES:
+        return 1
+    if text in OFF_VALUES:
+        return 0
+    raise ConfigTxtError(f"config.txt says {key}={text[:40]!r}: not a value a berofos sends (1, 0, checked or empty)")
 
 
 def parse_config_txt(text: str) -> dict[str, str]:
@@ -85,5 +98,5 @@ def read_settings(values: dict[str, str]) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for name, setting in SETTINGS.items():
         raw = values.get(setting.key)
-        out[name] = None if raw is None else parse_bool(raw)
+        out[name] = None if raw is None else parse_bool(raw, setting.key)
     return out

@@ -82,6 +82,7 @@ class Behaviour:
     fail_next: int = 0  # the next N requests get HTTP 500
     drop_next: int = 0  # the next N requests see their connection closed without an answer
     flaky_rate: float = 0.0  # probability that any request gets HTTP 500
+    config_overrides: dict | None = None  # config.txt key -> raw text sent instead (garbage a broken firmware sends)
 
 
 @dataclass
@@ -376,7 +377,8 @@ class BerofosSimulator:
                 value = "1" if value else "0"
             elif kind == "check":
                 value = "checked" if value else ""
-            lines.append(f"{cmd}_{key}={value}")
+            overrides = self.behaviour.config_overrides or {}
+            lines.append(f"{cmd}_{key}={overrides.get(f'{cmd}_{key}', value)}")
         return "\n".join(lines) + "\n"
 
     async def _handle_config(self, request: web.Request) -> web.Response:

@@ -14,14 +14,23 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
-from wazod.berofos.client import BerofosClient, DeviceError, DeviceVerifyError, backoff_delays
-from wazod.berofos.conf import BnfosConfError, Device, load_devices, select_devices
+from wazod.berofos.client import (
+    BerofosClient,
+    DeviceError,
+    DeviceVerifyError,
+    backoff_delays,
+    remember_schemes_in,
+)
+from wazod.berofos.conf import BnfosConfError, Device, configured_devices, select_devices
 from wazod.berofos.protocol import EXPECTED_SETUP
 from wazod.errors import LockHeld
 from wazod.locks import OperationLock
 from wazod.logsetup import get_logger
+
+AUTH_SCHEMES_FILE = "berofos-auth.json"  # in state_dir: the scheme each device offered
 
 log = get_logger("berofos")
 
@@ -228,8 +237,9 @@ async def apply_mode(config, mode: int, emitter=None, *, devices: list[str] | No
     if mode not in (0, 1):
         raise ValueError(f"berofos mode must be 0 or 1, not {mode!r}")
     settings = config.berofos
+    remember_schemes_in(Path(config.state_dir) / AUTH_SCHEMES_FILE)
     try:
-        targets = select_devices(load_devices(settings.config), devices, settings.config)
+        targets = select_devices(configured_devices(settings), devices, settings.config)
     except BnfosConfError as e:
         result = DeviceResult(settings.config, False, None, str(e))
         report_result(result, emitter, reason)
@@ -255,5 +265,6 @@ async def apply_mode(config, mode: int, emitter=None, *, devices: list[str] | No
 async def read_status(config, devices: list[str] | None = None) -> list[DeviceStatus]:
     """Read every configured device (or those named) concurrently. BnfosConfError on a bad bnfos.conf."""
     settings = config.berofos
-    targets = select_devices(load_devices(settings.config), devices, settings.config)
+    remember_schemes_in(Path(config.state_dir) / AUTH_SCHEMES_FILE)
+    targets = select_devices(configured_devices(settings), devices, settings.config)
     return list(await asyncio.gather(*(read_device(d, settings) for d in targets)))

@@ -94,6 +94,14 @@ class OutboxReader:
             (self.consumer, seq),
         )
 
+    def adopt_if_new(self, old_consumer: str) -> None:
+        """A consumer seen for the first time takes over ``old_consumer``'s position, if it has one
+        (an output renamed: what the old name had not sent yet is still sent)."""
+        if self.cursor() is None:
+            row = self._db.execute("SELECT seq FROM cursors WHERE consumer=?", (old_consumer,)).fetchone()
+            if row:
+                self.ack(int(row[0]))
+
     def start_after_if_new(self, seq: int) -> None:
         """A consumer seen for the first time starts after ``seq`` (no replay of older history)."""
         if self.cursor() is None:

@@ -2,7 +2,10 @@
 
 Why it is built this way:
 
-* Each target has its own cursor on the outbox (``snmp:<host>:<port>``) and
+* Each target has its own cursor on the outbox (``snmp:<label>``, the target's
+  whole identity: notification type, version, v3 user, host and port, e.g.
+  ``snmp:inform v3 nms@10.0.0.9:162``; two targets on one host:port are two
+  cursors, two status lines, two metrics) and
   its own task and SNMP engine: a receiver that is down, slow, or rejects
   our v3 keys delays only its own notifications, never the daemon, the MQTT
   publisher or the other targets. (One engine per target also keeps pysnmp
@@ -59,7 +62,7 @@ def engine_id(config) -> str:
         if value:
             return value
     value = f"{0x80000000 | ENTERPRISE_NUMBER:08x}05{secrets.token_hex(8)}"
-    atomic_write_text(path, value + "\n")
+    atomic_write_text(path, value + "\n", mode=0o600)
     return value
 
 
@@ -97,11 +100,13 @@ _PRIV = {"des": "usmDESPrivProtocol", "aes": "usmAesCfb128Protocol", "aes192": "
 class TargetSender:
     """Sends the outbox, in order, to one target."""
 
-    def __init__(self, notifier: SnmpNotifier, target, engine_hex: str, start_seq: int):
+    def __init__(self, notifier: SnmpNotifier, target, engine_hex: str, start_seq: int, label: str | None = None):
         self.notifier = notifier
         self.target = target
+        self.label = label or target.label
         self.engine_hex = engine_hex
-        self.reader = OutboxReader(store_path(notifier.ctx.config.state_dir), f"snmp:{target.label}")
+        self.reader = OutboxReader(store_path(notifier.ctx.config.state_dir), f"snmp:{self.label}")
+        self.reader.adopt_if_new(f"snmp:{target.old_label}")  # the cursor of a wazod that keyed targets by host:port
         self.reader.start_after_if_new(start_seq)
         self.wake = asyncio.Event()
         self.ok: bool | None = None
@@ -145,9 +150,9 @@ class TargetSender:
             return
         self.ok, self.error = ok, error
         if ok:
-            log.info("snmp target reachable again" if event else "snmp target ok", target=self.target.label)
+            log.info("snmp target reachable again" if event else "snmp target ok", target=self.label)
         else:
-            log.error("snmp notification failed", target=self.target.label, version=self.target.version,
+            log.error("snmp notification failed", target=self.label, version=self.target.version,
                       notification=self.target.notification, error=error,
                       event_name=event.name if event else None, seq=event.seq if event else None)
         self.notifier.publish_status()
@@ -246,7 +251,7 @@ class SnmpNotifier:
     def publish_status(self) -> None:
         self.ctx.status.update(snmp={
             "engine_id": self.engine_hex,
-            "targets": {s.target.label: {"ok": s.ok, "error": s.error} for s in self.senders},
+            "targets": {s.label: {"ok": s.ok, "error": s.error, "sent": s.sent} for s in self.senders},
         })
 
     async def reload(self) -> None:
@@ -279,15 +284,16 @@ class SnmpNotifier:
         self._loop = asyncio.get_running_loop()
         unsubscribe = self.ctx.emitter.subscribe(self._poke)
         log.info("snmp notifications", engine_id=self.engine_hex,
-                 targets=[t.label for t in self.ctx.config.snmp.traps])
+                 targets=self.ctx.config.snmp.labels())
         try:
             while not self.ctx.stopping.is_set():
                 self._restart.clear()
                 self._start_agent()
-                self.senders = [TargetSender(self, t, self.engine_hex, self._start_seq)
-                                for t in self.ctx.config.snmp.traps]
+                snmp = self.ctx.config.snmp
+                self.senders = [TargetSender(self, t, self.engine_hex, self._start_seq, label)
+                                for t, label in zip(snmp.traps, snmp.labels(), strict=True)]
                 self.publish_status()
-                tasks = [asyncio.create_task(s.run(), name=f"snmp:{s.target.label}") for s in self.senders]
+                tasks = [asyncio.create_task(s.run(), name=f"snmp:{s.label}") for s in self.senders]
                 stop = asyncio.ensure_future(self.ctx.stopping.wait())
                 restart = asyncio.ensure_future(self._restart.wait())
                 try:

@@ -37,7 +37,29 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def _readable(key: str, value: Any) -> str:
+    """A result value for a person: sizes with units, digests shortened, nested values inline."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if isinstance(value, bool) else "-"
+    if isinstance(value, (int, float)) and ("bytes" in key or key in ("size", "free")):
+        from wazod.backup.sets import human
+
+        return human(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, str) and key in ("sha256", "sha1", "md5") and len(value) > 16:
+        return value[:12] + "…"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_readable(str(k), v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        shown = [_readable(key, v) for v in value[:5]]
+        more = f" … ({len(value) - 5} more)" if len(value) > 5 else ""
+        return (", ".join(shown) + more) if shown else "none"
+    return str(value)
+
+
 def print_result(result: JobResult, as_json: bool) -> None:
+    """The job's result on stdout: JSON with ``--json``; at a terminal, for a person; else key: value lines."""
     if as_json:
         print_json(result.to_dict())
         return
@@ -45,8 +67,11 @@ def print_result(result: JobResult, as_json: bool) -> None:
     print(f"{head} in {result.duration:.2f} s")
     if result.error:
         print(f"  error: {result.error}")
+    tty = sys.stdout.isatty()
     for key, value in result.data.items():
-        if isinstance(value, (dict, list)):
+        if tty:
+            value = _readable(key, value)
+        elif isinstance(value, (dict, list)):
             value = json.dumps(value, default=str)
         print(f"  {key}: {value}")
 

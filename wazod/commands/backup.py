@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -14,6 +15,17 @@ from wazod.errors import ExitCode, WazodError
 from wazod.locks import OperationLock
 
 
+def _generation(text: str) -> int:
+    """``--generation N``: 0 (the newest set), 1, 2... (argparse turns the error into exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 (the newest set) or a positive number, not {text!r}")
+    return value
+
+
 def register(sub, common) -> None:
     p = sub.add_parser("backup", parents=[common],
                        help="a backup now (data.tgz, db.tgz), or 'verify' the newest set",
@@ -23,7 +35,7 @@ def register(sub, common) -> None:
     p.add_argument("dir", nargs="?", default=None, help="verify: the backup directory (default backup.dir)")
     p.add_argument("--deep", action="store_true", help="verify: also restore the dump into a scratch database "
                                                        "and compare row counts")
-    p.add_argument("--generation", type=int, default=0, metavar="N",
+    p.add_argument("--generation", type=_generation, default=0, metavar="N",
                    help="verify: the set N generations back (data.tgz.N); default 0, the newest")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_backup)
@@ -102,10 +114,12 @@ def _backup(args, loaded) -> int:
 
 
 def _verify(args, loaded) -> int:
-    from wazod.backup import verify
+    from wazod.backup import sets, verify
 
     config = loaded.config
     with OperationLock(config.state_dir, "backup"), _sigterm_cancels():  # no rotation while checking
+        if args.dir is None:
+            sets.finish_interrupted(config.backup.dir)  # a set a crash left half-installed is completed first
         report = asyncio.run(verify(config, args.dir, deep=args.deep, generation=args.generation))
     if args.json:
         print_json(report)
@@ -128,25 +142,16 @@ def _verify(args, loaded) -> int:
 
 
 def _restore(args, loaded) -> int:
+    from wazod.backup.restore import default_files, restore
     from wazod.events import open_emitter
-    from wazod.restore import default_files, restore
 
     config = loaded.config
     data, db = default_files(config, args.data, args.db)
     def say(text):
         return (print(text, file=sys.stderr if args.json else sys.stdout, flush=True))
-    locks = [OperationLock(config.state_dir, "restore"), OperationLock(config.state_dir, "backup")]
-    taken = []
-    try:
-        for lock in locks:
-            lock.acquire()
-            taken.append(lock)
-        with _sigterm_cancels():
-            report = asyncio.run(restore(config, data_file=data, db_file=db, keep_network=args.keep_network,
-                                         dry_run=args.dry_run, force=args.force, say=say))
-    finally:
-        for lock in reversed(taken):
-            lock.release()
+    with _sigterm_cancels():  # restore() holds every job's and HA's lock for its duration (LockHeld: exit 3)
+        report = asyncio.run(restore(config, data_file=data, db_file=db, keep_network=args.keep_network,
+                                     dry_run=args.dry_run, force=args.force, say=say))
     if not args.dry_run:
         emitter = open_emitter(config)
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from wazod.berofos.conf import load_devices, select_devices
+from wazod.berofos.conf import NOT_CONFIGURED, configured_devices, select_devices
 from wazod.berofos.protocol import MODE_MASTER, MODE_SLAVE
 from wazod.commands import print_json
 from wazod.errors import ExitCode
@@ -37,12 +37,15 @@ def register(sub, common) -> None:
 
 
 def _devices_or_none(args, config):
-    """The selected devices; None (after saying so) when bnfos.conf does not exist. Errors exit 2."""
+    """The selected devices; None (after saying so) when this site has no berofos. Errors exit 2.
+
+    An explicitly configured ``berofos.config`` that does not exist is an error (exit 2).
+    """
     path = config.berofos.config
-    devices = load_devices(path)  # BnfosConfError: exit 2 with file:line
+    devices = configured_devices(config.berofos)  # BnfosConfError: exit 2 with file:line
     if not devices:
         why = "does not exist" if not Path(path).exists() else "lists no device"
-        msg = f"no berofos configured: {path} {why}"
+        msg = f"{NOT_CONFIGURED}: {path} {why}"
         if args.json:
             print_json({"ok": True, "devices": [], "note": msg})
         else:

@@ -7,7 +7,10 @@ no broker configured, or with ``--local``, it follows this node's outbox
 instead. One readable line per event, or JSON lines with ``--json`` (the
 exact bus message). A hole in a node's ``seq`` is reported on stderr, so a
 subscriber knows it missed something; repeats (QoS 1 is at least once) are
-shown once.
+shown once. A hole in *this* node's events (a broker restart while following)
+is filled from the local outbox, which holds every event this node emitted:
+the missing events are printed, in order, before the one that revealed the
+hole, and stderr says so.
 """
 
 from __future__ import annotations
@@ -47,11 +50,11 @@ def _short(value: Any) -> str:
 
 
 def render_line(event: dict[str, Any]) -> str:
-    """``HH:MM:SS date node #seq name key=value ...`` in local time, secrets masked."""
+    """``date HH:MM:SS ZONE node #seq name key=value ...`` in local time with its zone, secrets masked."""
     from wazod.secrets import mask
 
     try:
-        when = dt.datetime.fromisoformat(str(event.get("timestamp"))).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        when = dt.datetime.fromisoformat(str(event.get("timestamp"))).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
     except ValueError:
         when = str(event.get("timestamp"))
     data = mask(event.get("data") or {})
@@ -86,12 +89,39 @@ class SeqTracker:
 
 
 class Printer:
-    def __init__(self, args) -> None:
+    def __init__(self, args, filler=None) -> None:
         self.as_json = args.json
         self.node = args.node
         self.pattern = args.name
         self.remaining = args.count
         self.tracker = SeqTracker()
+        # filler(event, first_seq, last_seq) -> [(event, raw)]: this node's missed events, from its outbox
+        self.filler = filler
+
+    def _fill(self, event: dict[str, Any]) -> bool:
+        """Print this node's events missed before ``event`` (from the outbox); False once --count is reached."""
+        key = (str(event.get("node")), str(event.get("origin_uuid")))
+        last, seq = self.tracker.last.get(key), event.get("seq")
+        if self.filler is None or last is None or not isinstance(seq, int) or seq <= last + 1:
+            return True
+        found = self.filler(event, last + 1, seq - 1)
+        if found and self.pattern is None:
+            print(f"wazod events: {key[0]} seq {last + 1}..{seq - 1} not received from the bus: "
+                  f"{len(found)} filled from the local outbox", file=sys.stderr, flush=True)
+        for missed, raw in found:
+            if self.wants(missed):
+                show, _ = self.tracker.check(missed)
+                if show and not self._print(missed, raw):
+                    return False
+        return True
+
+    def _print(self, event: dict[str, Any], raw: str | None) -> bool:
+        print(raw if (self.as_json and raw) else (json.dumps(event) if self.as_json else render_line(event)),
+              flush=True)
+        if self.remaining is not None:
+            self.remaining -= 1
+            return self.remaining > 0
+        return True
 
     def wants(self, event: dict[str, Any]) -> bool:
         if self.node and event.get("node") != self.node:
@@ -102,17 +132,14 @@ class Printer:
         """Print one event if it passes the filters; False once --count is reached."""
         if not self.wants(event):
             return True
+        if not self._fill(event):
+            return False
         show, note = self.tracker.check(event)
         if note and (self.pattern is None or not note.startswith("gap")):  # --name makes holes normal
             print(f"wazod events: {note}", file=sys.stderr, flush=True)
         if not show:
             return True
-        print(raw if (self.as_json and raw) else (json.dumps(event) if self.as_json else render_line(event)),
-              flush=True)
-        if self.remaining is not None:
-            self.remaining -= 1
-            return self.remaining > 0
-        return True
+        return self._print(event, raw)
 
 
 # -- sources ---------------------------------------------------------------------
@@ -153,6 +180,34 @@ async def _follow_local(config, printer: Printer) -> None:
             await asyncio.sleep(0.3)
     finally:
         reader.close()
+
+
+def outbox_filler(config):
+    """``filler`` for Printer: this node's events ``first..last`` from its outbox (same installation only)."""
+
+    def fill(event: dict[str, Any], first: int, last: int) -> list[tuple[dict[str, Any], str]]:
+        if event.get("node") != config.node_name:
+            return []
+        try:
+            reader = _open_local(config)
+        except WazodError:
+            return []
+        try:
+            found = []
+            for stored in reader.after(first - 1, limit=last - first + 1):
+                if stored.seq > last:
+                    break
+                try:
+                    missed = json.loads(stored.body)
+                except ValueError:
+                    continue
+                if missed.get("origin_uuid") == event.get("origin_uuid"):
+                    found.append((missed, stored.body))
+            return found
+        finally:
+            reader.close()
+
+    return fill
 
 
 async def _follow_broker(config, printer: Printer) -> None:
@@ -208,6 +263,8 @@ def _events(args, loaded) -> int:
             reader.close()
         return ExitCode.OK
     source = _follow_local if (args.local or config.bus.mqtt.host is None) else _follow_broker
+    if source is _follow_broker:
+        printer.filler = outbox_filler(config)
     try:
         asyncio.run(source(config, printer))
     except KeyboardInterrupt:

@@ -119,7 +119,8 @@ def _services(args, loaded) -> int:
               + (" (already running: steps skipped)" if report.skipped else ""))
         for s in report.steps:
             mark = "skipped" if s.skipped else ("ok" if s.ok else "FAILED")
-            print(f"  {s.step:<36} {mark:<8} {s.duration:6.2f} s" + (f"  {s.error}" if s.error else ""))
+            print(f"  {s.step:<36} {mark:<8} {s.duration:6.2f} s" + (f"  {s.error}" if s.error else "")
+                  + (f"  ({s.note})" if s.note else ""))
     if not report.ok:
         print(f"wazod: services {args.action} failed at step '{report.failed_step}': {report.error}", file=sys.stderr)
     return ExitCode.OK if report.ok else ExitCode.FAILED

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from wazod import DEFAULT_CONFIG_PATH  # noqa: E402  (re-exported)
-from wazod.config.hierarchy import Hierarchy, read_hierarchy
+from wazod.config.hierarchy import Hierarchy, read_config_text, read_hierarchy
 from wazod.config.sections import Section
 from wazod.config.sections.backup import BackupSection
 from wazod.config.sections.berofos import BerofosSection
@@ -50,7 +51,7 @@ class Config(Section):
     status: StatusSection = Field(default_factory=StatusSection, description="local HTTP status endpoint")
     health: HealthSection = Field(default_factory=HealthSection, description="health checks")
     maintenance: MaintenanceSection = Field(default_factory=MaintenanceSection, description="maintenance mode")
-    logging: LoggingSection = Field(default_factory=LoggingSection, description="logging to the journal")
+    logging: LoggingSection = Field(default_factory=LoggingSection, description="logging to the journal and a file")
 
     # --- derived values -------------------------------------------------
     @property
@@ -65,6 +66,11 @@ class Config(Section):
     def state_dir(self) -> Path:
         return Path(self.node.state_dir)
 
+    @property
+    def log_file(self) -> str | None:
+        """The daemon's log file (``logging.file`` with ``auto`` resolved on this host), or None."""
+        return self.logging.resolved_file(self.node.on_wazo)
+
     def masked(self) -> dict[str, Any]:
         return mask(self.model_dump(mode="json"))
 
@@ -78,16 +84,14 @@ class LoadedConfig:
     files: list[Path] = field(default_factory=list)
     ha_conf_used: bool = False
     ha_conf_mtime: float | None = None
+    must_exist: bool = False
 
 
 def read_ha_conf(path: str | os.PathLike) -> dict[str, Any]:
     """Wazo's /etc/xivo/ha.conf (JSON). Missing: {}. Unreadable JSON: a ConfigError naming it."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
+    text = read_config_text(Path(path))
+    if text is None:
         return {}
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
     try:
         data = json.loads(text) if text.strip() else {}
     except json.JSONDecodeError as e:
@@ -95,6 +99,16 @@ def read_ha_conf(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object with node_type and remote_address")
     return data
+
+
+def shorten(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error message never echoes a huge value whole."""
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlist = r.maxdict = 6
+    r.maxlevel = 3
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _format_validation_error(err: ValidationError, hierarchy: Hierarchy) -> str:
@@ -106,25 +120,37 @@ def _format_validation_error(err: ValidationError, hierarchy: Hierarchy) -> str:
         if src is None and e["type"] == "extra_forbidden":
             src = hierarchy.source_of(loc[:-1])
         where = str(src) if src else "(defaults)"
+        if src is not None:
+            from wazod.config.explain import key_line
+
+            line = key_line(src, loc)
+            where += f":{line}" if line else ""
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            from wazod.config.explain import did_you_mean
+
+            msg = "unknown key" + did_you_mean(Config, loc)
         else:
             value = e.get("input")
             shown = mask(value, str(loc[-1])) if loc else value
-            msg = f"{e['msg']} (got {shown!r})"
+            msg = f"{e['msg']} (got {shorten(shown)})"
         lines.append(f"{where}: {key_path}: {msg}")
     return "\n".join(lines)
 
 
-def load_config(path: str | os.PathLike | None = None) -> LoadedConfig:
+def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = False) -> LoadedConfig:
+    """Read, merge and validate. ``must_exist``: the file was named explicitly (``--config``,
+    ``$WAZOD_CONFIG``), so its absence is an error rather than a run on the built-in defaults."""
     path = Path(path or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH)
+    if must_exist and not path.exists():
+        raise ConfigError(f"{path}: no such configuration file (named by --config or $WAZOD_CONFIG)")
     hierarchy = read_hierarchy(path)
     raw = hierarchy.merged()
     try:
         config = Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_validation_error(e, hierarchy)) from None
-    loaded = LoadedConfig(config=config, path=path, files=[layer.path for layer in hierarchy.layers])
+    loaded = LoadedConfig(config=config, path=path, files=[layer.path for layer in hierarchy.layers],
+                          must_exist=must_exist)
     ha = config.ha
     if ha.node_type is None or ha.remote_address is None:
         loaded.ha_conf_used = True
@@ -133,13 +159,14 @@ def load_config(path: str | os.PathLike | None = None) -> LoadedConfig:
         except OSError:
             loaded.ha_conf_mtime = None
         ha_conf = read_ha_conf(ha.ha_conf)
-        try:
-            if ha.node_type is None:
-                ha.node_type = ha_conf.get("node_type") or "disabled"
-            if ha.remote_address is None:
-                ha.remote_address = ha_conf.get("remote_address") or None
-        except ValidationError as e:
-            raise ConfigError(f"{ha.ha_conf}: node_type: {e.errors()[0]['msg']}") from None
+        for key, value in (("node_type", ha_conf.get("node_type") or "disabled"),
+                           ("remote_address", ha_conf.get("remote_address") or None)):
+            if getattr(ha, key) is not None:
+                continue
+            try:
+                setattr(ha, key, value)
+            except ValidationError as e:
+                raise ConfigError(f"{ha.ha_conf}: {key}: {e.errors()[0]['msg']} (got {shorten(value)})") from None
     return loaded
 
 

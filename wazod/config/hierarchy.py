@@ -16,6 +16,7 @@ second), and the error names the file and the line.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,18 +90,91 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def parse_file(path: Path) -> dict[str, Any]:
-    """Parse one YAML file; empty (or comment-only) means {}; errors name the file and line."""
+MAX_FILE_BYTES = 1 << 20  # a configuration file is a few kB; more is a mistake (or /dev/zero)
+
+
+def read_config_text(path: Path, *, limit: int = MAX_FILE_BYTES) -> str | None:
+    """The UTF-8 text of a configuration file; None when it does not exist.
+
+    Only a regular file (a symlink to one is fine) of at most ``limit`` bytes is
+    read: a FIFO would block the reader forever and /dev/zero would fill the
+    memory, so both are refused before any read. The file is opened
+    non-blocking and checked with ``fstat`` on the open descriptor (no race
+    between the check and the read). Bytes that are not UTF-8 are a
+    configuration error naming the line, not a traceback.
+    """
+    def refuse_unless_regular(st: os.stat_result) -> None:
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{path}: is a directory, not a configuration file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: is not a regular file (a FIFO, device or socket): refused")
+
     try:
-        text = path.read_text()
+        refuse_unless_regular(os.stat(path))  # a device is not even opened (opening some has effects)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
-        return {}
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+        return None
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        refuse_unless_regular(os.fstat(fd))  # the file opened is the one checked
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ConfigError(f"{path}: larger than {limit} bytes: refused")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases and without duplicate keys.
+
+    An alias lets a few hundred bytes expand into gigabytes (the "billion
+    laughs"); no wazod setting needs one. A key given twice in one mapping is
+    kept silently by PyYAML (the last one wins), which hides typos.
+    """
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not allowed in the configuration", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {str(key)[:60]!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_file(path: Path) -> dict[str, Any]:
+    """Parse one YAML file; empty (or comment-only) means {}; errors name the file and line."""
+    text = read_config_text(path)
+    if text is None:
+        return {}
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -147,6 +147,7 @@ def write_configs(lab: Lab, master: Node, slave: Node, *, sip_port: int, status_
                   key: Path, sim_port: int, known_hosts: dict[str, Path]) -> None:
     for node, peer in ((master, slave), (slave, master)):
         pidfile = node.dir / "asterisk.pid"
+        lab.track_pidfile(pidfile)  # the stand-in detaches: stopped by its pid file when the lab closes
         services = {
             "backend": "command",
             "start": [_sip_argv(node.host, sip_port, pidfile, "--daemon")],
@@ -162,9 +163,10 @@ def write_configs(lab: Lab, master: Node, slave: Node, *, sip_port: int, status_
                      "uuid_file": str(node.tree / "etc/profile.d/xivo_uuid.sh"), "stop_timeout": 20.0},
             "ha": {"node_type": node.role, "remote_address": peer.host.addr, "ha_conf": str(node.dir / "ha.conf"),
                    "marker_dir": None, "sip_port": sip_port, "services": services, **DEMO_HA},
-            "replication": {"source_dsn": node.dsn(),
+            # the story runs replication and sync by hand, as the hourly schedule would
+            "replication": {"source_dsn": node.dsn(), "continuous": False,
                             "target_dsn": f"postgresql://postgres@{{remote_address}}:{peer.pg_port}/asterisk"},
-            "sync": {"ssh_key": str(key), "ssh_port": peer.ssh_port, "remote_user": _user(),
+            "sync": {"ssh_key": str(key), "ssh_port": peer.ssh_port, "continuous": False, "remote_user": _user(),
                      "remote_root": str(peer.tree), "local_root": str(node.tree),
                      "known_hosts": str(known_hosts[node.role])},
             "backup": {"dir": str(node.dir / "backups"), "root": str(node.tree), "dsn": node.dsn()},

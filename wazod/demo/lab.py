@@ -91,6 +91,9 @@ class Lab:
     procs: list[subprocess.Popen] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
     pg_dirs: list[Path] = field(default_factory=list)
+    # pid files of daemons that detach themselves (the Asterisk stand-in started by a services 'start'
+    # step forks and calls setsid): no Popen of ours holds them, so close() stops them by pid file
+    pidfiles: list[Path] = field(default_factory=list)
 
     # --- construction -------------------------------------------------------
     @classmethod
@@ -234,10 +237,40 @@ class Lab:
         self.run(["nft", "delete", "table", "inet", "wazod_demo"], host=host, check=False)
 
     # --- teardown -------------------------------------------------------------
+    def track_pidfile(self, path: Path) -> None:
+        """``close()`` stops the daemon whose pid ``path`` holds, whoever started it."""
+        self.pidfiles.append(Path(path))
+
+    def stop_detached(self, timeout: float = 10.0) -> list[int]:
+        """Stop the detached daemons of the tracked pid files (their whole process group, as each
+        leads its session); returns the pids stopped. A pid is ours only while its command line
+        names the pid file, so a pid reused by another process is never signalled."""
+        stopped = []
+        for path in self.pidfiles:
+            try:
+                pid = int(path.read_text().strip())
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if str(path).encode() not in cmdline.split(b"\0"):
+                continue
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+                deadline = time.monotonic() + timeout
+                while _alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if not _alive(pid):
+                    break
+            stopped.append(pid)
+        return stopped
+
     def close(self) -> None:
         for proc in reversed(self.procs):
             with contextlib.suppress(Exception):
                 self.stop_proc(proc, timeout=10)
+        with contextlib.suppress(Exception):
+            self.stop_detached()
         self.stop_postgres()
         if self.netns_mode or self.namespaces:
             for ns in self.namespaces:
@@ -250,6 +283,15 @@ class Lab:
             for ifname in getattr(self, "_host_ifaces", []):
                 subprocess.run(["ip", "link", "del", ifname], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def www_data_gid() -> int | None:

@@ -29,7 +29,6 @@ import contextlib
 import datetime as dt
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from wazod.config import read_ha_conf
@@ -37,8 +36,9 @@ from wazod.errors import LockHeld, WazodError
 from wazod.ha import services as svc
 from wazod.ha.machine import Emit, Failback, Machine, Params, Round, Takeover
 from wazod.ha.probes import Prober, RoundResult
-from wazod.locks import OperationLock
+from wazod.locks import OperationLock, is_held
 from wazod.logsetup import get_logger
+from wazod.statedir import ensure_private_dir
 
 log = get_logger("ha")
 
@@ -222,7 +222,8 @@ class HaMonitor:
                         actions += self._services_checked(machine, check)
                     check = None
                 if (role == "slave" and ha.services_check_interval and check is None
-                        and time.monotonic() >= next_check and machine.pending is None and not self._actions):
+                        and time.monotonic() >= next_check and machine.pending is None and not self._actions
+                        and not self._restore_running()):
                     next_check = time.monotonic() + ha.services_check_interval
                     check = asyncio.create_task(svc.status(ha.services))
                     check_gen = self._actions_started
@@ -231,6 +232,10 @@ class HaMonitor:
         finally:
             if check is not None:
                 check.cancel()
+
+    def _restore_running(self) -> bool:
+        """``wazod restore`` stops the services on purpose: neither reconcile nor act meanwhile."""
+        return is_held(self.ctx.config.node.state_dir, "restore")
 
     def _services_checked(self, machine: Machine, check: asyncio.Task) -> list:
         """Someone (or a crash) changed the services behind our back: take the real state, reconcile."""
@@ -290,6 +295,12 @@ class HaMonitor:
         machine = self.machine
         ok = False
         try:
+            if self._restore_running():
+                log.warning("HA action refused", action=kind, reason="a restore is running")
+                self.ctx.emit(f"ha_{kind}_failed", {**_event_data(data), "failed_step": "precondition",
+                                                    "error": "wazod restore is running (it holds the ha lock)",
+                                                    "duration": 0.0})
+                return
             async with self.ha_lock():
                 if machine is not self.machine:
                     return  # the watch was restarted meanwhile: its new machine decides afresh
@@ -335,6 +346,7 @@ class HaMonitor:
 
         async def hook():
             berofos["result"] = await self._berofos(0)
+            return berofos["result"]  # the step reports it ("no berofos configured", devices switched)
 
         try:
             async with svc.services_lock(self.ctx.config.node.state_dir, wait=ha.services.step_timeout):
@@ -410,7 +422,7 @@ def _since(mono: float | None, now: float) -> float | None:
 
 def component(ctx) -> HaMonitor:
     """Always built: a disabled node still answers reloads (ha.conf may turn it into a slave)."""
-    Path(ctx.config.node.state_dir).mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(ctx.config.node.state_dir)
     monitor = HaMonitor(ctx)
     ctx.registry["ha_monitor"] = monitor  # at build time, so parts built later can find it
     return monitor

@@ -49,6 +49,20 @@ class StepReport:
     returncode: int | None = None
     error: str | None = None
     skipped: bool = False
+    note: str | None = None  # what the step did, when "ok" alone would mislead ("no berofos configured")
+
+
+def hook_step(name: str, result: Any, duration: float) -> StepReport:
+    """The marker step's report from the berofos hook's result: a list of per-device dicts
+    (``[]``: no berofos on this site) or a string saying why nothing was done."""
+    if isinstance(result, list):
+        if not result:
+            return StepReport(name, True, 1, duration, note="no berofos configured")
+        failed = [d for d in result if not d.get("ok")]
+        note = f"{len(result) - len(failed)} of {len(result)} device(s) switched"
+        return StepReport(name, not failed, 1, duration, error="; ".join(str(d.get("error")) for d in failed) or None,
+                          note=note)
+    return StepReport(name, True, 1, duration, note=str(result) if result is not None else None)
 
 
 @dataclass
@@ -175,7 +189,7 @@ async def run_action(services, action: str, *, hook: Hook | None = None) -> Serv
             if hook is not None:
                 h0 = time.monotonic()
                 report.hook_result = await hook()
-                report.steps.append(StepReport(step.name, True, 1, time.monotonic() - h0))
+                report.steps.append(hook_step(step.name, report.hook_result, time.monotonic() - h0))
             continue
         if skip_steps:
             report.steps.append(StepReport(step.name, True, 0, 0.0, skipped=True))

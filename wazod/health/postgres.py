@@ -13,6 +13,7 @@ import time
 
 import asyncpg
 
+from wazod import dsn as dsnlib
 from wazod import pgconnect
 from wazod.errors import ConfigError
 from wazod.health.levels import CRITICAL, OK, WARNING, CheckResult
@@ -24,10 +25,12 @@ REFUSED_CLASSES = ("28", "3D")
 
 async def check_postgres(section) -> CheckResult:
     t0 = time.monotonic()
-    dsn = mask_text(section.dsn)
+    # never the DSN itself in a health value (served to the peer, unauthenticated on loopback): where it points
+    dsn = dsnlib.describe(section.dsn)
     try:
         conn = await pgconnect.connect(section.dsn, os_user=section.db_os_user,
-                                       setting="health.postgresql.db_os_user", timeout=section.timeout)
+                                       setting="health.postgresql.db_os_user",
+                                       dsn_setting="health.postgresql.dsn", timeout=section.timeout)
         try:
             row = await asyncio.wait_for(
                 conn.fetchrow("SELECT pg_is_in_recovery() AS recovery, current_setting('server_version') AS v"),
@@ -36,18 +39,18 @@ async def check_postgres(section) -> CheckResult:
         finally:
             await conn.close(timeout=section.timeout)
     except ConfigError as e:
-        return CheckResult(WARNING, f"cannot run the check: {e}", {"error": str(e), "dsn": dsn})
+        return CheckResult(WARNING, f"cannot run the check: {e}", {"error": str(e), "database": dsn})
     except asyncpg.PostgresError as e:
         error = mask_text(str(e) or type(e).__name__)
-        values = {"error": error, "sqlstate": e.sqlstate, "dsn": dsn}
+        values = {"error": error, "sqlstate": e.sqlstate, "database": dsn}
         if (e.sqlstate or "").startswith(REFUSED_CLASSES):
             return CheckResult(WARNING, f"PostgreSQL answers but refused the check: {error} "
                                         "(see health.postgresql.dsn)", values)
         return CheckResult(CRITICAL, f"PostgreSQL not answering: {error}", values)
     except (TimeoutError, OSError, asyncpg.InterfaceError) as e:
         error = mask_text(str(e) or type(e).__name__)
-        return CheckResult(CRITICAL, f"PostgreSQL not answering: {error}", {"error": error, "dsn": dsn})
+        return CheckResult(CRITICAL, f"PostgreSQL not answering: {error}", {"error": error, "database": dsn})
     elapsed = time.monotonic() - t0
     return CheckResult(OK, f"PostgreSQL {row['v']} answering", {
-        "dsn": dsn, "response_seconds": round(elapsed, 4), "in_recovery": row["recovery"], "version": row["v"],
+        "database": dsn, "response_seconds": round(elapsed, 4), "in_recovery": row["recovery"], "version": row["v"],
     })

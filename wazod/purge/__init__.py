@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from wazod import dsn as dsnlib
 from wazod import pgconnect
 from wazod.errors import WazodError
 from wazod.jobs import JobResult
@@ -55,9 +56,10 @@ async def _connect(section) -> asyncpg.Connection:
     }
     try:
         return await pgconnect.connect(section.dsn, os_user=section.db_os_user, setting="purge.db_os_user",
-                                       server_settings=settings, timeout=30)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as e:
-        raise WazodError(f"purge: cannot connect to {mask_text(section.dsn)}: {type(e).__name__}: {e}") from None
+                                       dsn_setting="purge.dsn", server_settings=settings, timeout=30)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+        raise WazodError(f"purge: cannot connect to the {dsnlib.describe(section.dsn)} (purge.dsn): "
+                         f"{type(e).__name__}: {mask_text(str(e))}") from None
 
 
 async def _cutoffs(conn, now: dt.datetime | None, days_values: set[int]) -> dict[tuple[int, bool], dt.datetime]:

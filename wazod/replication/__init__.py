@@ -32,6 +32,7 @@ from typing import Any
 
 import asyncpg
 
+from wazod import dsn as dsnlib
 from wazod import pgconnect
 from wazod.errors import ConfigError, WazodError
 from wazod.events import now_iso
@@ -41,14 +42,14 @@ from wazod.replication import catalog as cat
 from wazod.replication.changes import (
     SideState,
     changed_tables,
-    position,
     read_marker,
     read_sequences,
     record_problem,
     scan,
+    where,
     write_marker_sql,
 )
-from wazod.replication.copy import SourceFailed, clear_tables, set_sequences, stream_tables
+from wazod.replication.copy import SourceFailed, clear_tables, master_sizes, set_sequences, stream_tables
 from wazod.replication.indexes import (
     Deferred,
     ForeignKeyNotSatisfied,
@@ -76,6 +77,38 @@ SESSION_SETTINGS = {
 }
 
 
+# When each state_dir's slave was last known to hold everything the master had committed
+# (time.time() of the start of the check that found them equal or of the copy that made them so):
+# kept in memory, because the cheapest skips write nothing; the record's in_sync_at otherwise.
+_in_sync_at: dict[str, float] = {}
+
+
+def _in_sync_since(config, record: dict) -> float | None:
+    key = str(config.node.state_dir)
+    if key in _in_sync_at:
+        return _in_sync_at[key]
+    for field_name in ("in_sync_at", "replicated_at"):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return dt.datetime.fromisoformat(record[field_name]).timestamp()
+    return None
+
+
+def _note_in_sync(config, when: float) -> None:
+    _in_sync_at[str(config.node.state_dir)] = when
+
+
+async def close_kept() -> None:
+    """Close the sessions the continuous checks keep between checks (the daemon stopping, a reload)."""
+    while _kept:
+        _key, (loop, *conns) = _kept.popitem()
+        if loop is asyncio.get_running_loop():
+            await _disconnect(conns, clean=True, graceful=True)
+        else:
+            for conn in conns:
+                with contextlib.suppress(Exception):
+                    conn.terminate()
+
+
 class ReplicationError(Exception):
     """A failure explained for the administrator (the job's ``error``)."""
 
@@ -93,11 +126,13 @@ def target_dsn(config) -> str:
 
 
 async def _connect(dsn: str, side: str, timeout: float, os_user: str | None):
+    key = "replication.source_dsn" if side == "master" else "replication.target_dsn"
     try:
-        return await pgconnect.connect(dsn, os_user=os_user, setting="replication.db_os_user", timeout=timeout,
-                                       server_settings=SESSION_SETTINGS)
+        return await pgconnect.connect(dsn, os_user=os_user, setting="replication.db_os_user", dsn_setting=key,
+                                       timeout=timeout, server_settings=SESSION_SETTINGS)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-        raise ReplicationError(f"cannot connect to the {side} database {mask_text(dsn)}: "
+        # the event carrying this error goes to the bus and SNMP: where, never the DSN itself
+        raise ReplicationError(f"cannot connect to the {side} {dsnlib.describe(dsn)} ({key}): "
                                f"{type(e).__name__}: {e}") from None
 
 
@@ -117,10 +152,13 @@ def _listed(names) -> list[str]:
     return names[:LIST_LIMIT] + ([f"... {len(names) - LIST_LIMIT} more"] if len(names) > LIST_LIMIT else [])
 
 
-async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResult:
+async def run(config, *, dry_run: bool = False, force: bool = False, cheap_check: bool = False) -> JobResult:
+    """One replication run. ``cheap_check`` (the continuous checks): a side whose table statistics,
+    catalog rows and sequences say nothing was written is not scanned (see ``changes.Activity``)."""
     rc = config.replication
     try:
-        return await asyncio.wait_for(_replicate_once_more_if_keys_break(config, dry_run=dry_run, force=force),
+        return await asyncio.wait_for(_replicate_once_more_if_keys_break(config, dry_run=dry_run, force=force,
+                                                                         cheap_check=cheap_check),
                                       rc.timeout)
     except TimeoutError:
         return JobResult("replication", "failed",
@@ -137,7 +175,8 @@ async def run(config, *, dry_run: bool = False, force: bool = False) -> JobResul
                                "(the copy was rolled back)")
 
 
-async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bool) -> JobResult:
+async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bool,
+                                             cheap_check: bool = False) -> JobResult:
     """A run with the foreign keys dropped for the load; again with them in place if the rows break one.
 
     Only a master holding rows its own keys would refuse (a key created NOT
@@ -145,7 +184,7 @@ async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bo
     load copies such rows, so wazod does too rather than fail.
     """
     try:
-        return await _replicate(config, dry_run=dry_run, force=force)
+        return await _replicate(config, dry_run=dry_run, force=force, cheap_check=cheap_check)
     except ForeignKeyNotSatisfied as e:
         why = mask_text(str(e))
         log.warning("replication_keys_kept", error=why)
@@ -155,12 +194,41 @@ async def _replicate_once_more_if_keys_break(config, *, dry_run: bool, force: bo
         return result
 
 
-async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = True) -> JobResult:
+# The continuous checks keep their two sessions open between checks that found nothing (no transaction is
+# open then): a check is a few statements, not two connections set up and torn down every few seconds.
+_kept: dict[tuple, tuple] = {}
+
+
+class _ReconnectNeeded(Exception):
+    """A kept session was found dead before anything was read: connect afresh."""
+
+
+async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = True,
+                     cheap_check: bool = False) -> JobResult:
+    try:
+        return await _replicate_with(config, dry_run=dry_run, force=force, defer_keys=defer_keys,
+                                     cheap_check=cheap_check, reuse=cheap_check)
+    except _ReconnectNeeded:
+        return await _replicate_with(config, dry_run=dry_run, force=force, defer_keys=defer_keys,
+                                     cheap_check=cheap_check, reuse=False)
+
+
+async def _replicate_with(config, *, dry_run: bool, force: bool, defer_keys: bool, cheap_check: bool,
+                          reuse: bool) -> JobResult:
     rc = config.replication
     state = StateStore(config.node.state_dir)
     source, target = rc.source_dsn, target_dsn(config)
+    key = (str(config.node.state_dir), source, target, rc.db_os_user)
+    kept_loop, *kept = _kept.pop(key, (None,))
+    kept = tuple(kept) or None
+    if kept is not None and (not reuse or kept_loop is not asyncio.get_running_loop()):
+        for conn in kept:
+            with contextlib.suppress(Exception):
+                conn.terminate()
+        kept = None
     master = slave = None
-    committed = clean = False
+    committed = clean = keep = False
+    checked_at = time.time()  # before any position or snapshot is read: a safe "in sync since"
     marks = [("start", time.monotonic())]
 
     def mark(name: str) -> None:
@@ -170,30 +238,57 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
         return {name: round(t - marks[i][1], 3) for i, (name, t) in enumerate(marks[1:])}
 
     try:
-        master, slave = await asyncio.gather(_connect(source, "master", rc.connect_timeout, rc.db_os_user),
-                                             _connect(target, "slave", rc.connect_timeout, rc.db_os_user),
-                                             return_exceptions=True)
+        if kept is not None and not any(c.is_closed() for c in kept):
+            master, slave = kept
+        else:
+            master, slave = await asyncio.gather(_connect(source, "master", rc.connect_timeout, rc.db_os_user),
+                                                 _connect(target, "slave", rc.connect_timeout, rc.db_os_user),
+                                                 return_exceptions=True)
+            kept = None
         for conn in (master, slave):
             if isinstance(conn, BaseException):
                 raise conn
         mark("connect")
         record = _load_record(state)
         rec_master, rec_slave = _side(record, "master"), _side(record, "slave")
+
         # Read before any snapshot is taken: a change committed after this moves the position.
-        m_pos, s_pos = await asyncio.gather(position(master), position(slave))
-        marker = await read_marker(slave)
+        sides = await asyncio.gather(where(master, rc.exclude_tables), where(slave, rc.exclude_tables),
+                                     return_exceptions=True)
+        for side in sides:
+            if isinstance(side, BaseException):
+                if kept is None or isinstance(side, asyncio.CancelledError):
+                    raise side
+                raise _ReconnectNeeded()  # a kept session died since the last check (nothing read yet)
+        (m_pos, m_act, _), (s_pos, s_act, s_marked) = sides
+        marker = await read_marker(slave, s_marked)
         due = _full_copy_due(record, rc) if not force else "forced (--force)"
         if not due and record and marker != record.get("slave_marker"):
             due = ("slave: its replication marker is not the recorded one (restored, cloned, or written by "
                    "another master)")
 
-        if (not due and not dry_run and "sequences" in record
-                and m_pos.same_as(rec_master) and s_pos.same_as(rec_slave)):
+        recorded_activity = record.get("activity") or {}
+
+        def quiet(pos, rec, act, side) -> str:
+            """How this side is known unwritten since the record ("": it is not)."""
+            if pos.same_as(rec):
+                return "wal"
+            if (cheap_check and rec is not None and (rec.system_identifier, rec.database_oid) == pos.identity
+                    and act.same_as(recorded_activity.get(side))):
+                return "stats"
+            return ""
+
+        m_quiet, s_quiet = quiet(m_pos, rec_master, m_act, "master"), quiet(s_pos, rec_slave, s_act, "slave")
+        if not due and not dry_run and "sequences" in record and m_quiet and s_quiet:
             names = record.get("sequences") or []
             m_seqs, s_seqs = await asyncio.gather(read_sequences(master, names), read_sequences(slave, names))
             if m_seqs == s_seqs:
                 clean = True
-                return _skipped(record, len(rec_master.counts), "nothing was written on either database")
+                keep = cheap_check
+                _note_in_sync(config, checked_at)
+                why = ("nothing was written on either database" if m_quiet == s_quiet == "wal" else
+                       "nothing was written to the replicated tables (statistics, catalog and sequences unchanged)")
+                return _skipped(record, len(rec_master.counts), why)
 
         await master.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         # READ COMMITTED (COPY FREEZE needs it); the change scan is one statement, hence one snapshot.
@@ -245,7 +340,10 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
                 # Same content: remember the current positions so the next run can skip at once.
                 record["master"]["lsn"], record["slave"]["lsn"] = m_pos.lsn, s_pos.lsn
                 record["sequences"] = seq_names
+                record["in_sync_at"] = dt.datetime.fromtimestamp(checked_at, dt.UTC).isoformat()
+                record["activity"] = {"master": m_act.to_dict(), "slave": s_act.to_dict()}
                 state.write(RECORD_NAME, record)
+                _note_in_sync(config, checked_at)
             clean = True
             return _skipped(record, len(table_names), "no change in the replicated tables")
 
@@ -258,14 +356,18 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
 
         full = to_copy == set(table_names)
         truncate = cat.truncatable(to_copy, s_cat)
-        tables = [m_cat.tables[t] for t in sorted(to_copy)]
+        # read in the master's snapshot: its empty tables need no COPY, its small ones keep their indexes
+        sizes = await master_sizes(master, sorted(to_copy))
+        tables = [m_cat.tables[t] for t in sorted(to_copy) if sizes[t][1]]
         t0 = time.monotonic()
         await clear_tables(slave, truncate, to_copy - truncate)
-        deferred = (await defer_indexes(slave, truncate, foreign_keys=defer_keys) if rc.rebuild_indexes
-                    else Deferred())
+        rebuilt = {t for t in truncate if sizes[t][0] >= rc.rebuild_min_size}
+        deferred = (await defer_indexes(slave, rebuilt, foreign_keys=defer_keys and rc.check_foreign_keys)
+                    if rc.rebuild_indexes else Deferred())
         mark("clear")
         stats = await stream_tables(master, slave, tables, frozen=truncate,
                                     after_table=lambda name: build_table_indexes(slave, deferred, name))
+        stats.per_table.update({t: 0 for t in to_copy if not sizes[t][1]})
         mark("copy")
         await finish_rebuild(slave, deferred)
         mark("keys")
@@ -283,6 +385,9 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
                                    "the next run checks and copies again") from None
         committed = True
         mark("commit")
+        committed_at = time.time()
+        since = _in_sync_since(config, record)
+        _note_in_sync(config, checked_at)
         copy_seconds = time.monotonic() - t0
         with contextlib.suppress(Exception):  # read-only: committing or not changes nothing
             await master.execute("COMMIT")
@@ -297,6 +402,9 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             "fingerprint": fingerprint,
             "replicated_at": now,
             "full_copy_at": now if full else record.get("full_copy_at"),
+            "in_sync_at": dt.datetime.fromtimestamp(checked_at, dt.UTC).isoformat(),
+            # read before either snapshot: a later write moves them (changes.Activity)
+            "activity": {"master": m_act.to_dict(), "slave": s_act.to_dict()},
             "sequences": seq_names,
             "slave_marker": new_marker,
             "master": SideState(m_check.identity[0], m_check.identity[1], m_check.snapshot, None,
@@ -304,16 +412,23 @@ async def _replicate(config, *, dry_run: bool, force: bool, defer_keys: bool = T
             "slave": new_slave.to_dict(),
         })
         clean = True
-        log.info("replicated", tables=len(tables), rows=stats.rows, bytes=stats.bytes,
+        log.info("replicated", tables=len(to_copy), rows=stats.rows, bytes=stats.bytes,
                  mode="full" if full else "incremental")
         return JobResult("replication", "ok", data={
             "mode": "full" if full else "incremental", "reason": reason,
-            "tables": len(tables), "rows": stats.rows, "bytes": stats.bytes,
+            "tables": len(to_copy), "empty_tables": len(to_copy) - len(tables), "rows": stats.rows,
+            "bytes": stats.bytes,
             "sequences": len(seqs_to_set), "tables_copied": _listed(to_copy),
-            "copy_seconds": round(copy_seconds, 3), "timings": timings()})
+            "copy_seconds": round(copy_seconds, 3), "timings": timings(),
+            # upper bound of the age of the changes carried: none older than the last moment the slave was
+            # known equal to the master (null: never known equal, e.g. the first copy)
+            "lag_s": round(committed_at - since, 3) if since is not None else None})
     finally:
-        await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
-                          clean=clean and not committed, graceful=clean)
+        if keep and not master.is_in_transaction() and not slave.is_in_transaction():
+            _kept[key] = (asyncio.get_running_loop(), master, slave)
+        else:
+            await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
+                              clean=clean and not committed, graceful=clean)
 
 
 def _skipped(record: dict, checked: int, why: str) -> JobResult:

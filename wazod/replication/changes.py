@@ -1,8 +1,10 @@
 """The change test: which replicated tables changed since the last copy, on either side.
 
 Why not a content digest: hashing every row costs about as much as copying
-it. Why not pg_stat counters: they are flushed late and reset on crash, so a
-change can hide behind them. Instead, wazod relies on MVCC itself:
+it. Why not pg_stat counters alone: they are flushed late and reset on crash,
+so a change can hide behind them for a while (the continuous checks still use
+them, read before the last exact check's snapshot, as a reason to skip: see
+``Activity`` at the end). The exact test relies on MVCC itself:
 
 * At the last successful copy it recorded, for each side, the snapshot the
   copy ran in (``pg_current_snapshot()``, plus on the slave the copying
@@ -115,8 +117,10 @@ def write_marker_sql(token: str) -> str:
     return MARKER_SQL.format(token=token)
 
 
-async def read_marker(conn) -> str | None:
-    if await conn.fetchval("SELECT to_regclass('wazod.replication')") is None:
+async def read_marker(conn, exists: bool | None = None) -> str | None:
+    if exists is None:
+        exists = await conn.fetchval("SELECT to_regclass('wazod.replication')") is not None
+    if not exists:
         return None
     return await conn.fetchval("SELECT token FROM wazod.replication LIMIT 1")
 
@@ -242,3 +246,82 @@ async def read_sequences(conn, sequences: list[str]) -> dict[str, list]:
     sql = " UNION ALL ".join(
         f"SELECT {i} AS i, last_value, is_called FROM public.{quote_ident(s)}" for i, s in enumerate(sequences))
     return {sequences[r["i"]]: [int(r["last_value"]), bool(r["is_called"])] for r in await conn.fetch(sql)}
+
+
+# --- the continuous checks' cheap test -----------------------------------------------------------------
+
+_ACTIVITY_SQL = """
+SELECT pg_current_wal_insert_lsn()::text AS lsn,
+       (SELECT oid FROM pg_database WHERE datname = current_database()) AS dboid,
+       {sysid} AS sysid,
+       to_regclass('wazod.replication') IS NOT NULL AS has_marker,
+       current_setting('track_counts') = 'on' AS counting,
+       pg_postmaster_start_time()::text AS started,
+       (SELECT stats_reset::text FROM pg_stat_database WHERE datname = current_database()) AS reset,
+       (SELECT coalesce(json_object_agg(c.relname, json_build_array(
+                c.relfilenode, c.xmin::text, pg_stat_get_tuples_inserted(c.oid),
+                pg_stat_get_tuples_updated(c.oid), pg_stat_get_tuples_deleted(c.oid))), '{}')
+        FROM pg_class c
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'S')
+          AND NOT (c.relname = ANY($1::text[]))) AS relations
+"""
+
+
+@dataclass
+class Activity:
+    """What was written to the replicated tables of one side, as far as PostgreSQL's counters tell.
+
+    Per table or sequence: its relation file (a TRUNCATE, a rewrite), its
+    ``pg_class`` row's xmin (any DDL on it: a new column, a default...;
+    VACUUM and ANALYZE update that row in place, without a new xmin) and the
+    cumulative counts of rows inserted, updated and deleted (aborted writes
+    included). Plus the server's start time and the statistics' reset time:
+    the counters are lost by a crash and zeroed by ``pg_stat_reset()``.
+
+    Why it is only used by the continuous checks, as a reason to skip: the
+    counters are flushed by each session after its transaction ends (within
+    about a second, up to a minute under contention), so a change can show up
+    a little late; it never goes unseen, because the counters compared are the
+    ones read *before* the snapshot of the last exact check (a change
+    committed after that snapshot moves them later, whenever it is flushed),
+    and the scheduled runs keep the exact test (WAL position, then rows).
+    Writes to the excluded tables (calls, purges) and vacuuming move nothing
+    here, so the check stays cheap under activity.
+    """
+
+    counting: bool
+    started: str
+    reset: str | None
+    relations: dict[str, list]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counting": self.counting, "started": self.started, "reset": self.reset,
+                "relations": self.relations}
+
+    def same_as(self, recorded: dict | None) -> bool:
+        return (self.counting and isinstance(recorded, dict) and recorded.get("counting") is True
+                and self.to_dict() == recorded)
+
+
+async def where(conn, excluded: list[str]) -> tuple[Position, Activity, bool]:
+    """The side's position, its activity counters and whether it has a marker table: one round trip.
+
+    (The system identifier needs ``pg_control_system()``; without the
+    privilege it is None, as in ``identity``, and the record is never trusted.)
+    """
+    import json
+
+    sysid = "(SELECT system_identifier::text FROM pg_control_system())"
+    try:
+        r = await conn.fetchrow(_ACTIVITY_SQL.replace("{sysid}", sysid), list(excluded))
+    except asyncpg_privilege_error():
+        r = await conn.fetchrow(_ACTIVITY_SQL.replace("{sysid}", "NULL::text"), list(excluded))
+    relations = json.loads(r["relations"]) if isinstance(r["relations"], str) else dict(r["relations"] or {})
+    pos = Position((r["sysid"], int(r["dboid"])), r["lsn"])
+    return pos, Activity(bool(r["counting"]), r["started"], r["reset"], relations), bool(r["has_marker"])
+
+
+def asyncpg_privilege_error():
+    import asyncpg
+
+    return asyncpg.InsufficientPrivilegeError

@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from dataclasses import asdict, dataclass, field
 
 from wazod import proc
@@ -34,7 +36,7 @@ log = get_logger("sync")
 
 OK_CODES = (0, 24)  # 24: files vanished while being copied (a live spool); reported, not a failure
 
-__all__ = ["run", "copy_back", "init_keys", "CopyBackResult", "InitResult"]
+__all__ = ["run", "run_changed", "copy_back", "init_keys", "CopyBackResult", "InitResult"]
 
 
 @dataclass
@@ -104,6 +106,41 @@ async def run(config, *, dry_run: bool = False) -> JobResult:
         data["rsync_exit_code"] = t.returncode
         return JobResult("sync", "failed", data=data, error=t.error)
     log.info("synced", files=data["files"], bytes=data["bytes"], deleted=data["deleted"], dry_run=dry_run)
+    return JobResult("sync", "ok", data=data)
+
+
+async def run_changed(config, *, dirs: list[str], first_change: float | None = None) -> JobResult:
+    """Copy only ``dirs`` (paths relative to ``sync.local_root``), each recursively, with Wazo's options.
+
+    The continuous sync's copy: ``rsync -aR --delete-after`` of the changed
+    directories alone, so a file created, changed, renamed or deleted under a
+    synced path ends as the hourly full rsync would leave it, without
+    walking the other paths. ``first_change`` (time.time() of the first
+    change seen) gives the result its ``lag_s``.
+    """
+    sc = config.sync
+    try:
+        host = remote_host(config)
+    except WazodError as e:
+        return JobResult("sync", "failed", error=str(e))
+    problem = preflight(config)
+    if problem:
+        return JobResult("sync", "failed", error=problem)
+    root = os.path.abspath(sc.local_root).rstrip("/")
+    args = [f"{root}/./{d.strip('/')}" for d in sorted(set(dirs)) if os.path.lexists(os.path.join(root, d.strip("/")))]
+    data = {"files": 0, "bytes": 0, "deleted": 0, "paths": len(args), "changed_paths": sorted(set(dirs))[:50],
+            "trigger": "continuous"}
+    if args:
+        t = await _rsync(config, host, ["-aR", "--delete-after"], args, sc.timeout)
+        data.update({k: t.stats.get(k, 0) for k in ("files", "bytes", "deleted")})
+        if t.warning:
+            data["warning"] = t.warning
+        if not t.ok:
+            data["rsync_exit_code"] = t.returncode
+            return JobResult("sync", "failed", data=data, error=t.error)
+    if first_change is not None:
+        data["lag_s"] = round(time.time() - first_change, 3)
+    log.info("synced changes", files=data["files"], deleted=data["deleted"], paths=len(args))
     return JobResult("sync", "ok", data=data)
 
 

@@ -56,7 +56,7 @@ async def _create_key(key: Path, res: InitResult) -> None:
 
 async def _record_host_key(config, host: str, res: InitResult) -> None:
     sc = config.sync
-    done = await proc.run(["ssh-keyscan", "-p", str(sc.ssh_port), "-T", str(sc.connect_timeout), host],
+    done = await proc.run(["ssh-keyscan", "-p", str(sc.ssh_port), "-T", str(sc.connect_timeout), "--", host],
                           timeout=sc.connect_timeout + 30)
     lines = sorted({line.strip() for line in done.stdout.decode(errors="replace").splitlines()
                     if line.strip() and not line.startswith("#")})
@@ -76,7 +76,7 @@ async def _record_host_key(config, host: str, res: InitResult) -> None:
 
 
 async def _key_accepted(config, host: str) -> tuple[bool, str]:
-    argv = ["ssh", *ssh_options(config), f"{config.sync.remote_user}@{bracket(host)}", "true"]
+    argv = ["ssh", *ssh_options(config), "-l", config.sync.remote_user, "--", host, "true"]
     done = await proc.run(argv, timeout=config.sync.connect_timeout + 30)
     return done.ok, done.stderr_text(300)
 
@@ -86,7 +86,7 @@ async def _copy_id_interactively(config, host: str) -> int:
     sc = config.sync
     argv = ["ssh-copy-id", "-i", f"{sc.ssh_key}.pub", "-p", str(sc.ssh_port),
             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts_path(config)}",
-            f"{sc.remote_user}@{bracket(host)}"]
+            "--", f"{sc.remote_user}@{bracket(host)}"]
     child = await asyncio.create_subprocess_exec(*argv)  # inherits the terminal
     try:
         return await child.wait()

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from . import Section
+from . import Dsn, Section
 
 # Wazo's data list (wazo-backup): paths relative to backup.root; the ones missing are left out.
 WAZO_DATA_PATHS = [
@@ -52,7 +52,7 @@ class BackupSection(Section):
     dir: str = Field("/var/backups/xivo", description="where data.tgz and db.tgz are written")
     keep: int = Field(7, ge=0, description="old sets kept (data.tgz.1 ... data.tgz.N)")
     root: str = Field("/", description="the tree the data backup reads (and the restore writes)")
-    dsn: str = Field("postgresql:///asterisk", description="database dumped into db.tgz")
+    dsn: Dsn = Field("postgresql:///asterisk", description="database dumped into db.tgz")
 
     # --- what data.tgz holds -------------------------------------------------
     paths: list[str] = Field(
@@ -110,7 +110,7 @@ class BackupSection(Section):
         True, description="record each table's row count in the manifest, read in pg_dump's own snapshot "
                           "(what backup verify --deep compares against)",
     )
-    scratch_dsn: str | None = Field(
+    scratch_dsn: Dsn | None = Field(
         None, description="server where backup verify --deep restores the dump (a throw-away database is "
                           "created and dropped there); null: the server of dsn",
     )
@@ -149,6 +149,12 @@ class BackupSection(Section):
         ["xivo-update-keys"], description="argv run after the restore to resynchronise the service keys; null: skipped",
     )
     restore_scratch_dir: str = Field("/var/tmp", description="where restore unpacks db.tgz (as the guide does)")
+    restore_link_targets: list[str] = Field(
+        default_factory=lambda: ["/lib/systemd/", "/usr/lib/systemd/", "/dev/null", "/usr/share/zoneinfo/"],
+        description="absolute places outside `paths` a restored symbolic link may point to (systemd's unit links, "
+        "masked units); a data.tgz with a link elsewhere outside `paths`, a device, a FIFO, a setuid or setgid "
+        "file, or a member outside `paths` is refused before anything changes",
+    )
     restore_strict: bool = Field(
         True, description="a pg_restore that reports errors fails the restore (and rolls back); false: warnings only",
     )

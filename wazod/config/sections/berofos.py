@@ -6,7 +6,7 @@ from . import Section
 
 
 class BerofosSection(Section):
-    config: str = Field("/etc/bnfos.conf", description="beroNet berofos devices; no file: no berofos")
+    config: str = Field("/etc/bnfos.conf", description="beroNet berofos devices; no file at this default path: no berofos; a path set in a file must exist")
     timeout: float = Field(3.0, gt=0, description="seconds one HTTP request to a device may take")
     retries: int = Field(2, ge=0, description="further attempts after a failed switch or read (not after HTTP 401)")
     retry_delay: float = Field(0.5, ge=0, description="seconds before the first retry; doubled at each retry")

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from . import Section
+from . import HostAddress, Section
 from .ha_etcd import EtcdSection
 
 ProbeName = Literal["icmp", "tcp", "sip", "peer"]
@@ -56,7 +56,9 @@ class HaSection(Section):
     node_type: Literal["master", "slave", "disabled"] | None = Field(
         None, description="master | slave | disabled; null: read from ha_conf (and 'disabled' without it)"
     )
-    remote_address: str | None = Field(None, description="the other node; null: read from ha_conf")
+    remote_address: HostAddress | None = Field(
+        None, description="the other node (an IP address or a host name); null: read from ha_conf"
+    )
     ha_conf: str = Field("/etc/xivo/ha.conf", description="Wazo's own HA file, rewritten by the web UI")
     marker_dir: str | None = Field(
         "/var/lib/wazo",
@@ -69,7 +71,7 @@ class HaSection(Section):
     failback_hold: float = Field(
         20.0, ge=0, description="seconds the master must stay up (continuously) before failback"
     )
-    witnesses: list[str] = Field(default_factory=list, description="addresses the slave must reach before taking over")
+    witnesses: list[HostAddress] = Field(default_factory=list, description="addresses the slave must reach before taking over")
     probes: list[ProbeName] = Field(
         default_factory=lambda: ["icmp", "sip"],
         description="probes of the master run every round by the slave: icmp, tcp, sip, peer",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from . import Section, db_os_user_field
+from . import Dsn, Section, db_os_user_field
 
 
 class CheckSection(Section):
@@ -88,7 +88,7 @@ class CertificateCheckSection(CheckSection):
 
 class PostgresCheckSection(CheckSection):
     interval: float | None = Field(30.0, gt=0, description="seconds between runs; null: health.interval")
-    dsn: str = Field("postgresql:///asterisk", description="the local database that must answer")
+    dsn: Dsn = Field("postgresql:///asterisk", description="the local database that must answer")
     db_os_user: str | None = db_os_user_field()
     timeout: float = Field(5.0, gt=0, description="seconds to connect and answer SELECT 1")
 

@@ -17,9 +17,9 @@ class NodeSection(Section):
     wazo_dir: str = Field(
         "/etc/xivo",
         description="Wazo's configuration directory: where it exists this is a Wazo node, and the settings "
-        "whose default is 'auto' (bus.wazo.enabled) turn on",
+        "whose default is 'auto' (bus.wazo.enabled, logging.file) turn on",
     )
-    stop_timeout: float = Field(60.0, description="seconds a SIGTERM waits for running work to reach a safe point")
+    stop_timeout: float = Field(60.0, gt=0, description="seconds a SIGTERM waits for running work to reach a safe point")
 
     @property
     def on_wazo(self) -> bool:

@@ -11,7 +11,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from . import Section, db_os_user_field
+from . import Dsn, Section, db_os_user_field
 
 # table -> the column its age is read from (wazo-purge-db's purgers, plus
 # wazo-call-logd's call-logs purger, which wazo-purge-db runs too)
@@ -49,7 +49,7 @@ class PurgeSection(Section):
         description="per-table retention (table name or wazo-purge-db plugin name such as queue-log), "
         "wins over days_to_keep and -d",
     )
-    dsn: str = Field("postgresql:///asterisk", description="database purged")
+    dsn: Dsn = Field("postgresql:///asterisk", description="database purged")
     db_os_user: str | None = db_os_user_field()
     archives: list[str] = Field(
         default_factory=list,

@@ -43,6 +43,20 @@ class TrapTarget(Section):
 
     @property
     def label(self) -> str:
+        """The target's identity without its secrets: ``trap v2c 10.0.0.9:162``, ``inform v3 nms@10.0.0.9:162``.
+
+        Two targets on one host:port (a trap and an inform to one NMS, v2c and v3 during a
+        migration) are two targets: each has its own outbox cursor, status and metrics under
+        this name. Only targets that differ by their community alone share it
+        (``SnmpSection.labels`` numbers them).
+        """
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        who = f"{self.user}@" if self.version == "3" else ""
+        return f"{self.notification} v{self.version} {who}{host}:{self.port}"
+
+    @property
+    def old_label(self) -> str:
+        """The cursor name of wazod before targets were told apart (one per host:port)."""
         return f"{self.host}:{self.port}"
 
 
@@ -74,6 +88,15 @@ class AgentSection(Section):
 class SnmpSection(Section):
     traps: list[TrapTarget] = Field(default_factory=list, description="notification targets")
     agent: AgentSection = Field(default_factory=AgentSection, description="small read-only SNMP agent, off by default")
+    def labels(self) -> list[str]:
+        """``traps``' labels, in order; a label met again (same target, another community) gets ``#2``, ``#3``..."""
+        seen: dict[str, int] = {}
+        out = []
+        for target in self.traps:
+            seen[target.label] = seen.get(target.label, 0) + 1
+            out.append(target.label if seen[target.label] == 1 else f"{target.label} #{seen[target.label]}")
+        return out
+
     engine_id: str | None = Field(
         None,
         description="SNMPv3 engine ID of this node (hex); null: one generated once and kept in state_dir/snmp-engine-id",

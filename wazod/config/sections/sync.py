@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from . import Section
+from . import Section, UserName
 
 WAZO_SYNC_PATHS = [
     "/etc/asterisk/extensions_extra.d",
@@ -28,7 +28,7 @@ class SyncSection(Section):
     ssh_key: str = Field("/root/.ssh/xivo_id_rsa", description="private key used for rsync over ssh")
     remote_root: str = Field("/", description="where the paths land on the other node")
     ssh_port: int = Field(22, ge=1, le=65535, description="ssh port of the other node")
-    remote_user: str = Field("root", description="ssh user on the other node")
+    remote_user: UserName = Field("root", description="ssh user on the other node (a plain user name)")
     known_hosts: str | None = Field(
         None,
         description="known_hosts file wazod keeps for the other node (null: <state_dir>/known_hosts); "
@@ -42,6 +42,15 @@ class SyncSection(Section):
     glob_exclude: list[str] = Field(
         default_factory=lambda: ["monitor", "recording"],
         description="names left out when a glob of `paths` matches them (call recordings stay on each node)",
+    )
+    continuous: bool = Field(
+        True,
+        description="on the master, watch sync.paths (inotify) and copy what changed within seconds "
+        "(the schedule's full rsync stays as the safety net); false: only the schedule and `wazod sync`",
+    )
+    batch_delay: float = Field(
+        1.0, ge=0.05, le=60,
+        description="seconds of quiet gathered before a continuous copy (a file being written is copied once)",
     )
     connect_timeout: int = Field(10, ge=1, description="seconds ssh waits for the other node to answer")
     timeout: float = Field(3600.0, gt=0, description="seconds after which a sync run is stopped")

@@ -33,12 +33,20 @@ from wazod import proc
 from wazod.backup import archive, dbdump, pg_of, sets
 from wazod.backup.archive import ArchiveError
 from wazod.backup.dbdump import DumpError
+from wazod.backup.members import MemberCheck
 from wazod.backup.pgtools import Pg, quote_ident, quote_literal
-from wazod.errors import ExitCode, WazodError
+from wazod.errors import ExitCode, LockHeld, WazodError
 from wazod.fsutil import atomic_write_text, read_json
+from wazod.locks import holding
 from wazod.logsetup import get_logger
 
 log = get_logger("restore")
+
+# What a restore holds from start to end: every job and every HA action would act on a node whose
+# database and files are being replaced (replication would copy a half-restored database, the HA
+# services check would restart the services restore stopped, the purge would delete rows of it).
+RESTORE_LOCKS = ("restore", "backup", "replication", "sync", "purge", "ha", "services")
+LOCK_WAIT = 2.0  # seconds per lock: the daemon's brief probes of a lock are not a conflict
 
 UUID_RE = re.compile(r"^[0-9a-fA-F-]{8,64}$")
 DUMP_NAME_RE = re.compile(r"^(?P<db>.+)-(?P<version>[^-]+)\.dump$")
@@ -126,6 +134,7 @@ class Restore:
         self.had_database = False
         self.services_stopped = False
         self.dump_name: str | None = None
+        self.locks_held = False  # set by restore(): the services lock is then already ours
 
     # --- the plan ---------------------------------------------------------
     def plan(self) -> list[tuple[str, Callable[[], Awaitable[str | None]] | None]]:
@@ -153,9 +162,14 @@ class Restore:
         arches = {}
         if self.data_file:
             manifest = _manifest_beside(self.data_file)
-            scan = await asyncio.to_thread(archive.scan, str(self.data_file))
+            members = MemberCheck(self.b.paths, self.b.restore_link_targets)
+            scan = await asyncio.to_thread(archive.scan, str(self.data_file), on_member=members)
             if manifest and manifest.get("sha256") != scan.sha256:
                 raise RestoreError(f"{self.data_file}: SHA-256 differs from its manifest: the archive is damaged")
+            if members.summary():
+                raise RestoreError(f"{self.data_file}: {members.count} member(s) a backup of this node cannot hold, "
+                                   f"nothing restored: {members.summary()} (a member outside backup.paths is restored only once "
+                                   "backup.paths names it)")
             details.append(f"{self.data_file.name}: {scan.members} members")
             if manifest:
                 versions["data"] = manifest.get("wazo_version")
@@ -225,8 +239,11 @@ class Restore:
     async def _services(self, action: str) -> str:
         from wazod.ha import services as svc
 
-        async with svc.services_lock(self.config.state_dir, wait=60):
+        if self.locks_held:
             rep = await svc.run_action(self.config.ha.services, action)
+        else:
+            async with svc.services_lock(self.config.state_dir, wait=60):
+                rep = await svc.run_action(self.config.ha.services, action)
         if not rep.ok:
             raise RestoreError(f"services {action} failed at {rep.failed_step}: {rep.error}")
         return f"{len(rep.steps)} steps ({rep.backend})"
@@ -450,5 +467,17 @@ def default_files(config, data: str | None, db: str | None) -> tuple[str | None,
 
 async def restore(config, *, data_file: str | None = None, db_file: str | None = None, keep_network: bool = True,
                   dry_run: bool = False, force: bool = False, say=None) -> RestoreReport:
-    return await Restore(config, data_file=data_file, db_file=db_file, keep_network=keep_network,
-                         dry_run=dry_run, force=force, say=say).run()
+    """Restore under every lock of ``RESTORE_LOCKS`` (LockHeld, exit 3, when one is busy)."""
+    run = Restore(config, data_file=data_file, db_file=db_file, keep_network=keep_network,
+                  dry_run=dry_run, force=force, say=say)
+    locks = ("restore", "backup") if dry_run else RESTORE_LOCKS  # a dry run changes nothing
+    try:
+        async with holding(config.state_dir, locks, wait=LOCK_WAIT):
+            sets.finish_interrupted(config.backup.dir)  # never read half of an interrupted installation
+            run.locks_held = True
+            return await run.run()
+    except LockHeld as e:
+        if run.locks_held:
+            raise
+        raise LockHeld(f"{e}: a restore runs alone (no job, takeover or failback meanwhile); "
+                       "try again once it has finished") from None
