@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import asyncpg
 import pytest
@@ -258,42 +259,77 @@ def wazo_schema_excluded() -> list[str]:
 HELD_TABLE = "userfeatures"  # copied in name order: the tables before it are loaded when the copy reaches it
 
 
-async def _hold_master_table(master_dsn: str, table: str = HELD_TABLE):
-    """A session holding ACCESS EXCLUSIVE on a master table: the copy's read of it waits for the lock,
-    so the run stops mid-copy, at a known point, for as long as the test wants (no race with its speed)."""
-    conn = await asyncpg.connect(master_dsn)
-    await conn.execute("BEGIN")
-    await conn.execute(f'LOCK TABLE public."{table}" IN ACCESS EXCLUSIVE MODE')
-    return conn
+class _HoldingRelay:
+    """A TCP relay between wazod and the master that holds back the statement copying ``table`` until
+    released: the run stops mid-copy at a known point, for as long as the test wants, whatever the
+    machine's speed (a lock on the table would stop the run earlier, at its size estimate)."""
+
+    def __init__(self, target_port: int, table: str = HELD_TABLE):
+        self.target_port = target_port
+        self.pattern = re.compile(rb"COPY [^\x00]*\b" + table.encode() + rb"\b[^\x00]* TO STDOUT")
+        self.held = asyncio.Event()
+        self.released = asyncio.Event()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.released.set()
+        self.server.close()
+        for w in self._writers:
+            w.close()
+        await self.server.wait_closed()
+
+    async def _relay(self, client_r, client_w):
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [client_w, server_w]
+
+        async def pipe(src, dst, watch: bool):
+            try:
+                while data := await src.read(65536):
+                    if watch and not self.released.is_set() and self.pattern.search(data):
+                        self.held.set()
+                        await self.released.wait()
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(client_r, server_w, True), pipe(server_r, client_w, False))
+
+    def dsn(self, dsn: str) -> str:
+        return re.sub(r"@127\.0\.0\.1:\d+/", f"@127.0.0.1:{self.port}/", dsn)
 
 
-async def _wait_until_copy_held(master_dsn: str, slave_dsn: str, table: str = HELD_TABLE,
+async def _wait_until_copy_held(relay: _HoldingRelay, slave_dsn: str, table: str = HELD_TABLE,
                                 timeout: float = 30.0) -> None:
-    """Until the master's COPY of ``table`` waits on the test's lock while the slave's COPY into it is open
+    """Until the relay holds the master's COPY of ``table`` while the slave's COPY into it is open
     (the slave's transaction has emptied the tables and loaded those before ``table``)."""
+    await asyncio.wait_for(relay.held.wait(), timeout)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        reading = await sql(master_dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                                        "'wazod-replication' AND wait_event_type = 'Lock' AND query ILIKE $1",
-                            f"COPY%{table}%TO STDOUT%")
         loading = await sql(slave_dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                                        "'wazod-replication' AND state = 'active' AND query ILIKE $1",
                             f"COPY%{table}%FROM STDIN%")
-        if reading[0][0] and loading[0][0]:
+        if loading[0][0]:
             return
-        assert asyncio.get_running_loop().time() < deadline, "the copy never reached the held table"
+        assert asyncio.get_running_loop().time() < deadline, "the slave never started loading the held table"
         await asyncio.sleep(0.01)
 
 
 async def test_master_killed_mid_copy_leaves_the_slave_data_intact(tmp_path, dbs, pg_pair):
     master, slave = dbs
     before = await snapshot_db(slave)
-    holder = await _hold_master_table(master)
-    task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
-    await _wait_until_copy_held(master, slave)
-    pg_pair.master.kill()  # SIGKILL of the whole master cluster (the holder's session goes with it)
-    result = await task
-    holder.terminate()
+    async with _HoldingRelay(pg_pair.master.port) as relay:
+        task = asyncio.create_task(run(make_config(tmp_path, relay.dsn(master), slave)))
+        await _wait_until_copy_held(relay, slave)
+        pg_pair.master.kill()  # SIGKILL of the whole master cluster
+        result = await task
     assert result.status == "failed"
     assert "previous data" in result.error
     assert await snapshot_db(slave) == before
@@ -302,18 +338,15 @@ async def test_master_killed_mid_copy_leaves_the_slave_data_intact(tmp_path, dbs
     assert not (tmp_path / "state" / "replication-record.json").exists()
 
 
-async def test_cancelled_mid_copy_rolls_back(tmp_path, dbs):
+async def test_cancelled_mid_copy_rolls_back(tmp_path, dbs, pg_pair):
     master, slave = dbs
     before = await snapshot_db(slave)
-    holder = await _hold_master_table(master)
-    try:
-        task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
-        await _wait_until_copy_held(master, slave)
+    async with _HoldingRelay(pg_pair.master.port) as relay:
+        task = asyncio.create_task(run(make_config(tmp_path, relay.dsn(master), slave)))
+        await _wait_until_copy_held(relay, slave)
         task.cancel()  # what SIGTERM of the daemon does to a running job
         with pytest.raises(asyncio.CancelledError):
             await task
-    finally:
-        await holder.close()
 
     async def slave_idle():
         while (await sql(slave, "SELECT count(*) FROM pg_stat_activity "
