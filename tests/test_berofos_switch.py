@@ -165,6 +165,34 @@ async def test_device_answering_200_without_switching_is_caught_by_read_back(tmp
     assert ev["name"] == "berofos_failed" and ev["data"]["mode"] == 1
 
 
+async def test_read_back_catches_a_device_stuck_in_mode_0_on_failback(tmp_path, sims, emitter):  # noqa: F811
+    """The same read-back in the other direction: lines left on the slave after a failback to mode 1."""
+    a = await sims(mode=0)
+    a.behaviour.ignore_mode = True
+    config = make_config(tmp_path, [entry("fos1", a)], retries=0)
+    em = emitter(config)
+
+    (r,) = await apply_mode(config, 1, em)
+
+    assert not r.ok and r.mode == 0
+    assert "accepted mode=1 (HTTP 200) but still reads back mode 0" in r.error
+    (ev,) = events(em)
+    assert ev["name"] == "berofos_failed" and ev["data"]["mode"] == 0
+
+
+async def test_failback_to_mode_1_is_a_change_and_told(tmp_path, sims, emitter):  # noqa: F811
+    a = await sims(mode=0)
+    config = make_config(tmp_path, [entry("fos1", a)])
+    em = emitter(config)
+
+    (r,) = await apply_mode(config, 1, em)
+
+    assert (r.ok, r.mode, r.previous, r.changed) == (True, 1, 0, True)
+    assert a.mode == 1
+    (ev,) = events(em)
+    assert ev["name"] == "berofos_mode_changed" and ev["data"]["mode"] == 1
+
+
 async def test_slow_device_times_out(tmp_path, sims):  # noqa: F811
     a = await sims()
     a.behaviour.delay = 1.0
