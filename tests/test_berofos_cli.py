@@ -177,20 +177,20 @@ def test_simulator_process_control_and_bad_login_argument(sim_process):  # noqa:
 
 
 def test_simulator_process_power_cycle(sim_process):  # noqa: F811
-    import time
     import urllib.error
 
+    from harness import wait_for
+
     p = sim_process(login="admin:x", mode=0)
-    p.control(down_for=1.0, reboot=True)
-    time.sleep(0.3)
-    with pytest.raises(urllib.error.URLError):
-        p.state()  # powered off: connection refused
-    deadline = time.monotonic() + 10
-    while True:
+    p.control(down_for=3.0, reboot=True)  # it goes down right after this answer, for 3 s
+
+    def refused() -> bool:
         try:
-            state = p.state()
-            break
+            p.state()
         except urllib.error.URLError:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+            return True  # powered off: connection refused
+        return False
+
+    wait_for(refused, timeout=3.0, interval=0.01, message="the simulator never went down")
+    state = wait_for(p.state, timeout=20, interval=0.1)  # back, by itself
     assert state["mode"] == 1  # rebooted into its default mode

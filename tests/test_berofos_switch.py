@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
+from harness import wait_for_async
 from harness.berofos import berofos_config_dict, sims, write_bnfos_conf  # noqa: F401 (fixture)
 
 from wazod.berofos import apply_mode, read_status
@@ -163,6 +165,34 @@ async def test_device_answering_200_without_switching_is_caught_by_read_back(tmp
     assert ev["name"] == "berofos_failed" and ev["data"]["mode"] == 1
 
 
+async def test_read_back_catches_a_device_stuck_in_mode_0_on_failback(tmp_path, sims, emitter):  # noqa: F811
+    """The same read-back in the other direction: lines left on the slave after a failback to mode 1."""
+    a = await sims(mode=0)
+    a.behaviour.ignore_mode = True
+    config = make_config(tmp_path, [entry("fos1", a)], retries=0)
+    em = emitter(config)
+
+    (r,) = await apply_mode(config, 1, em)
+
+    assert not r.ok and r.mode == 0
+    assert "accepted mode=1 (HTTP 200) but still reads back mode 0" in r.error
+    (ev,) = events(em)
+    assert ev["name"] == "berofos_failed" and ev["data"]["mode"] == 0
+
+
+async def test_failback_to_mode_1_is_a_change_and_told(tmp_path, sims, emitter):  # noqa: F811
+    a = await sims(mode=0)
+    config = make_config(tmp_path, [entry("fos1", a)])
+    em = emitter(config)
+
+    (r,) = await apply_mode(config, 1, em)
+
+    assert (r.ok, r.mode, r.previous, r.changed) == (True, 1, 0, True)
+    assert a.mode == 1
+    (ev,) = events(em)
+    assert ev["name"] == "berofos_mode_changed" and ev["data"]["mode"] == 1
+
+
 async def test_slow_device_times_out(tmp_path, sims):  # noqa: F811
     a = await sims()
     a.behaviour.delay = 1.0
@@ -242,15 +272,29 @@ async def test_waits_for_the_lock_then_reports_it_held(tmp_path, sims):  # noqa:
     assert r.ok and a.mode == 0
 
 
+def _flock_held(path) -> bool:
+    """Whether the kernel has a flock on ``path`` (read from /proc/locks: looking never takes it)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks") as f:
+        return any(line.split()[1] == "FLOCK" and line.split()[5] == dev for line in f)
+
+
 async def test_cancel_mid_switch_releases_the_lock(tmp_path, sims):  # noqa: F811
     a = await sims()
-    a.behaviour.delay = 5.0
+    a.behaviour.delay = 5.0  # the device answers late: the switch is in flight for seconds
     config = make_config(tmp_path, [entry("fos1", a)], timeout=10, switch_timeout=20)
+    lock_path = OperationLock(config.state_dir, "berofos").path
     task = asyncio.create_task(apply_mode(config, 0))
-    await asyncio.sleep(0.3)
+    await wait_for_async(lambda: _flock_held(lock_path), timeout=10, interval=0.01)
+    assert not task.done()  # held by the switch in flight
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert not _flock_held(lock_path)
     lock = OperationLock(config.state_dir, "berofos")
     lock.acquire()  # not left held
     lock.release()

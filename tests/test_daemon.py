@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -128,14 +129,26 @@ def test_sigterm_stops_cleanly_and_logs_json(daemon_factory):
     assert status["daemon"] == "not running"
 
 
+def _next_purge(d: Daemon):
+    """The daemon's next purge run as it publishes it (status.json, written by the running scheduler)."""
+    with open(d.state_dir / "status.json") as f:
+        nxt = json.load(f).get("next_runs", {}).get("purge")
+    return dt.datetime.fromisoformat(nxt) if nxt else None
+
+
 def test_sighup_reload_applies_a_valid_change(daemon_factory):
     d = daemon_factory()
     assert d.wait_notify("READY=1")
-    (d.config.parent / "conf.d" / "10-purge.yml").write_text("purge: {days_to_keep: 42}\n")
+    first = wait_for(lambda: _next_purge(d), timeout=15)
+    assert (first.hour, first.minute) == (3, 25)  # the shipped schedule, 25 3 * * *
+    (d.config.parent / "conf.d" / "10-purge.yml").write_text("purge: {days_to_keep: 42, schedule: '17 4 * * *'}\n")
     d.proc.send_signal(signal.SIGHUP)
     assert wait_for(lambda: d.events("config_reloaded"), timeout=15)
     ev = d.events("config_reloaded")[-1]
     assert ev["data"]["ok"] is True and "purge" in ev["data"]["changed"]
+    # the new value is the one in use: the running scheduler now plans the purge at 04:17
+    nxt = wait_for(lambda: (n := _next_purge(d)) and (n.hour, n.minute) == (4, 17) and n, timeout=15)
+    assert nxt.second == 0
     assert d.proc.poll() is None
     assert d.stop() == 0
     lines = d.output().splitlines()
@@ -154,7 +167,11 @@ def test_sighup_with_invalid_config_keeps_running_config(daemon_factory):
     ev = d.events("config_reloaded")[-1]
     assert ev["data"]["ok"] is False
     assert "20-bad.yml" in ev["data"]["error"]
-    time.sleep(1)
+    # still running on its config, and still listening: the file fixed, the next SIGHUP applies it
+    (d.config.parent / "conf.d" / "20-bad.yml").write_text("purge: {days_to_keep: 42}\n")
+    d.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: len(d.events("config_reloaded")) == 2, timeout=15)
+    assert d.events("config_reloaded")[-1]["data"]["ok"] is True
     assert d.proc.poll() is None, "an invalid reload must not stop the daemon"
     assert d.stop() == 0
     refused = next(line for line in d.output().splitlines() if '"name": "config_reloaded"' in line)

@@ -18,6 +18,10 @@ from harness import wait_for
 from harness.ha_lab import FAST, flap_link, ha_lab_fixture  # noqa: F401  (registers the ha_lab fixture)
 from harness.nemesis import FAULTS, TIMINGS, ActiveSampler, Nemesis
 
+# the features these tests drive: a removed one is a failure here, never a skip
+from wazod.berofos import simulator  # noqa: F401
+from wazod.sync import copy_back  # noqa: F401
+
 pytestmark = [pytest.mark.lab]
 
 
@@ -102,7 +106,7 @@ def test_slave_cut_from_witness_and_master_is_isolated(ha_lab):
     pair.lab.cut_witness()
     iso = pair.slave.wait_event("ha_isolated", timeout=15)
     assert iso["data"]["witnesses_reached"] is False
-    time.sleep(2 * FAST["probe_interval"] * FAST["fall"] + 1)
+    pair.slave.wait_rounds(2 * FAST["fall"] + 2)  # rounds enough to have decided a takeover twice over
     assert not pair.slave.events("ha_takeover_started")
     assert pair.slave.standin_pid() is None
     assert pair.slave.status()["ha_state"] == "isolated"
@@ -124,7 +128,7 @@ def test_restarted_slave_keeps_services_while_active(ha_lab):
     mark = pair.slave.last_seq()
     pair.slave.start()
     pair.slave.wait_event("ha_master_down", after=mark, timeout=20)  # decided afresh: master still down
-    time.sleep(2.0)
+    pair.slave.wait_rounds(2 * FAST["fall"] + 4)  # rounds enough for a stop or a second start
     after = _names(pair.slave, after=mark)
     assert after == ["ha_master_down"]  # no stop, no second start
     assert pair.slave.standin_pid() == pid and pair.slave.sip_answers()
@@ -142,7 +146,8 @@ def test_ha_conf_switched_to_disabled_stops_the_slave_acting(ha_lab):
     reloaded = pair.slave.wait_event("config_reloaded", after=mark, timeout=10)
     assert reloaded["data"]["role"] == "disabled"
     pair.slave.wait_state("disabled", timeout=10)
-    time.sleep(2 * FAST["probe_interval"] * FAST["fall"] + 1)
+    # disabled, the watch runs no rounds: wait on the master's, which sees its slave gone quiet
+    pair.master.wait_rounds(2 * FAST["fall"] + 2)
     assert not pair.slave.events("ha_takeover_completed")
     assert pair.slave.standin_pid() is None  # nothing started: the change won the race, under the ha lock
     # and back to slave: the watch restarts from fresh rounds and takes over
@@ -176,13 +181,19 @@ def test_thirty_percent_loss_for_a_minute_with_default_settings_no_takeover(ha_l
     pair.start_master_asterisk()
     pair.start()
     mark_s, mark_m = pair.slave.last_seq(), pair.master.last_seq()
+    before_s, before_m = pair.slave.probe_rounds(), pair.master.probe_rounds()
     pair.lab.drop_share("master", 30)
     pair.lab.drop_share("slave", 30)  # 30 % in each direction: a round trip succeeds 49 % of the time
     try:
-        time.sleep(60)
+        # a minute of the default 0.5 s rounds, counted rather than slept: the watch really probed
+        after_s = pair.slave.wait_rounds(120, timeout=120)
     finally:
         pair.lab.clear_drop("master")
         pair.lab.clear_drop("slave")
+    after_m = pair.master.probe_rounds()
+    for before, after in ((before_s, after_s), (before_m, after_m)):
+        good, failed = after["good"] - before["good"], after["failed"] - before["failed"]
+        assert good + failed >= 100 and good > 3 * failed, (before, after)  # most rounds succeeded
     assert _names(pair.slave, after=mark_s) == []
     assert _names(pair.master, after=mark_m) == []
     assert pair.slave.standin_pid() is None
@@ -198,7 +209,6 @@ def _berofos_mode(pair, port: int) -> int:
 
 
 def test_takeover_sets_the_berofos_to_mode_0_and_failback_back_to_1(ha_lab):
-    pytest.importorskip("wazod.berofos.simulator")
     pair = ha_lab(**FAST)
     port = 18080
     # the switch sits beside the slave: its simulator listens on the slave's loopback
@@ -228,9 +238,6 @@ def test_takeover_sets_the_berofos_to_mode_0_and_failback_back_to_1(ha_lab):
 
 
 def test_failback_copies_back_the_voicemail_left_on_the_slave(ha_lab, make_sshd):
-    sync = pytest.importorskip("wazod.sync")
-    if not hasattr(sync, "copy_back"):
-        pytest.skip("wazod.sync.copy_back not available yet")
     pair = ha_lab(**FAST)
     sshd = make_sshd(listen=pair.lab.master.addr, netns=pair.lab.master.netns)
     master_root, slave_root = pair.root / "master-root", pair.root / "slave-root"

@@ -80,10 +80,21 @@ CASES = [
     ("unresolved-then-resolves-healthy", P, "GGGUUUUGGG", {}, {5: ["ha_isolated"]}, "standby"),
     ("maintenance-reports-only", P, "BBBBB", {"maint": "MMMMM"}, {2: ["ha_master_down"]}, "master_down"),
     ("maintenance-off-acts", P, "BBBBB", {"maint": "MMMM."}, {2: ["ha_master_down"], 4: ["TAKEOVER"]}, "taking_over"),
-    ("failed-takeover-retried-after-backoff", P, "BBBBBBBBBBBBBBB",
+    ("failed-takeover-retried-after-backoff", P, "BBBBBBBBBBBBBBBBB",
      {"done": {3: ("takeover", False), 8: ("takeover", False)}},
-     # failure at 3: next try at 3+4=7; failure at 8: backoff doubled, next at 8+8=16 (beyond the table)
-     {2: ["ha_master_down", "TAKEOVER"], 7: ["TAKEOVER"]}, "master_down"),
+     # failure at 3: next try at 3+4=7; failure at 8: backoff doubled, next at 8+8=16
+     {2: ["ha_master_down", "TAKEOVER"], 7: ["TAKEOVER"], 16: ["TAKEOVER"]}, "taking_over"),
+    # services in an unknown state (a failed action) with the master up: given back after the hold
+    ("unknown-services-master-up-failback", P, "GGGGGGG", {"services": "unknown"}, {5: ["FAILBACK"]},
+     "failing_back"),
+    # witnesses silent while the master answers: nothing to decide, no isolation
+    ("witnesses-lost-master-up-no-isolation", PW, "GGGGGG", {"witness": "NNNNNN"}, {}, "standby"),
+    # already active (services running) when the witnesses go silent: stays active, not "isolated"
+    ("witnesses-lost-while-active", PW, "BBBBB", {"services": "running", "witness": "NNNNN"},
+     {2: ["ha_master_down"]}, "active"),
+    # isolated, master back, lost again: the second isolation is told as well
+    ("isolated-twice-told-twice", PW, "BBBBGGGBBB", {"witness": "NNNNNNNNNN"},
+     {2: ["ha_master_down", "ha_isolated"], 6: ["ha_master_up"], 9: ["ha_master_down", "ha_isolated"]}, "isolated"),
     ("master-role-watches-slave", Params(role="master", fall=3, rise=3), "GGGBBBBGGGG", {},
      {5: ["ha_slave_down"], 9: ["ha_slave_up"]}, "master"),
 ]
@@ -150,6 +161,73 @@ def test_flapping_then_state_reported_when_it_changed_meanwhile():
     # frozen while flapping (no events, no failback); when it thaws, the state that changed
     # meanwhile (the master is up again) is told once
     assert names == ["ha_master_down", "ha_master_up", "ha_master_down", "ha_flapping", "ha_flapping", "ha_master_up"]
+
+
+def test_maintenance_holds_through_a_tick_that_does_not_mention_it():
+    m = Machine(P, services="stopped")
+    acts = [a for i in range(3) for a in m.observe(Round(float(i), i + 0.9, False), maintenance=True)]
+    assert [_name(a) for a in acts] == ["ha_master_down"]
+    assert m.tick(10.0) == []  # time passes; maintenance still on
+    assert m.frozen == "maintenance"
+    assert [_name(a) for a in m.tick(11.0, maintenance=False)] == ["TAKEOVER"]
+
+
+def test_failback_when_the_hold_is_reached_exactly_and_retry_when_the_backoff_ends_exactly():
+    m = Machine(Params(role="slave", fall=1, rise=1, failback_hold=3.0), services="running")
+    assert m.observe(Round(10.0, 10.5, True)) == []
+    assert m.observe(Round(11.0, 12.0, True)) == []  # held 2.0 s
+    assert [_name(a) for a in m.observe(Round(12.0, 13.0, True))] == ["FAILBACK"]  # held 3.0 s: the hold
+    m = Machine(Params(role="slave", fall=1, rise=1, action_backoff=4.0), services="stopped")
+    assert [_name(a) for a in m.observe(Round(0.0, 0.5, False))] == ["ha_master_down", "TAKEOVER"]
+    assert m.action_done("takeover", False, 1.0) == []  # next try at 1 + 4 = 5
+    assert m.observe(Round(3.0, 4.9, False)) == []
+    assert [_name(a) for a in m.observe(Round(4.0, 5.0, False))] == ["TAKEOVER"]
+
+
+def test_master_up_tells_how_long_it_was_down():
+    m = Machine(Params(role="slave", fall=1, rise=1, failback_hold=100.0), services="running")
+    m.observe(Round(0.0, 0.5, True))
+    (down,) = m.observe(Round(1.0, 1.5, False))
+    (up,) = m.observe(Round(10.0, 10.75, True))
+    assert (down.name, up.name) == ("ha_master_down", "ha_master_up")
+    assert up.data["down_for_s"] == pytest.approx(9.25) and up.data["rounds"] == 1
+
+
+def _flap(rounds: str) -> tuple[Machine, list[str]]:
+    """fall = rise = 1, flap limit 2 in 10 s; rounds end at i + 0.5 (the transitions' times)."""
+    m = Machine(Params(role="slave", fall=1, rise=1, failback_hold=100.0, flap_window=10.0, flap_limit=2),
+                services="running")
+    acts = [a for i, ch in enumerate(rounds) for a in m.observe(Round(float(i), i + 0.5, ch == "G"))]
+    freeze = [a for a in acts if _name(a) == "ha_flapping"]
+    assert [a.data["active"] for a in freeze] == [True]
+    assert freeze[0].data["transitions"] == 3 and freeze[0].data["limit"] == 2
+    return m, [_name(a) for a in acts]
+
+
+def test_isolation_event_says_no_witness_was_reached():
+    m = Machine(PW, services="stopped")
+    acts = [a for i in range(3) for a in m.observe(Round(float(i), i + 0.9, False, "unreachable", False))]
+    assert [_name(a) for a in acts] == ["ha_master_down", "ha_isolated"]
+    assert acts[1].data["witnesses_reached"] is False and acts[1].data["master_down_since_mono"] == 2.9
+
+
+def test_flapping_thaws_as_soon_as_the_window_holds_the_limit():
+    m, names = _flap("GBGBG")  # transitions at 1.5, 2.5, 3.5, 4.5: the third one freezes
+    assert names == ["ha_master_down", "ha_master_up", "ha_master_down", "ha_flapping"]
+    assert m.tick(12.4) == [] and m.frozen == "flapping"  # 2.5, 3.5, 4.5 still inside the 10 s window
+    # at 12.5 the one at 2.5 leaves the window: 2 left, the limit: thawed, and the master (up since
+    # the last round, unreported while frozen) is told
+    thawed = m.tick(12.5)
+    assert [_name(a) for a in thawed] == ["ha_flapping", "ha_master_up"]
+    assert thawed[0].data["active"] is False and m.frozen is None
+    assert thawed[1].data == {"after_flapping": True}
+
+
+def test_flapping_thaws_when_the_window_empties_at_once_and_tells_nothing_already_told():
+    m, names = _flap("GBGBGB")  # ends down, as last told before the freeze
+    assert names == ["ha_master_down", "ha_master_up", "ha_master_down", "ha_flapping"]
+    assert [_name(a) for a in m.tick(100.0)] == ["ha_flapping"]  # all transitions old at once
+    assert m.frozen is None and m.state == "active"
 
 
 POLICY_CASES = [

@@ -306,3 +306,22 @@ def test_log_tails_are_the_last_lines_of_the_real_logs(pg_cluster, tmp_path):
     assert full, "postgres wrote nothing to its log"
     assert pg_cluster.log_tail(2).splitlines() == full[-2:]
     assert tail_lines(tmp_path / "missing.log", 5) == ""
+
+
+def _shm_segment_exists(shmid: int) -> bool:
+    listing = subprocess.run(["ipcs", "-m"], capture_output=True, text=True, check=True).stdout
+    return str(shmid) in [line.split()[1] for line in listing.splitlines() if line.startswith("0x")]
+
+
+def test_a_killed_cluster_leaves_no_shared_memory_segment(make_pg_cluster):
+    """SIGKILLed servers whose data directory is then deleted leaked their System V segment: a few
+    thousand and no PostgreSQL could start on the machine (SHMMNI reached)."""
+    killed, stopped = make_pg_cluster(), make_pg_cluster()
+    ids = [killed._shared_memory_id(), stopped._shared_memory_id()]
+    assert all(i is not None and _shm_segment_exists(i) for i in ids)
+    killed.kill()
+    assert _shm_segment_exists(ids[0])  # what a crash leaves behind
+    killed.destroy()
+    stopped.destroy()  # torn down while running: killed too
+    # (freed by the kernel once the last dying backend has detached)
+    wait_for(lambda: not any(_shm_segment_exists(i) for i in ids), timeout=10)

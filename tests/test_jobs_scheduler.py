@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import pytest
+from harness import wait_for_async
 
 from wazod.config import load_config
 from wazod.context import Context
@@ -92,11 +93,13 @@ async def test_lock_held_by_another_process_is_refused(loaded, tmp_path):
 
 
 def test_lock_exit_code_3_from_cli(loaded):
-    """A CLI job command against a held lock exits 3 (the contract's code)."""
-    from wazod.errors import ExitCode
-
+    """A CLI job command against a held lock exits 3 (the contract's code), names the holder, runs nothing."""
     with OperationLock(loaded.config.node.state_dir, "purge"):
-        assert LockHeld("x").exit_code == ExitCode.LOCKED == 3
+        done = subprocess.run([sys.executable, "-m", "wazod", "purge", "--config", str(loaded.path)],
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, (done.stdout, done.stderr)
+    assert f"pid {os.getpid()}" in done.stderr, done.stderr
+    assert StateStore(loaded.config.node.state_dir).read("job-purge") is None  # the job never started
 
 
 def test_check_role():
@@ -131,28 +134,31 @@ def _ctx(loaded):
 async def test_scheduler_catch_up_runs_once_and_no_overlap(loaded, tmp_path, monkeypatch):
     """A job missed while the daemon was down runs once soon after start; never twice at once."""
     marker = tmp_path / "ran"
+    release = asyncio.Event()
 
     async def entry(config, **_):
-        return await counting_job(config, marker=marker, hold=1.5)
+        with open(marker, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        await release.wait()  # held until the test has fired the second trigger
+        return JobResult("purge", "ok", data={})
 
     monkeypatch.setitem(JOBS, "purge", JobSpec("purge", "tests:unused", None))
     monkeypatch.setattr(JobSpec, "load", lambda self: entry)
     monkeypatch.setattr("wazod.scheduler.CATCH_UP_DELAY", 0.2)
     # last run three days ago: several nightly runs were missed while "down"
-    StateStore(loaded.config.node.state_dir).write(
-        "job-purge", {"last_run": (dt.datetime.now().astimezone() - dt.timedelta(days=3)).isoformat()})
+    state = StateStore(loaded.config.node.state_dir)
+    state.write("job-purge", {"last_run": (dt.datetime.now().astimezone() - dt.timedelta(days=3)).isoformat()})
     ctx = _ctx(loaded)
     sched = JobScheduler(ctx)
     assert "purge" in sched.catch_up()
     task = asyncio.create_task(sched.run())
-    await asyncio.sleep(0.6)  # the catch-up run has started and holds for 1.5 s
-    await sched._fire("purge")  # a second trigger while it runs: skipped, not queued
-    await asyncio.sleep(2.0)
+    await wait_for_async(marker.exists, timeout=20)  # the catch-up run has started and is held
+    await asyncio.wait_for(sched._fire("purge"), 10)  # a second trigger while it runs: skipped, not queued
+    release.set()
+    await wait_for_async(lambda: (state.read("job-purge") or {}).get("last_result") == "ok", timeout=20)
     ctx.stopping.set()
     await asyncio.wait_for(task, 10)
     assert marker.read_text().count("\n") == 1
-    rec = StateStore(loaded.config.node.state_dir).read("job-purge")
-    assert rec["last_result"] == "ok"
     # the record is now recent: a restart does not catch up again
     assert "purge" not in JobScheduler(_ctx(loaded)).catch_up()
 
@@ -206,33 +212,44 @@ def test_seq_is_shared_by_processes_and_survives_restart(loaded):
 
 
 async def test_first_backup_runs_at_start_when_none_exists(loaded, tmp_path, monkeypatch):
-    """A fresh install (no data.tgz/db.tgz in backup.dir) gets its first backup right after start."""
+    """A fresh install (no data.tgz/db.tgz in backup.dir) gets its first backup right after start;
+    a restart with a set in place takes none."""
     marker = tmp_path / "ran"
 
-    async def entry(config, **_):
-        return await counting_job(config, marker=marker)
+    def load(spec):
+        async def named(config, **_):
+            with open(marker, "a") as f:
+                f.write(f"{spec.name}\n")
+            return JobResult(spec.name, "ok", data={})
+        return named
 
-    monkeypatch.setattr(JobSpec, "load", lambda self: entry)
+    monkeypatch.setattr(JobSpec, "load", load)
     monkeypatch.setattr("wazod.scheduler.CATCH_UP_DELAY", 0.1)
     cfg = loaded.config
     cfg.backup.dir = str(tmp_path / "backups")
     ctx = _ctx(loaded)
     task = asyncio.create_task(JobScheduler(ctx).run())
-    for _ in range(50):
-        if marker.exists():
-            break
-        await asyncio.sleep(0.1)
+    await wait_for_async(marker.exists, timeout=20, message="no initial backup was started")
     ctx.stopping.set()
     await asyncio.wait_for(task, 10)
-    assert marker.exists(), "no initial backup was started"
+    assert marker.read_text() == "backup\n"
     # with a backup set present, a restart takes none
     (tmp_path / "backups").mkdir(exist_ok=True)
     for name in ("data.tgz", "db.tgz"):
         (tmp_path / "backups" / name).write_bytes(b"x")
     marker.unlink()
-    from wazod.backup import needs_initial_backup
-
-    assert not needs_initial_backup(cfg)
+    ctx = _ctx(loaded)
+    sched = JobScheduler(ctx)
+    task = asyncio.create_task(sched.run())
+    # run() decides synchronously once its scheduler is running; a purge then planned with the same
+    # delay fires after the first backup would have: when it has run, no backup came before it
+    await wait_for_async(lambda: sched.scheduler is not None and sched.scheduler.running, timeout=10)
+    sched.start_extra("purge", 0.1)
+    await wait_for_async(lambda: (StateStore(cfg.node.state_dir).read("job-purge") or {}).get("last_result"),
+                         timeout=20)
+    ctx.stopping.set()
+    await asyncio.wait_for(task, 10)
+    assert marker.read_text() == "purge\n"
 
 
 async def test_maintenance_holds_the_jobs_it_names(loaded, tmp_path, monkeypatch):

@@ -261,8 +261,8 @@ def test_daemon_sees_the_command_expires_it_once_and_keeps_it_across_restarts(no
 def test_expired_while_the_daemon_was_down_is_ended_at_start(nodes):
     a = nodes("pbx1")
     assert a.cli("maintenance", "on", "--for", "1s").returncode == 0
-    time.sleep(1.2)
-    doc = json.loads(a.cli("maintenance", "status", "--json").stdout)["maintenance"]
+    doc = wait_for(lambda: (d := json.loads(a.cli("maintenance", "status", "--json").stdout)["maintenance"])
+                   and d["active"] is False and d, timeout=10, interval=0.2)
     assert doc["active"] is False and doc.get("expired_unrecorded") is True
     a.start()
     ended = wait_for(lambda: a.events("maintenance_ended"), timeout=5)

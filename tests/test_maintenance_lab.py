@@ -10,7 +10,6 @@ show whether anything was switched.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from harness.berofos import SimProcess, write_bnfos_conf
@@ -20,7 +19,6 @@ from harness.util import wait_for
 
 pytestmark = [pytest.mark.lab]
 
-DETECTION = FAST["probe_interval"] * FAST["fall"]
 
 
 def _pair(ha_lab, tmp_path, berofos: bool = False):
@@ -73,7 +71,7 @@ def test_no_takeover_while_on_then_takeover_once_off(ha_lab, tmp_path):
         pair.lab.blackhole("master")
         down = pair.slave.wait_event("ha_master_down", after=mark, timeout=15)  # probing and reporting go on
         assert down["data"]["reason"] == "unreachable"
-        time.sleep(6 * DETECTION + 2)
+        pair.slave.wait_rounds(6 * FAST["fall"] + 10)  # rounds enough to have taken over three times
         status = pair.slave.status()
         assert status["ha_state"] == "master_down" and status["ha_frozen"] == "maintenance"
         assert status["peer"]["state"] == "down"
@@ -101,7 +99,8 @@ def test_set_on_the_master_shows_on_the_slave_survives_a_restart_and_expires(ha_
     pair, _ = _pair(ha_lab, tmp_path)
     pair.start_master_asterisk()
     pair.start()
-    res = _cli(pair, "master", "maintenance", "on", "--for", "12s", "--reason", "kernel update")
+    # long enough that no restart, however slow, outlives it; shortened below to see it expire
+    res = _cli(pair, "master", "maintenance", "on", "--for", "10m", "--reason", "kernel update")
     assert res.returncode == 0 and "peer told" in res.stdout, res.stdout + res.stderr
     wait_for(lambda: _maintenance(pair.slave).get("active"), timeout=5)
     shown = _maintenance(pair.slave)
@@ -118,7 +117,9 @@ def test_set_on_the_master_shows_on_the_slave_survives_a_restart_and_expires(ha_
     assert pair.slave.status()["ha_frozen"] == "maintenance"
     assert len(pair.slave.events("maintenance_started")) == 1
 
-    # both copies end by themselves
+    # renewed for 3 s on the master (told to the slave), then both copies end by themselves
+    res = _cli(pair, "master", "maintenance", "on", "--for", "3s", "--reason", "kernel update")
+    assert res.returncode == 0, res.stdout + res.stderr
     for node in (pair.master, pair.slave):
         ended = node.wait_event("maintenance_ended", timeout=20)
         assert ended["data"]["cause"] == "expired"
@@ -141,7 +142,8 @@ def test_services_moved_by_hand_during_maintenance_are_put_right_when_it_ends(ha
     assert res.returncode == 0, res.stdout + res.stderr
     assert pair.slave.standin_pid() is not None
     mark = pair.slave.last_seq()
-    time.sleep(4 * DETECTION + FAST["failback_hold"] + 1)
+    # rounds enough for a failback (detection twice over, then the hold)
+    pair.slave.wait_rounds(4 * FAST["fall"] + int((FAST["failback_hold"] + 1) / FAST["probe_interval"]))
     assert pair.slave.standin_pid() is not None  # left alone while maintenance is on
     assert not pair.slave.events("ha_failback_started", after=mark)
     # maintenance off: the slave decides afresh from the real service state and gives the services back

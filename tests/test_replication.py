@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import asyncpg
 import pytest
@@ -141,6 +142,56 @@ async def test_every_kind_of_master_change_is_replicated(tmp_path, dbs, change):
     assert (await run(config)).status == "skipped"
 
 
+async def _run_until_idle_skip(config, timeout: float = 60.0):
+    """Run until a run skips on the WAL positions alone (the servers' own housekeeping records, and
+    autovacuum, can move them for a while after a copy). Returns that run's result."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    reasons = []
+    while True:
+        result = await run(config)
+        assert result.status == "skipped", result
+        reasons.append(result.data["reason"])
+        if reasons[-1].startswith("nothing was written on either database"):
+            return result
+        assert asyncio.get_running_loop().time() < deadline, reasons
+
+
+async def _wal_position(dsn: str) -> str:
+    return (await sql(dsn, "SELECT pg_current_wal_insert_lsn()::text"))[0][0]
+
+
+async def test_a_bare_nextval_is_replicated_although_it_writes_no_wal(tmp_path, dbs):
+    """nextval() logs 32 values ahead: the calls after the first write no WAL, so the fast "nothing
+    was written" path must still compare the sequences, or the slave's stays behind and the first
+    insert after a takeover collides with a row the master had."""
+    master, slave = dbs
+    config = make_config(tmp_path, master, slave)
+    await sql(master, "SELECT nextval('voicemail_uniqueid_seq')")  # WAL for the next 32 values
+    assert (await run(config)).status == "ok"
+    record_path = tmp_path / "state" / "replication-record.json"
+    for _ in range(10):
+        await _run_until_idle_skip(config)
+        before = await _wal_position(master)
+        await sql(master, "SELECT nextval('voicemail_uniqueid_seq')")
+        if await _wal_position(master) == before:  # (a checkpoint in between makes the next call log again)
+            break
+    else:
+        raise AssertionError("every nextval wrote WAL")
+    master_value = (await sequences(master))["voicemail_uniqueid_seq"]
+    assert (await sequences(slave))["voicemail_uniqueid_seq"] != master_value
+    record = json.loads(record_path.read_text())
+    # the case under test: both WAL positions are the recorded ones, the fast path is open
+    assert [record["master"]["lsn"], record["slave"]["lsn"]] == [await _wal_position(master),
+                                                                  await _wal_position(slave)]
+
+    result = await run(config)
+
+    assert result.status == "ok", result
+    assert result.data["sequences"] == 1 and result.data["tables"] == 0
+    assert (await sequences(slave))["voicemail_uniqueid_seq"] == master_value
+    assert (await run(config)).status == "skipped"
+
+
 async def test_a_change_made_on_the_slave_is_undone(tmp_path, dbs):
     master, slave = dbs
     config = make_config(tmp_path, master, slave)
@@ -205,31 +256,80 @@ def wazo_schema_excluded() -> list[str]:
     return list(WAZO_EXCLUDED_TABLES)
 
 
-async def _grow_master(master: str, rows: int) -> None:
-    # a big replicated table, so the copy lasts long enough to be interrupted
-    await sql(master, f"INSERT INTO endpoint_sip (label, name, tenant_uuid) SELECT repeat('x', 200) || g, "
-                      f"'big' || g, '11111111-1111-4111-8111-111111111111' FROM generate_series(1, {rows}) g")
+HELD_TABLE = "userfeatures"  # copied in name order: the tables before it are loaded when the copy reaches it
 
 
-async def _wait_for_copy_on(slave_dsn: str, timeout: float = 60.0) -> None:
+class _HoldingRelay:
+    """A TCP relay between wazod and the master that holds back the statement copying ``table`` until
+    released: the run stops mid-copy at a known point, for as long as the test wants, whatever the
+    machine's speed (a lock on the table would stop the run earlier, at its size estimate)."""
+
+    def __init__(self, target_port: int, table: str = HELD_TABLE):
+        self.target_port = target_port
+        self.pattern = re.compile(rb"COPY [^\x00]*\b" + table.encode() + rb"\b[^\x00]* TO STDOUT")
+        self.held = asyncio.Event()
+        self.released = asyncio.Event()
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc):
+        self.released.set()
+        self.server.close()
+        for w in self._writers:
+            w.close()
+        await self.server.wait_closed()
+
+    async def _relay(self, client_r, client_w):
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [client_w, server_w]
+
+        async def pipe(src, dst, watch: bool):
+            try:
+                while data := await src.read(65536):
+                    if watch and not self.released.is_set() and self.pattern.search(data):
+                        self.held.set()
+                        await self.released.wait()
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(client_r, server_w, True), pipe(server_r, client_w, False))
+
+    def dsn(self, dsn: str) -> str:
+        return re.sub(r"@127\.0\.0\.1:\d+/", f"@127.0.0.1:{self.port}/", dsn)
+
+
+async def _wait_until_copy_held(relay: _HoldingRelay, slave_dsn: str, table: str = HELD_TABLE,
+                                timeout: float = 30.0) -> None:
+    """Until the relay holds the master's COPY of ``table`` while the slave's COPY into it is open
+    (the slave's transaction has emptied the tables and loaded those before ``table``)."""
+    await asyncio.wait_for(relay.held.wait(), timeout)
     deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        rows = await sql(slave_dsn, "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'COPY%FROM STDIN%' "
-                                    "AND application_name = 'wazod-replication'")
-        if rows[0][0]:
+    while True:
+        loading = await sql(slave_dsn, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                       "'wazod-replication' AND state = 'active' AND query ILIKE $1",
+                            f"COPY%{table}%FROM STDIN%")
+        if loading[0][0]:
             return
+        assert asyncio.get_running_loop().time() < deadline, "the slave never started loading the held table"
         await asyncio.sleep(0.01)
-    raise AssertionError("the copy never started")
 
 
 async def test_master_killed_mid_copy_leaves_the_slave_data_intact(tmp_path, dbs, pg_pair):
     master, slave = dbs
-    await _grow_master(master, 200_000)
     before = await snapshot_db(slave)
-    task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
-    await _wait_for_copy_on(slave)
-    pg_pair.master.kill()  # SIGKILL of the whole master cluster
-    result = await task
+    async with _HoldingRelay(pg_pair.master.port) as relay:
+        task = asyncio.create_task(run(make_config(tmp_path, relay.dsn(master), slave)))
+        await _wait_until_copy_held(relay, slave)
+        pg_pair.master.kill()  # SIGKILL of the whole master cluster
+        result = await task
     assert result.status == "failed"
     assert "previous data" in result.error
     assert await snapshot_db(slave) == before
@@ -238,15 +338,15 @@ async def test_master_killed_mid_copy_leaves_the_slave_data_intact(tmp_path, dbs
     assert not (tmp_path / "state" / "replication-record.json").exists()
 
 
-async def test_cancelled_mid_copy_rolls_back(tmp_path, dbs):
+async def test_cancelled_mid_copy_rolls_back(tmp_path, dbs, pg_pair):
     master, slave = dbs
-    await _grow_master(master, 200_000)
     before = await snapshot_db(slave)
-    task = asyncio.create_task(run(make_config(tmp_path, master, slave)))
-    await _wait_for_copy_on(slave)
-    task.cancel()  # what SIGTERM of the daemon does to a running job
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    async with _HoldingRelay(pg_pair.master.port) as relay:
+        task = asyncio.create_task(run(make_config(tmp_path, relay.dsn(master), slave)))
+        await _wait_until_copy_held(relay, slave)
+        task.cancel()  # what SIGTERM of the daemon does to a running job
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
     async def slave_idle():
         while (await sql(slave, "SELECT count(*) FROM pg_stat_activity "
@@ -254,6 +354,7 @@ async def test_cancelled_mid_copy_rolls_back(tmp_path, dbs):
             await asyncio.sleep(0.05)
     await asyncio.wait_for(slave_idle(), 30)
     assert await snapshot_db(slave) == before
+    assert not (tmp_path / "state" / "replication-record.json").exists()
 
 
 async def test_unreachable_slave_fails_with_a_clear_error(tmp_path, dbs):
@@ -286,14 +387,7 @@ async def test_activity_on_excluded_tables_does_not_copy_and_idle_runs_skip_at_o
     assert busy.data["reason"].startswith("no change in the replicated tables")
     # once the servers' own housekeeping records (running xacts, checkpoints) are behind, an idle
     # pair is recognised from the WAL positions alone
-    reasons = []
-    for _ in range(4):
-        idle = await run(config)
-        assert idle.status == "skipped", idle
-        reasons.append(idle.data["reason"])
-        if reasons[-1].startswith("nothing was written on either database"):
-            break
-    assert reasons[-1].startswith("nothing was written on either database"), reasons
+    await _run_until_idle_skip(config)
     await sql(master, "UPDATE voicemail SET fullname = 'changed' WHERE uniqueid = 2")
     changed = await run(config)
     assert changed.status == "ok" and changed.data["tables_copied"] == ["user_line", "userfeatures", "voicemail"]
@@ -470,3 +564,25 @@ async def test_another_slave_database_or_an_old_full_copy_means_a_full_copy(tmp_
     result = await run(make_config(tmp_path, master, other_dsn, full_copy_interval=0.001))
     assert result.status == "ok" and result.data["mode"] == "full"
     assert "full_copy_interval" in result.data["reason"]
+
+
+async def test_a_master_login_that_cannot_read_the_system_identifier_gets_full_copies(tmp_path, dbs):
+    """Without the privilege to read pg_control_system() the record cannot be tied to the cluster:
+    every run is a full copy, said in its reason, and never a failure."""
+    master, slave = dbs
+    for statement in ("CREATE ROLE wazod_reader LOGIN", "GRANT SELECT ON ALL TABLES IN SCHEMA public TO wazod_reader",
+                      "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO wazod_reader",
+                      "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC"):  # as some hardened servers
+        await sql(master, statement)
+    reader = master.replace("postgresql://postgres@", "postgresql://wazod_reader@", 1)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await sql(reader, "SELECT system_identifier FROM pg_control_system()")
+    config = make_config(tmp_path, reader, slave)
+    first = await run(config)
+    assert first.status == "ok", first.error
+    for _ in range(2):  # nothing changed, yet nothing can be skipped
+        result = await run(config)
+        assert result.status == "ok", result
+        assert result.data["mode"] == "full"
+        assert "cannot read the cluster's system identifier" in result.data["reason"]
+    assert await table_rows(slave, "userfeatures") == await table_rows(master, "userfeatures")

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,45 @@ from wazod.statusboard import StatusBoard
 
 MIB_FILE = Path(__file__).resolve().parent.parent / "wazod" / "mibs" / "WAZOD-MIB.txt"
 ENGINE = "80007ed905a1b2c3d4e5f60718"
-EV = ".1.3.6.1.4.1.32473.7.1.1."  # wazodEvent
+
+
+def mib_oids(text: str) -> dict[str, str]:
+    """Every name the MIB text defines, with its numeric OID, resolved from the text alone
+    (``name ... ::= { parent n }``): the tests hold the implementation to the published MIB,
+    so a renumbering in the code fails here instead of passing with itself."""
+    known = {"enterprises": "1.3.6.1.4.1"}
+    defs = re.findall(r"^(\w+)[ \t]+(?:OBJECT IDENTIFIER|MODULE-IDENTITY|OBJECT-TYPE|NOTIFICATION-TYPE|OBJECT-GROUP|"
+                      r"NOTIFICATION-GROUP|MODULE-COMPLIANCE)\b.*?::=\s*\{\s*(\w+)((?:\s+\d+)+)\s*\}",
+                      text, flags=re.M | re.S)
+    pending = {name: (parent, arcs.split()) for name, parent, arcs in defs}
+    while pending:
+        ready = {n: v for n, v in pending.items() if v[0] in known}
+        assert ready, f"unresolvable MIB names: {sorted(pending)}"
+        for name, (parent, arcs) in ready.items():
+            known[name] = ".".join([known[parent], *arcs])
+            del pending[name]
+    return {name: "." + oid for name, oid in known.items()}
+
+
+MIB = mib_oids(MIB_FILE.read_text())
+EV = MIB["wazodEvent"] + "."
+
+
+def mib_symbol(event: str) -> str:
+    """The MIB's name of an event's notification, by the MIB's own rule (ha_master_down -> wazodHaMasterDown)."""
+    return "wazod" + "".join(w.capitalize() for w in event.split("_"))
+
+
+def test_the_mib_text_numbers_pinned():
+    """A few OIDs an NMS already has configured, spelt out: the MIB text itself must not renumber."""
+    assert MIB["wazodMIB"] == ".1.3.6.1.4.1.32473.7"
+    assert MIB["wazodEvent"] == ".1.3.6.1.4.1.32473.7.1.1"
+    assert MIB["wazodHaMasterDown"] == ".1.3.6.1.4.1.32473.7.0.10"
+    assert MIB["wazodHaTakeoverCompleted"] == ".1.3.6.1.4.1.32473.7.0.13"
+    assert MIB["wazodOtherEvent"] == ".1.3.6.1.4.1.32473.7.0.100"
+    assert MIB["wazodEventData"] == ".1.3.6.1.4.1.32473.7.1.1.7"
+    # every contract event has its own notification in the text
+    assert {mib_symbol(e) for e in EVENT_NAMES} <= set(MIB)
 
 
 def make_ctx(tmp_path, traps, **snmp):
@@ -61,7 +100,7 @@ async def test_v2c_trap_and_inform_with_the_mib_varbinds(tmp_path):
             await wait_for_async(lambda: len(ours(trapd)) >= 3, timeout=15)
     first, second, third = ours(trapd)
     assert "TRAP2, SNMP v2c, community public" in first.header
-    assert first.trap_oid == "." + ".".join(map(str, notification_oid("ha_takeover_completed")))
+    assert first.trap_oid == MIB["wazodHaTakeoverCompleted"]
     assert first.value(EV + "1") == 'STRING: "ha_takeover_completed"'
     assert first.value(EV + "2") == 'STRING: "pbx1"'
     assert first.value(EV + "4") == "Gauge32: 1"
@@ -69,7 +108,7 @@ async def test_v2c_trap_and_inform_with_the_mib_varbinds(tmp_path):
     assert json.loads(json.loads(first.value(EV + "7").removeprefix("STRING: "))) == {"duration": 2.5, "peer": "pbx2"}
     assert second.value(EV + "6") == "INTEGER: 2"  # backup_failed is a warning
     assert second.value(EV + "4") == "Gauge32: 2"
-    assert third.trap_oid.endswith(".32473.7.0.100")  # wazodOtherEvent
+    assert third.trap_oid == MIB["wazodOtherEvent"]
 
 
 async def test_v2c_inform_acknowledged(tmp_path):
@@ -211,9 +250,11 @@ def test_mib_loads_in_net_snmp(tmp_path):
                           *names], capture_output=True, text=True, env=env, timeout=30)
     assert res.returncode == 0, res.stderr
     oids = res.stdout.split()
-    expected = ["." + ".".join(map(str, notification_oid(n))) for n in NOTIFICATION_NUMBERS]
+    expected = [MIB[mib_symbol(n)] for n in NOTIFICATION_NUMBERS]
     assert oids[: len(expected)] == expected
-    assert oids[-2:] == [".1.3.6.1.4.1.32473.7.0.100", ".1.3.6.1.4.1.32473.7.1.1.7"]
+    assert oids[-2:] == [MIB["wazodOtherEvent"], MIB["wazodEventData"]]
+    # and the code sends what the text says
+    assert ["." + ".".join(map(str, notification_oid(n))) for n in NOTIFICATION_NUMBERS] == expected
     assert "WAZOD-MIB" not in res.stderr, res.stderr  # no warning about our module
     # the full description is there for an NMS to show
     res = subprocess.run(["snmptranslate", "-M", f"{mibs}:{MIB_FILE.parent}", "-m", "+WAZOD-MIB", "-Td",
@@ -242,25 +283,25 @@ async def test_agent_answers_get_and_walk(tmp_path):
     try:
         await wait_for_async(lambda: notifier.agent is not None, timeout=10)
         async def walked():
-            out = await snmp("snmpwalk", "-c", "wazro", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1")
+            out = await snmp("snmpwalk", "-c", "wazro", f"127.0.0.1:{port}", MIB["wazodObjects"])
             return out if "pbx1" in out else None
 
         walk = await wait_for_async(walked, timeout=15)
-        role = await snmp("snmpget", "-c", "wazro", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1.2.2.0")
-        denied = await snmp("snmpget", "-c", "not-it", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1.2.2.0")
+        role = await snmp("snmpget", "-c", "wazro", f"127.0.0.1:{port}", MIB["wazodRole"] + ".0")
+        denied = await snmp("snmpget", "-c", "not-it", f"127.0.0.1:{port}", MIB["wazodRole"] + ".0")
         ctx.status.update(ha_state="active")  # read live, at each request
-        state = await snmp("snmpget", "-c", "wazro", f"127.0.0.1:{port}", ".1.3.6.1.4.1.32473.7.1.2.3.0")
+        state = await snmp("snmpget", "-c", "wazro", f"127.0.0.1:{port}", MIB["wazodHaState"] + ".0")
     finally:
         ctx.stopping.set()
         await asyncio.wait_for(task, 15)
         ctx.emitter.store.close()
-    assert '.1.3.6.1.4.1.32473.7.1.2.1.0 = STRING: "pbx1"' in walk
-    assert '.1.3.6.1.4.1.32473.7.1.2.3.0 = STRING: "standby"' in walk
-    assert '.1.3.6.1.4.1.32473.7.1.2.5.0 = STRING: "stopped"' in walk
-    assert ".1.3.6.1.4.1.32473.7.1.2.6.0 = Gauge32: 1" in walk
-    assert '.1.3.6.1.4.1.32473.7.1.3.5.0 = STRING: "failed"' in walk  # backup: job 3 -> LastResult 5
-    assert '.1.3.6.1.4.1.32473.7.1.3.6.0 = STRING: "2026-11-27T06:25:00+00:00"' in walk
-    assert '.1.3.6.1.4.1.32473.7.1.3.1.0 = STRING: "none"' in walk  # replication never ran
+    assert f'{MIB["wazodNodeName"]}.0 = STRING: "pbx1"' in walk
+    assert f'{MIB["wazodHaState"]}.0 = STRING: "standby"' in walk
+    assert f'{MIB["wazodServices"]}.0 = STRING: "stopped"' in walk
+    assert f"{MIB['wazodLastEventSeq']}.0 = Gauge32: 1" in walk
+    assert f'{MIB["wazodBackupLastResult"]}.0 = STRING: "failed"' in walk
+    assert f'{MIB["wazodBackupLastRun"]}.0 = STRING: "2026-11-27T06:25:00+00:00"' in walk
+    assert f'{MIB["wazodReplicationLastResult"]}.0 = STRING: "none"' in walk  # replication never ran
     assert 'STRING: "disabled"' in role
     assert "Timeout" in denied
     assert 'STRING: "active"' in state

@@ -176,6 +176,36 @@ class HaNode:
             raise TimeoutError(f"{self.role}: ha_state {self.status().get('ha_state')!r}, not {state!r} "
                                f"after {timeout}s\n{self.log_tail()}") from None
 
+    def probe_rounds(self) -> dict[str, int]:
+        """The daemon's HA probe rounds so far, by result (good, failed), read from its /metrics
+        inside its namespace: what shows that the watch is running, not merely that nothing happened."""
+        status = self.config()["status"]
+        url = f"http://{status['listen']}/metrics"
+        token_file = status.get("token_file")  # an endpoint demanding the pair's token: read by the child
+        headers = (f"{{'X-Auth-Token': open({str(token_file)!r}).read().split()[0]}}" if token_file else "{}")
+        code = ("import sys,urllib.request;"
+                f"r=urllib.request.Request({url!r},headers={headers});"
+                "sys.stdout.write(urllib.request.urlopen(r,timeout=5).read().decode())")
+        res = self.lab.exec(self.role, [PY, "-c", code], timeout=20)
+        if res.returncode != 0:
+            raise RuntimeError(f"{self.role}: /metrics unreadable: {res.stderr[-300:]}")
+        rounds = {"good": 0, "failed": 0}
+        for line in res.stdout.splitlines():
+            for result in rounds:
+                if line.startswith(f'wazod_ha_probe_rounds_total{{result="{result}"}} '):
+                    rounds[result] = int(float(line.split()[-1]))
+        return rounds
+
+    def wait_rounds(self, n: int, timeout: float = 60.0) -> dict[str, int]:
+        """Until the daemon has run ``n`` more probe rounds than now (instead of sleeping for them)."""
+        start = sum(wait_for(self.probe_rounds, timeout=timeout).values())
+        try:
+            return wait_for(lambda: (r := self.probe_rounds()) and sum(r.values()) >= start + n and r,
+                            timeout=timeout, interval=0.1)
+        except TimeoutError:
+            raise TimeoutError(f"{self.role}: fewer than {n} probe rounds in {timeout}s\n{self.log_tail()}") \
+                from None
+
     def standin_pid(self) -> int | None:
         with contextlib.suppress(OSError, ValueError):
             pid = int(self.pidfile.read_text().strip())

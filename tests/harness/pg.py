@@ -43,6 +43,12 @@ from .util import (
 
 __all__ = ["PgCluster", "PgPair", "pg_bindir", "make_pg_template"]
 
+
+def _remove_shared_memory(shmid: int | None) -> None:
+    """Mark this killed server's segment for removal (the kernel frees it once nothing is attached)."""
+    if shmid is not None:
+        subprocess.run(["ipcrm", "-m", str(shmid)], capture_output=True, check=False)
+
 _BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/local/bin")
 
 
@@ -249,6 +255,7 @@ class PgCluster:
         group.  If the chosen port turns out to be taken (race with another
         process), a new free port is tried unless a port was given explicitly.
         """
+        self._shmid = None  # a segment left by a kill is removed by this start itself
         if self.running:
             return self
         self._wait_old_group_gone()
@@ -321,6 +328,7 @@ class PgCluster:
         self._last_pgid = self.proc.pid
         self._wait_old_group_gone()
         self.proc = None
+        self._shmid = None  # a clean stop removes its segment
         self._close_log()
 
     def kill(self, postmaster_only: bool = False) -> None:
@@ -336,6 +344,7 @@ class PgCluster:
         if self.proc is None:
             return
         pid = self.proc.pid
+        self._shmid = self._shared_memory_id()
         try:
             if postmaster_only:
                 os.kill(pid, signal.SIGKILL)
@@ -348,6 +357,18 @@ class PgCluster:
         self.proc = None
         self._close_log()
 
+    def _shared_memory_id(self) -> int | None:
+        """The System V segment of the running server (line 7 of postmaster.pid: key, then id).
+
+        A server killed with SIGKILL leaves that segment behind (the next start in the same data
+        directory would remove it, but the directory is deleted): a few thousand of them and the
+        kernel's SHMMNI is reached, and no PostgreSQL on the machine can start any more."""
+        try:
+            lines = (self.datadir / "postmaster.pid").read_text().splitlines()
+            return int(lines[6].split()[1])
+        except (OSError, IndexError, ValueError):
+            return None
+
     def _close_log(self) -> None:
         if self._log_fh is not None:
             self._log_fh.close()
@@ -358,10 +379,12 @@ class PgCluster:
         if getattr(self, "_destroyed", True):
             return
         self._destroyed = True
+        shmid = self._shared_memory_id() if self.proc is not None else getattr(self, "_shmid", None)
         if self.proc is not None:
             kill_process_group(self.proc)
             self.proc = None
         self._close_log()
+        _remove_shared_memory(shmid)
         shutil.rmtree(self.base, ignore_errors=True)
         unregister_cleanup(self._cleanup_token)
 

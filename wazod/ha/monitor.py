@@ -618,9 +618,10 @@ def component(ctx) -> HaMonitor:
 
 
 def _observe_rtts(rnd: RoundResult) -> None:
-    """Feed each answered probe's round trip to the /metrics histogram."""
-    from wazod.health.instruments import PROBE_RTT
+    """Feed each answered probe's round trip to the /metrics histogram, and the round to its counter."""
+    from wazod.health.instruments import PROBE_ROUNDS, PROBE_RTT
 
+    PROBE_ROUNDS.inc(rnd.good)
     for result in [*rnd.results, *rnd.witnesses]:
         if result.ok and result.rtt is not None:
             PROBE_RTT.observe(result.rtt)

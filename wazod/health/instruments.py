@@ -58,6 +58,34 @@ class RttHistogram:
 PROBE_RTT = RttHistogram()
 
 
+class ProbeRounds:
+    """``wazod_ha_probe_rounds_total``: HA probe rounds, by result: shows the watch is alive (a stalled
+    one stops counting) and how often the peer answered."""
+
+    name = "wazod_ha_probe_rounds"
+    documentation = "HA probe rounds of the other node, by result (good: the peer answered as required)"
+
+    def __init__(self):
+        self.counts: Counter[str] = Counter({"good": 0, "failed": 0})
+        self._lock = threading.Lock()
+
+    def inc(self, good: bool) -> None:
+        with self._lock:
+            self.counts["good" if good else "failed"] += 1
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        family = CounterMetricFamily(self.name, self.documentation, labels=["result"])
+        with self._lock:
+            for result, n in sorted(self.counts.items()):
+                family.add_metric([result], n)
+        yield family
+
+
+PROBE_ROUNDS = ProbeRounds()
+
+
 class HaTransitions:
     """HA state changes since the daemon started, by new state, counted from the status board."""
 

@@ -3,8 +3,8 @@
 Two kinds:
 
 - what the daemon counts as it runs, kept in ``wazod.health.instruments``
-  without this library (``PROBE_RTT``, the probes' round trips; the HA
-  transitions), turned into families here at scrape time;
+  without this library (``PROBE_RTT``, the probes' round trips; ``PROBE_ROUNDS``,
+  the probe rounds by result; the HA transitions), turned into families here at scrape time;
 - everything else is read at scrape time from what the daemon already keeps
   (status board, job records in the state directory, the event store, the
   health checks), so no part has to remember to update a metric, and the
@@ -29,12 +29,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from wazod import __version__
 from wazod.health import instruments
-from wazod.health.instruments import PROBE_RTT, HaTransitions
+from wazod.health.instruments import PROBE_ROUNDS, PROBE_RTT, HaTransitions
 from wazod.health.levels import SEVERITY, UNKNOWN
 from wazod.jobs import JOBS
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REGISTRY.register(PROBE_RTT)
+REGISTRY.register(PROBE_ROUNDS)
 ProcessCollector(registry=REGISTRY, namespace="wazod")  # the daemon's own CPU, memory, fds
 for _collector in instruments.EXTRA_COLLECTORS:  # added by other parts before this module was loaded
     REGISTRY.register(_collector)

@@ -131,11 +131,11 @@ async def position(conn) -> Position:
 
 
 async def identity(conn) -> tuple[str | None, int]:
-    oid = await conn.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()")
-    try:
-        sysid = await conn.fetchval("SELECT system_identifier::text FROM pg_control_system()")
-    except Exception:  # no privilege: the record can never be trusted, every run copies
-        sysid = None
+    # Asked first, not tried: a refused call inside the copy's transaction would abort it.
+    # No privilege: the record can never be trusted, every run copies.
+    oid, allowed = await conn.fetchrow("SELECT (SELECT oid FROM pg_database WHERE datname = current_database()), "
+                                       "has_function_privilege('pg_control_system()', 'EXECUTE')")
+    sysid = await conn.fetchval("SELECT system_identifier::text FROM pg_control_system()") if allowed else None
     return sysid, int(oid)
 
 
