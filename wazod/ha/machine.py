@@ -314,8 +314,8 @@ class Machine:
             return "taking_over"
         if self.pending == "failback":
             return "failing_back"
-        if self.isolated and self.services != "running":
-            return "isolated"
+        if self.isolated:
+            return "isolated" if self.services != "running" else "active"  # cut off, still holding them
         if self.partition_reported and self.fails and self.peer_up is not False and self.services != "running":
             return "partitioned"
         if self.peer_up is None:
