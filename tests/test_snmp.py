@@ -59,6 +59,8 @@ def test_the_mib_text_numbers_pinned():
     assert MIB["wazodHaMasterDown"] == ".1.3.6.1.4.1.32473.7.0.10"
     assert MIB["wazodHaTakeoverCompleted"] == ".1.3.6.1.4.1.32473.7.0.13"
     assert MIB["wazodOtherEvent"] == ".1.3.6.1.4.1.32473.7.0.100"
+    assert MIB["wazodHaFenced"] == ".1.3.6.1.4.1.32473.7.0.23"  # the quorum events of issue 19
+    assert MIB["wazodBerofosTaken"] == ".1.3.6.1.4.1.32473.7.0.32"
     assert MIB["wazodEventData"] == ".1.3.6.1.4.1.32473.7.1.1.7"
     # every contract event has its own notification in the text
     assert {mib_symbol(e) for e in EVENT_NAMES} <= set(MIB)
