@@ -416,7 +416,8 @@ def test_progress_bar_on_a_terminal_only(tmp_path):
     assert piped.returncode == 0 and "100.0%" not in piped.stderr and "100.0%" not in piped.stdout
 
 
-def test_sigterm_of_the_cli_cleans_up(tmp_path):
+@pytest.mark.parametrize("started_by", ["a terminal", "nohup or a background job (SIGINT ignored)"])
+def test_sigterm_of_the_cli_cleans_up(tmp_path, started_by):
     import signal
     import sys
 
@@ -433,7 +434,10 @@ def test_sigterm_of_the_cli_cleans_up(tmp_path):
     assert subprocess.run(argv, capture_output=True, timeout=120).returncode == 0
     d = Path(config.backup.dir)
     before = {p.name: sha(p) for p in d.iterdir()}
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a shell starts background jobs, and nohup its command, with SIGINT ignored: that must not make SIGTERM moot
+    ignore_int = started_by.startswith("nohup")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_int else None)
     wait_for(lambda: any(p.name.startswith(".wazod-data.tgz") for p in d.iterdir()), timeout=30, interval=0.02)
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)

@@ -62,10 +62,14 @@ def _sigterm_cancels():
     restore stopped between the rename and the rollback.
     """
     previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    # A command started in the background by a shell, cron or nohup inherits SIGINT ignored: then
+    # asyncio would not turn it into a cancellation and the SIGTERM above would do nothing at all.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 class _Bar:
