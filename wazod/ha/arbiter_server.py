@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from wazod.ha.clock import mono_to_iso
 from wazod.ha.machine import Machine, Params, Round
 from wazod.logsetup import get_logger
 
@@ -69,8 +70,6 @@ class ArbiterState:
         return view.state == "down" or view.failing >= self.agree_rounds
 
     def document(self) -> dict[str, Any]:
-        from wazod.ha.monitor import mono_to_iso
-
         return {"nodes": {name: {"state": v.state, "since": mono_to_iso(v.since), "reason": v.reason,
                                  "reachable": v.reachable, "failing": v.failing,
                                  "failed": self.failed(name)} for name, v in self.nodes.items()},

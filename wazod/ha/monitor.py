@@ -35,6 +35,7 @@ from wazod.config import read_ha_conf
 from wazod.errors import LockHeld, WazodError
 from wazod.ha import services as svc
 from wazod.ha.advice import COPY_BACK_STATE, split_brain_warnings
+from wazod.ha.clock import mono_to_iso
 from wazod.ha.machine import Emit, Failback, Fence, Machine, Params, Round, Takeover, Unfence, Vote
 from wazod.ha.probes import Prober, RoundResult
 from wazod.locks import OperationLock, is_held
@@ -42,13 +43,6 @@ from wazod.logsetup import get_logger
 from wazod.statedir import ensure_private_dir
 
 log = get_logger("ha")
-
-
-def mono_to_iso(mono: float | None) -> str | None:
-    if mono is None:
-        return None
-    wall = time.time() - (time.monotonic() - mono)
-    return dt.datetime.fromtimestamp(wall, dt.UTC).astimezone().isoformat()
 
 
 def _event_data(data: dict[str, Any]) -> dict[str, Any]:
