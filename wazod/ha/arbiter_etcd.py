@@ -341,6 +341,13 @@ class EtcdArbiter(Arbiter):
                 done, _ = await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     index = tasks.pop(task)
+                    if task.cancelled():  # its channel was closed under it (another request re-authenticating)
+                        host, port = self.endpoints[index]
+                        errors.append(f"{host}:{port}: request cancelled with its channel")
+                        if index not in reauthenticated:  # once more, on the member's fresh channel
+                            reauthenticated.add(index)
+                            launch(index)
+                        continue
                     exc = task.exception()
                     if exc is None:
                         self._preferred = index
