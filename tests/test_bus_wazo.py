@@ -42,7 +42,10 @@ def node_config(tmp_path: Path, url: str, **sections) -> Path:
     (tmp_path / "xivo").mkdir(exist_ok=True)  # Wazo's configuration directory exists: bus.wazo auto is on
     bus = {"wazo": {"url": url, "reconnect_min": 0.1, "reconnect_max": 0.5}, "poll_interval": 0.2}
     bus.update(sections.pop("bus", {}))
-    return write_node_config(tmp_path, "pbx2", bus=bus, node={"wazo_dir": str(tmp_path / "xivo")}, **sections)
+    # a Wazo node would also log to /var/log/wazod.log (logging.file auto): not from a test
+    logging = {"file": None, **sections.pop("logging", {})}
+    return write_node_config(tmp_path, "pbx2", bus=bus, node={"wazo_dir": str(tmp_path / "xivo")},
+                             logging=logging, **sections)
 
 
 def emit(config_path: Path, names: list[str]) -> list[int]:
