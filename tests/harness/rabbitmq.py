@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from .util import (
     free_port,
     kill_process_group,
     register_cleanup,
+    stop_process_group,
     tail_lines,
     unregister_cleanup,
     wait_for,
@@ -132,12 +132,7 @@ class RabbitMQ:
         """A clean broker stop (SIGTERM to its process group): durable queues are kept on disk."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                kill_process_group(self.proc)
+        stop_process_group(self.proc, timeout)
         # epmd-registered children (erl_child_setup) go with the group
         kill_process_group(self.proc)
         self.proc = None
