@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wazod.bus.outbox import OutboxReader, store_path
-from wazod.bus.window import Window, backoff_delay
+from wazod.bus.window import Window, backoff_delay, session_unless_stopped
 from wazod.logsetup import get_logger
 
 if TYPE_CHECKING:
@@ -172,21 +172,7 @@ class MqttPublisher:
             self.reader.close()
 
     async def _session_unless_stopped(self, bus) -> None:
-        """Run a session; a stop while still connecting (a blackholed broker) cancels it at once."""
-        session = asyncio.create_task(self._session(bus))
-        stop = asyncio.ensure_future(self.ctx.stopping.wait())
-        try:
-            await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if not session.done() and not self.connected:
-                session.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await session
-                return
-            await session  # connected: the session drains and says offline itself
-        finally:
-            stop.cancel()
-            if not session.done():
-                session.cancel()
+        await session_unless_stopped(self._session(bus), self.ctx.stopping, lambda: self.connected)
 
     def _set_connected(self, value: bool, error: str | None = None) -> None:
         """Tell the status board (hence /status and the retained state) of a change, not of every retry."""

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from wazod.bus.outbox import OutboxReader, StoredEvent, store_path
-from wazod.bus.window import Window, backoff_delay
+from wazod.bus.window import Window, backoff_delay, session_unless_stopped
 from wazod.logsetup import get_logger
 from wazod.secrets import mask_text
 
@@ -202,20 +202,7 @@ class WazoBusPublisher:
             self.reader.close()
 
     async def _session_unless_stopped(self, bus) -> None:
-        session = asyncio.create_task(self._session(bus))
-        stop = asyncio.ensure_future(self.ctx.stopping.wait())
-        try:
-            await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if not session.done() and not self.connected:
-                session.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await session
-                return
-            await session
-        finally:
-            stop.cancel()
-            if not session.done():
-                session.cancel()
+        await session_unless_stopped(self._session(bus), self.ctx.stopping, lambda: self.connected)
 
     async def _session(self, bus) -> None:
         """One connection: publish until stopping or reload; raises when the connection fails."""

@@ -18,6 +18,27 @@ from collections.abc import Awaitable, Callable
 from wazod.bus.outbox import OutboxReader, StoredEvent
 
 
+async def session_unless_stopped(session_coro, stopping: asyncio.Event, connected: Callable[[], bool]) -> None:
+    """Run one broker session; a stop while it is still connecting (a blackholed broker) cancels it at once.
+
+    Once connected, the session is awaited to its end: it drains what is pending and says goodbye itself.
+    """
+    session = asyncio.ensure_future(session_coro)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({session, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if not session.done() and not connected():
+            session.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await session
+            return
+        await session
+    finally:
+        stop.cancel()
+        if not session.done():
+            session.cancel()
+
+
 def backoff_delay(attempt: int, low: float, high: float) -> float:
     """Full jitter: uniform in [low, min(high, low * 2**attempt)], so fifty nodes do not reconnect in step."""
     return random.uniform(low, min(high, low * (2 ** min(attempt, 30))))
