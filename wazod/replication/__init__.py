@@ -49,13 +49,7 @@ from wazod.replication.changes import (
     where,
     write_marker_sql,
 )
-from wazod.replication.copy import (
-    SourceFailed,
-    clear_tables,
-    master_sizes,
-    set_sequences,
-    stream_tables,
-)
+from wazod.replication.copy import SourceFailed, clear_tables, master_sizes, set_sequences, stream_tables
 from wazod.replication.indexes import (
     Deferred,
     ForeignKeyNotSatisfied,
