@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if needs_config:
             from wazod.config import load_config
-        loaded = load_config(config_path, must_exist=bool(explicit)) if needs_config else None
+        # a command that names the sections it reads (``config_sections``) has only those validated
+        loaded = (load_config(config_path, must_exist=bool(explicit), sections=getattr(args, "config_sections", None))
+                  if needs_config else None)
     except ConfigError as e:
         print(f"wazod: configuration error:\n{e}", file=sys.stderr)
         return ExitCode.USAGE

@@ -13,7 +13,9 @@ def register(sub, common) -> None:
     p.add_argument("--dry-run", action="store_true", help="show the tables and rows that would be copied")
     p.add_argument("--force", action="store_true", help="copy every table even when nothing changed")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(handler=_replicate)
+    # what a run reads of the configuration (node, ha and logging are always read): the other sections'
+    # models are not even built (`wazod config check` and `wazod run` validate them)
+    p.set_defaults(handler=_replicate, config_sections=("replication",))
 
     p = sub.add_parser("sync", parents=[common], help="master to slave file sync, now")
     p.add_argument("--init", action="store_true",
