@@ -140,12 +140,22 @@ def _wazod(config, *args: str) -> subprocess.CompletedProcess:
 def test_replicate_builds_only_the_config_sections_it_uses(tmp_path):
     config = _replicate_config(tmp_path)
     probe = tmp_path / "modules.json"
+    events = tmp_path / "events.json"
     code = (f"import atexit, json, sys\n"
+            "seen = []\n"  # what the process did, in order: processes started, connections made
+            "sys.addaudithook(lambda event, args: seen.append([event, str(args[0])[:80]])"
+            " if event in ('subprocess.Popen', 'os.posix_spawn', 'os.exec', 'socket.connect') else None)\n"
             f"atexit.register(lambda: open({str(probe)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+            f"atexit.register(lambda: open({str(events)!r}, 'w').write(json.dumps(seen)))\n"
             f"sys.argv = ['wazod', 'replicate', '--config', {str(config)!r}]\n"
             "from wazod.cli import main\nraise SystemExit(main())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1, out.stderr  # it did get as far as connecting (refused)
+    assert out.returncode == 1, out.stderr
+    assert "cannot connect to the master database" in out.stdout, out.stdout  # it got as far as connecting
+    seen = json.loads(events.read_text())
+    first_connect = next(i for i, (event, _) in enumerate(seen) if event == "socket.connect")
+    # e.g. ctypes.util.find_library("pq") ran `ldconfig -p` (about 10 ms) to find libpq before the connection
+    assert not seen[:first_connect], f"processes started before the first connection: {seen[:first_connect]}"
     loaded = set(json.loads(probe.read_text()))
     assert {"wazod.config.sections.replication", "wazod.config.sections.ha", "asyncpg"} <= loaded
     built = sorted(s for s in SECTIONS_REPLICATE_SKIPS if f"wazod.config.sections.{s}" in loaded)
