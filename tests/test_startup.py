@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,18 @@ def loaded_after(code: str) -> set[str]:
 def test_help_loads_no_library_of_any_command():
     loaded = loaded_after("import wazod.cli\nwazod.cli.build_parser()")
     assert not loaded & HEAVY, f"`wazod --help` imports {sorted(loaded & HEAVY)}"
+
+
+def test_help_loads_no_event_loop_nor_the_modules_of_a_command():
+    """The command modules' registrations import only argparse's needs: asyncio (about 30 ms), the berofos
+    and maintenance modules, sqlite3, uuid are imported by the command that runs."""
+    loaded = loaded_after("import wazod.cli\nwazod.cli.build_parser()")
+    assert not loaded & {"asyncio", "sqlite3", "uuid"}, sorted(loaded & {"asyncio", "sqlite3", "uuid"})
+    modules = json.loads(subprocess.run(
+        [sys.executable, "-c", "import wazod.cli, sys, json\nwazod.cli.build_parser()\n"
+                               "print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert not [m for m in modules if m.startswith(("wazod.berofos", "wazod.maintenance"))]
 
 
 def test_help_really_prints_every_command():
@@ -116,7 +129,7 @@ def _free_port() -> int:
 SECTIONS_REPLICATE_SKIPS = ["backup", "berofos", "bus", "health", "maintenance", "purge", "snmp", "status", "sync"]
 
 
-def _replicate_config(tmp_path, extra: str = "", **replace: str) -> "Path":
+def _replicate_config(tmp_path, extra: str = "", **replace: str) -> Path:
     """A master's config whose DSNs name a port nothing listens on: the run fails at its first connection (exit 1).
     ``replace``: a section's value in place of the valid one."""
     port = _free_port()

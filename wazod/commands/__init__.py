@@ -8,7 +8,6 @@ as the daemon's scheduled runs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -78,6 +77,8 @@ def print_result(result: JobResult, as_json: bool) -> None:
 
 def run_job_command(args, loaded, job: str, **options: Any) -> int:
     """Run a job from the CLI exactly as the daemon would (lock, record, event)."""
+    import asyncio
+
     from wazod.events import open_emitter
     from wazod.jobs import JOBS, check_role, run_job
 

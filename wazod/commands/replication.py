@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from wazod.commands import print_json, run_job_command
 from wazod.errors import ExitCode, WrongRole
 
@@ -30,6 +28,8 @@ def _replicate(args, loaded) -> int:
 
 
 def _sync(args, loaded) -> int:
+    import asyncio
+
     if not args.init:
         return run_job_command(args, loaded, "sync", dry_run=args.dry_run)
     config = loaded.config
