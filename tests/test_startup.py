@@ -174,6 +174,7 @@ def test_replicate_builds_only_the_config_sections_it_uses(tmp_path):
     built = sorted(s for s in SECTIONS_REPLICATE_SKIPS if f"wazod.config.sections.{s}" in loaded)
     assert not built, f"`wazod replicate` built the config models of {built}"
     assert "wazod.config.model" not in loaded, "`wazod replicate` built the whole configuration model"
+    assert "importlib.metadata" not in loaded, "pydantic looked for plugins (every installed distribution read)"
 
 
 @pytest.mark.parametrize("extra, key", [

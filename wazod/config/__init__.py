@@ -13,6 +13,8 @@ import json
 import os
 import reprlib
 import socket
+import sys
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,17 +58,32 @@ def __getattr__(name: str) -> Any:
 
 
 def _pydantic_without_plugins() -> None:
-    """pydantic without its plugin discovery: wazod's models use no pydantic plugin.
+    """pydantic without its plugin loader: wazod's models use no pydantic plugin.
 
-    When it builds its first model, pydantic scans the entry points of every installed distribution
-    for plugins (3 to 5 ms of a command's start); its cache of the result is filled here with "none",
-    which is what a scan of wazod's virtualenv finds. ``PYDANTIC_DISABLE_PLUGINS`` set by the caller
-    keeps its meaning (the cache is then never read).
+    When it builds its first model pydantic imports ``importlib.metadata`` and scans the entry points of
+    every installed distribution for plugins: 10 to 15 ms of a command's start, to find none in wazod's
+    virtualenv. Its loader (``pydantic.plugin._loader``, whose one function pydantic calls is
+    ``get_plugins()``) is answered here with "no plugin" instead. Any other name asked of it loads the
+    real loader, so a pydantic that needs more of it still works, only without the saving.
     """
-    from pydantic.plugin import _loader
+    if _PYDANTIC_LOADER not in sys.modules:
+        sys.modules[_PYDANTIC_LOADER] = _NoPydanticPlugins(_PYDANTIC_LOADER)
 
-    if getattr(_loader, "_plugins", ()) is None:
-        _loader._plugins = {}  # noqa: SLF001
+
+_PYDANTIC_LOADER = "pydantic.plugin._loader"
+
+
+class _NoPydanticPlugins(types.ModuleType):
+    @staticmethod
+    def get_plugins() -> tuple:
+        return ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # what the import system asks of any module (``__path__``...): not a use
+            raise AttributeError(name)
+        if sys.modules.get(_PYDANTIC_LOADER) is self:
+            del sys.modules[_PYDANTIC_LOADER]
+        return getattr(importlib.import_module(_PYDANTIC_LOADER), name)
 
 
 def _config_model() -> type[Config]:
