@@ -240,3 +240,32 @@ def test_a_command_leaves_its_heap_to_the_os_at_exit(tmp_path):
     assert out.returncode == 1
     assert "frozen at exit: True" in out.stderr
     assert out.stdout.startswith("replication: failed") and "cannot connect to the master database" in out.stdout
+
+
+def _subcommands(parser) -> dict:
+    import argparse
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def test_a_command_line_builds_only_its_commands_parsers_and_they_are_the_same():
+    """`wazod replicate` registers only wazod.commands.replication; each command's parser, help and
+    usage are then exactly those of the whole command line (COMMAND_NAMES kept equal to the registrations)."""
+    from wazod.cli import build_parser
+    from wazod.commands import COMMAND_NAMES
+
+    whole = _subcommands(build_parser())
+    assert set(whole) == set(COMMAND_NAMES)
+    for name, full in whole.items():
+        for argv in ([name], ["--config", "/x", name, "--json"], ["--config=/x", name]):
+            alone = _subcommands(build_parser(argv))
+            assert set(alone) == {n for n, m in COMMAND_NAMES.items() if m == COMMAND_NAMES[name]}, argv
+            assert alone[name].format_help() == full.format_help()
+    for argv in (["-h", "replicate"], ["--version"], ["nope"], []):
+        assert set(_subcommands(build_parser(argv))) == set(COMMAND_NAMES)
+    loaded = json.loads(subprocess.run(
+        [sys.executable, "-c", "import sys, json, wazod.cli\nwazod.cli.build_parser(['replicate'])\n"
+                               "print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert [m for m in loaded if m.startswith("wazod.commands.")] == ["wazod.commands.replication"]

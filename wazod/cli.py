@@ -15,7 +15,7 @@ import os
 import sys
 
 from wazod import DEFAULT_CONFIG_PATH, __version__
-from wazod.commands import COMMAND_MODULES
+from wazod.commands import COMMAND_MODULES, COMMAND_NAMES
 from wazod.errors import ConfigError, ExitCode, WazodError
 
 # Only argparse and the command modules' registrations run before a command is
@@ -29,7 +29,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.USAGE, f"wazod: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named_command(argv: list[str]) -> str | None:
+    """The command ``argv`` names when nothing before it but ``--config`` could change what argparse does
+    (``-h``, ``--version``...); else None."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("--config="):
+            return None if word.startswith("-") else word
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given ``argv`` naming a command, only that command's module is registered
+    (its parsers are the same; the others are not built: 5 to 10 ms of every command's start)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS,
                         help=f"configuration file (default {DEFAULT_CONFIG_PATH} or $WAZOD_CONFIG)")
@@ -37,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wazod {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
+    modules = COMMAND_MODULES
+    command = _named_command(argv) if argv is not None else None
+    if command in COMMAND_NAMES:
+        modules = [COMMAND_NAMES[command]]
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
@@ -67,7 +85,8 @@ BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if getattr(args, "command", None) != "run":
         _leave_the_heap_to_the_os_at_exit()

@@ -28,6 +28,16 @@ COMMAND_MODULES = [
     "wazod.commands.maintenance", # maintenance
     "wazod.commands.demo",        # demo
 ]
+# The command names each module registers (a test keeps this equal to what they register): a command
+# line naming one of them builds only that module's parsers, not all of them (`wazod --help` builds all).
+COMMAND_NAMES = {
+    "run": "wazod.commands.daemon", "status": "wazod.commands.daemon", "config": "wazod.commands.daemon",
+    "check-master": "wazod.commands.ha", "copy-back": "wazod.commands.ha", "services": "wazod.commands.ha",
+    "replicate": "wazod.commands.replication", "sync": "wazod.commands.replication",
+    "backup": "wazod.commands.backup", "restore": "wazod.commands.backup",
+    "purge": "wazod.commands.purge", "berofos": "wazod.commands.berofos", "events": "wazod.commands.events",
+    "maintenance": "wazod.commands.maintenance", "demo": "wazod.commands.demo",
+}
 
 
 def print_json(obj: Any) -> None:
