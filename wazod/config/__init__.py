@@ -214,7 +214,10 @@ def _validate_sections(raw: dict[str, Any], names: Iterable[str], hierarchy: Hie
     same order), plus the top-level keys: an unknown one is an error whatever the command."""
     from pydantic import ValidationError
 
-    names = [n for n in SECTIONS if n in set(names)]  # Config's order: its errors come in that order
+    wanted = set(names)
+    if wanted - set(SECTIONS):  # a caller's mistake, not the administrator's
+        raise ValueError(f"no such configuration section: {sorted(wanted - set(SECTIONS))}")
+    names = [n for n in SECTIONS if n in wanted]  # Config's order: its errors come in that order
     errors: list[dict[str, Any]] = []
     out: dict[str, Any] = {}
     for name in names:
