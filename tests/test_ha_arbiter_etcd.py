@@ -69,7 +69,8 @@ async def test_claim_when_the_key_is_free(etcd_cluster, arbiters):
     await slave.start()
 
     view = await slave.observe()
-    assert view == ArbiterView(reachable=True, peer_up=True, owner=None)  # master's member key, no owner
+    # the master's wazod is alive (its member key) but holds no owner key: not serving, not "up" (the owner's duty)
+    assert view == ArbiterView(reachable=True, peer_up=False, owner=None)
 
     assert await master.claim() is True
     kv = await _get(etcd_cluster, _owner_key(pair))
@@ -164,8 +165,9 @@ async def test_release_frees_the_key(etcd_cluster, arbiters):
     assert await slave.claim() is True  # e.g. after a takeover
     await slave.release()                # failback
     assert await _get(etcd_cluster, _owner_key(pair)) is None
-    # The slave's session stays: the master still sees it alive, and no longer the owner.
-    assert await master.observe() == ArbiterView(reachable=True, peer_up=True, owner=None)
+    # The slave's session stays (its member key), but it no longer owns: "up" is serving, so not up.
+    assert await master.observe() == ArbiterView(reachable=True, peer_up=False, owner=None)
+    assert (await _get(etcd_cluster, f"/wazod/{pair}/members/slave"))["lease"] == slave.lease_id
     assert await slave.renew() is False
     assert await master.claim() is True
     await slave.release()  # not the owner: leaves the master's key alone
@@ -317,7 +319,7 @@ async def test_one_member_of_three_killed_nothing_moves(etcd_cluster3, arbiters)
 
     for _ in range(6):
         assert await slave.observe() == ArbiterView(reachable=True, peer_up=True, owner="master")
-        assert await master.observe() == ArbiterView(reachable=True, peer_up=True, owner="master")
+        assert await master.observe() == ArbiterView(reachable=True, peer_up=False, owner="master")
         assert await master.renew() is True
         assert await slave.claim() is False
         await asyncio.sleep(0.5)
@@ -343,7 +345,7 @@ async def test_the_leader_killed_the_lease_survives_the_election(etcd_cluster3, 
         assert await master.renew() is True
         assert await slave.claim() is False
         await asyncio.sleep(0.5)
-    assert views[-1] == ArbiterView(reachable=True, peer_up=True, owner="master")
+    assert views[-1] == ArbiterView(reachable=True, peer_up=False, owner="master")  # the master looks at itself
     assert all(v.owner in ("master", None) for v in views)
     assert await _get(cluster, _owner_key(pair)) == {"value": "master", "lease": lease}
 

@@ -36,7 +36,7 @@ from wazod.errors import LockHeld, WazodError
 from wazod.ha import services as svc
 from wazod.ha.advice import COPY_BACK_STATE, split_brain_warnings
 from wazod.ha.clock import mono_to_iso
-from wazod.ha.machine import Emit, Failback, Fence, Machine, Params, Round, Takeover, Unfence, Vote
+from wazod.ha.machine import Emit, Failback, Fence, Machine, Params, Release, Round, Takeover, Unfence, Vote
 from wazod.ha.probes import Prober, RoundResult
 from wazod.locks import OperationLock, is_held
 from wazod.logsetup import get_logger
@@ -274,7 +274,10 @@ class HaMonitor:
                     if check_gen == self._actions_started:
                         actions += self._services_checked(machine, check)
                     check = None
-                if (role == "slave" and ha.services_check_interval and check is None
+                # the slave reads its services for drift; a master whose arbiter holds it to the owner's duty
+                # (etcd) reads its own, to release the ownership when they died behind its back
+                owner_duty = role == "master" and getattr(arbiter, "owner_duty", False)
+                if ((role == "slave" or owner_duty) and ha.services_check_interval and check is None
                         and time.monotonic() >= next_check and machine.pending is None and not self._actions
                         and not self._restore_running()):
                     next_check = time.monotonic() + ha.services_check_interval
@@ -324,6 +327,12 @@ class HaMonitor:
         if check.cancelled() or check.exception() is not None:
             return []
         real = check.result()
+        if self.role == "master":
+            if machine.pending is not None or self._actions:
+                return []
+            if real == "stopped" and machine.services == "running" and not machine.fenced:
+                log.warning("own services stopped behind wazod's back: giving the ownership up at the arbiter")
+            return machine.own_services(real, time.monotonic())
         if real == "unknown" or real == machine.services or machine.pending is not None or self._actions:
             return []
         log.warning("services are not in the known state: reconciling", known=machine.services, real=real)
@@ -356,8 +365,9 @@ class HaMonitor:
                 if rnd is not None and action.name in ("ha_master_down", "ha_slave_down", "ha_isolated"):
                     data["last_round"] = rnd.summary()
                 self.ctx.emit(action.name, data)
-            elif isinstance(action, (Takeover, Failback, Fence, Unfence)):
-                kind = {Takeover: "takeover", Failback: "failback", Fence: "fence", Unfence: "unfence"}[type(action)]
+            elif isinstance(action, (Takeover, Failback, Fence, Unfence, Release)):
+                kind = {Takeover: "takeover", Failback: "failback", Fence: "fence", Unfence: "unfence",
+                        Release: "release"}[type(action)]
                 self._actions_started += 1
                 task = asyncio.create_task(self._act(kind, action.data), name=f"ha-{kind}")
                 self._actions.add(task)
@@ -400,7 +410,7 @@ class HaMonitor:
                                    "error": refusal, "duration": 0.0})
                     return
                 ok = await {"takeover": self._takeover, "failback": self._failback, "fence": self._fence,
-                            "unfence": self._unfence}[kind](data)
+                            "unfence": self._unfence, "release": self._release}[kind](data)
         except asyncio.CancelledError:
             self.ctx.emit(f"ha_{kind}_failed", {**_event_data(data), "failed_step": "interrupted",
                                                 "error": "daemon stopping"})
@@ -558,6 +568,23 @@ class HaMonitor:
         else:
             self.ctx.emit("ha_unfenced", result)
         return report.ok
+
+    async def _release(self, data: dict[str, Any]) -> bool:
+        """The owner's duty: this node's services died while its wazod lives; give the ownership up at the
+        arbiter (etcd: delete the owner key) so the slave can obtain it. Nothing is started here before the
+        ownership is claimed back (the machine's ``released`` state)."""
+        ha = self.ctx.config.ha
+        started = time.monotonic()
+        ok = True
+        if self.arbiter is not None:
+            try:
+                await asyncio.wait_for(self.arbiter.release(), 5.0)
+            except Exception as e:  # the key then expires with the lease only if the lease is not renewed
+                ok = False
+                log.warning("arbiter release failed", error=str(e) or type(e).__name__)
+        self.ctx.emit("ha_released", {**_event_data(data), "peer": ha.remote_address, "arbiter": ha.arbiter,
+                                      "ok": ok, "duration": round(time.monotonic() - started, 3)})
+        return ok
 
     async def _services_action(self, action: str) -> svc.ServicesReport:
         ha = self.ctx.config.ha
