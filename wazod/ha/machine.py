@@ -65,12 +65,17 @@ class Params:
     has_witnesses: bool = False
     has_arbiter: bool = False
     self_fence: bool = True
+    # seconds of failing rounds before ha_partitioned is told: an etcd arbiter keeps a dead master "up" (its
+    # lease) for up to ttl + 1 s, which is no partition (0: at fall rounds)
+    partition_after: float = 0.0
 
     @classmethod
     def from_config(cls, ha, role: Role) -> Params:
+        etcd = bool(ha.arbiter) and str(ha.arbiter).startswith("etcd://")
         return cls(role=role, fall=ha.fall, rise=ha.rise, failback_hold=ha.failback_hold,
                    flap_window=ha.flap_window, flap_limit=ha.flap_limit, action_backoff=ha.action_backoff,
-                   has_witnesses=bool(ha.witnesses), has_arbiter=bool(ha.arbiter), self_fence=ha.self_fence)
+                   has_witnesses=bool(ha.witnesses), has_arbiter=bool(ha.arbiter), self_fence=ha.self_fence,
+                   partition_after=ha.etcd.ttl + 1.0 if etcd else 0.0)
 
 
 @dataclass(frozen=True)
@@ -205,7 +210,8 @@ class Machine:
         partitioned = self._is_partitioned(rnd)
         if partitioned and self.fails >= self.p.fall:
             # silent here, alive for the arbiter: the link between the two is cut; no down verdict
-            if not self.partition_reported:
+            if not self.partition_reported and (self.fail_since is None
+                                                or now - self.fail_since >= self.p.partition_after):
                 self.partition_reported = True
                 out.append(Emit("ha_partitioned", {"rounds": self.fails, "arbiter_sees_peer": True,
                                                    "holds_services": self.services == "running"}))
@@ -271,6 +277,30 @@ class Machine:
         out: list[Action] = []
         self._check_flapping(now, out)
         out += self._reconcile(now)
+        return out
+
+    def awaiting_arbiter(self, now: float) -> bool:
+        """The slave has its ``fall`` bad rounds and only the arbiter's word is missing, within the first
+        ``partition_after`` seconds (an etcd lease that may still expire): worth a look between rounds."""
+        v = self.vote
+        return (self.p.role == "slave" and self.p.partition_after > 0 and self.pending is None
+                and self.services != "running" and not self.isolated and not self.frozen
+                and self.peer_up is not False and self.fails >= self.p.fall and self.fail_since is not None
+                and now - self.fail_since <= self.p.partition_after + 1.0
+                and v is not None and v.reachable and v.peer_up is not False)
+
+    def revote(self, vote: Vote, now: float) -> list[Action]:
+        """A fresh look at the arbiter between rounds, while ``awaiting_arbiter``: the last rounds' verdict
+        stands (no round is counted), the arbiter's word is new. The slave takes over the moment an expired
+        lease says the master is down, not at its next round."""
+        if not self.awaiting_arbiter(now):
+            return []
+        self.vote = vote
+        out: list[Action] = []
+        if vote.reachable and vote.peer_up is False:
+            self._transition(False, Round(now, now, False, self.reason, vote=vote), out)
+            self._check_flapping(now, out)
+            out += self._reconcile(now)
         return out
 
     def ownership_lost(self, reason: str) -> list[Action]:

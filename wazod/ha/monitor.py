@@ -244,6 +244,8 @@ class HaMonitor:
                  services=services_state, interval=ha.probe_interval, fall=ha.fall, rise=ha.rise)
         next_at = time.monotonic()
         next_check = next_at + ha.services_check_interval
+        lookout = (asyncio.create_task(self._lookout(machine, arbiter), name="ha-arbiter-lookout")
+                   if arbiter is not None and machine.p.partition_after > 0 else None)
         check: asyncio.Task | None = None
         check_gen = 0
         me = asyncio.current_task()
@@ -288,6 +290,10 @@ class HaMonitor:
                     await self._keep_ownership(machine, arbiter)
                 self._publish_status()
         finally:
+            if lookout is not None:
+                lookout.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lookout
             prober.close()
             if arbiter is not None:
                 with contextlib.suppress(Exception):
@@ -295,6 +301,27 @@ class HaMonitor:
             self.arbiter = None
             if check is not None:
                 check.cancel()
+
+    async def _lookout(self, machine: Machine, arbiter, every: float = 0.1) -> None:
+        """The slave waiting for a dead master's etcd lease to expire (its ``fall`` bad rounds done, the
+        master still up at the arbiter) looks at the arbiter every ``every`` s, beside the rounds: the
+        takeover starts as soon as etcd deleted the master's key, not at the next round's look (up to one
+        probe interval later). Only then: a few reads per master death, none in normal operation."""
+        timeout = self.ctx.config.ha.effective_round_timeout
+        from wazod.ha.arbiter import observe_bounded
+
+        while True:
+            await asyncio.sleep(every)
+            if self.machine is not machine or not machine.awaiting_arbiter(time.monotonic()):
+                continue
+            view = await observe_bounded(arbiter, timeout)
+            if not view.reachable or view.peer_up is not False:
+                continue
+            actions = machine.revote(_vote(view, arbiter.identity), time.monotonic())
+            if actions:
+                self.last_vote = view
+                self._apply(actions, self.last_round)
+                self._publish_status()
 
     async def _keep_ownership(self, machine: Machine, arbiter) -> None:
         """A node running the services keeps its ownership alive (``renew`` every round: an etcd lease no
