@@ -430,7 +430,7 @@ def test_make_etcd_arbiter_from_the_configuration(tmp_path):
     with pytest.raises(Exception, match="pair_id"):
         config(pair_id="../other")
     a = make_etcd_arbiter(config(pair_id="paris-1"), url="etcd://127.0.0.1:2379,127.0.0.2:2379")
-    assert (a.identity, a.peer_identity, a.ttl) == ("slave", "master", 3)
+    assert (a.identity, a.peer_identity, a.ttl) == ("slave", "master", 2)  # the shipped ttl: takeover within 3 s
     assert a.owner_key == b"/wazod/paris-1/owner"
     assert a.timeout == pytest.approx(0.4) and a.fence_margin == pytest.approx(0.9)
     assert a.endpoints == [("127.0.0.1", 2379), ("127.0.0.2", 2379)]
