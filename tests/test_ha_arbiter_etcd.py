@@ -372,6 +372,7 @@ async def test_two_members_of_three_killed_unreachable_bounded_then_fenced(etcd_
 
     await wait_for_async(lost, timeout=3 + 2, interval=0.5)
     assert master.owns is False
+    assert await master.release() is False  # no quorum: not released, and said so (the HA loop retries)
 
     # Quorum back: the lease survived (no leader, no expiry), the master gets its key back.
     other = (survivor + 1) % 3
@@ -384,6 +385,8 @@ async def test_two_members_of_three_killed_unreachable_bounded_then_fenced(etcd_
     assert await master.claim() is True
     kv = await _get(cluster, _owner_key(pair))
     assert kv == {"value": "master", "lease": master.lease_id}
+    assert await master.release() is True
+    assert await _get(cluster, _owner_key(pair)) is None
 
 
 # --- configuration -----------------------------------------------------------------------------------

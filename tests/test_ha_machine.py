@@ -398,6 +398,11 @@ def test_the_owner_releases_when_its_own_services_die():
     assert m2.services == "running" and m2.state == "master"
     # systemd restarted the services meanwhile: serving again, nothing to do
     assert m.own_services("running", 12.0) == [] and m.services == "running" and m.state == "master"
+    # a failed release (etcd unreachable) is tried again at the next check
+    m3 = Machine(MA, services="running")
+    m3.own_services("stopped", 1.0)
+    m3.action_done("release", False, 1.1)
+    assert [type(a).__name__ for a in m3.own_services("stopped", 2.0)] == ["Release"]
     # no arbiter, or a slave: not this machine's business
     assert Machine(Params(role="master"), services="running").own_services("stopped", 1.0) == []
     assert Machine(PA, services="running").own_services("stopped", 1.0) == []

@@ -277,14 +277,17 @@ class EtcdArbiter(Arbiter):
             return False
         return True
 
-    async def release(self) -> None:
-        """Delete the owner key if this node holds it (compare-and-delete); never raises for network errors."""
+    async def release(self) -> bool:
+        """Delete the owner key if this node holds it (compare-and-delete); never raises for network errors.
+        False: etcd did not answer, the key may still name this node (the caller tries again)."""
         self._owned = False
         try:
             await asyncio.wait_for(self._release(), self.timeout)
         except _NETWORK_ERRORS + (_Unavailable, _LeaseNotFound) as e:
             self._note_reachable(False, e)
             log.warning("etcd: owner key not released (it expires with our lease unless renewed)", error=str(e))
+            return False
+        return True
 
     async def close(self) -> None:
         """Revoke the session lease (its keys go with it) and close the connections."""

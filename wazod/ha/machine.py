@@ -335,7 +335,10 @@ class Machine:
         """The monitor finished a Takeover or Failback."""
         self.pending = None
         if kind == "release":
-            return self._reconcile(now)  # services stay stopped; a failed release expires with the lease
+            if not ok:  # the key still names this node (and its lease is kept alive): the next check retries
+                self.released_at = None
+                self.services = "running"
+            return self._reconcile(now)
         if kind == "fence":
             self.fenced = True  # even a failed stop: the next try comes from a new decision
             self.services = "stopped" if ok else "unknown"

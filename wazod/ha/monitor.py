@@ -605,8 +605,8 @@ class HaMonitor:
         ok = True
         if self.arbiter is not None:
             try:
-                await asyncio.wait_for(self.arbiter.release(), 5.0)
-            except Exception as e:  # the key then expires with the lease only if the lease is not renewed
+                ok = await asyncio.wait_for(self.arbiter.release(), 5.0) is not False  # HTTP: None, nothing to do
+            except Exception as e:  # the machine tries again at the next check of the services
                 ok = False
                 log.warning("arbiter release failed", error=str(e) or type(e).__name__)
         self.ctx.emit("ha_released", {**_event_data(data), "peer": ha.remote_address, "arbiter": ha.arbiter,
