@@ -109,3 +109,25 @@ def test_etcd_real_master_death_is_taken_over_once_its_lease_expires(ha_lab):
     assert pair.etcd_owner() == "slave"
     assert pair.slave.standin_pid()
     assert not [e for e in pair.slave.events("ha_takeover_failed")]
+
+
+def test_etcd_master_restarted_during_a_cut_between_the_nodes_does_not_stay_active_beside_the_slave(ha_lab):
+    """The link between the nodes is cut (both reach etcd: the slave is partitioned) and the master's wazod is
+    restarted meanwhile (an upgrade): its lease is revoked at the stop, the owner key is free, and the slave,
+    which sees the master down, obtains it and takes over. The restarted master finds the slave owner and
+    cannot reach it: it must fence itself, not serve beside the slave until the link is back."""
+    pair = _etcd_pair(ha_lab, 1, **FAST)
+    pair.lab.cut("master", "slave")
+    pair.slave.wait_event("ha_partitioned", timeout=15)
+    assert pair.master.stop() == 0
+    pair.master.start()
+    pair.slave.wait_event("ha_takeover_completed", timeout=15)
+    assert pair.etcd_owner() == "slave"
+    fenced = pair.master.wait_event("ha_fenced", timeout=15)
+    assert fenced["data"]["ok"] is True
+    assert not pair.master.standin_pid() and pair.slave.standin_pid()
+    # the link back: the master reaches its slave, starts again (the failback overlap), the slave gives back
+    pair.lab.heal("master", "slave")
+    pair.slave.wait_event("ha_failback_completed", timeout=20)
+    wait_for(lambda: pair.etcd_owner() == "master" and pair.master.standin_pid() and not pair.slave.standin_pid(),
+             timeout=15, message="the pair did not converge on the master")

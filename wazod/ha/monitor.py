@@ -340,6 +340,13 @@ class HaMonitor:
                 log.warning("services ownership lost at the arbiter", identity=arbiter.identity)
                 self._apply(machine.ownership_lost("ownership lost at the arbiter"))
             return
+        if (vote.owner == "peer" and self.role == "master" and getattr(arbiter, "owner_duty", False)
+                and machine.fails >= machine.p.fall):
+            # etcd names the slave owner and this master cannot reach it: the slave took over (the key was free:
+            # this wazod restarted during a cut, or released it), so serving here too is the split brain
+            log.warning("the slave holds the owner key and is unreachable from here: stopping this node's services")
+            self._apply(machine.ownership_lost("the slave holds the owner key and is unreachable from here"))
+            return
         with contextlib.suppress(Exception):
             if await asyncio.wait_for(arbiter.claim(), self.ctx.config.ha.effective_round_timeout):
                 machine.vote = Vote(True, vote.peer_up, "self")
