@@ -64,9 +64,11 @@ async def _execute(dsn: str, script: str) -> None:
 
 
 async def test_enum_arrays_composites_and_domains_copy_across_clusters_with_other_type_oids(tmp_path, dbs):
-    """Binary COPY writes an array's element type oid and a composite's column type oids into the data;
-    the slave's types have other oids (created in another order, after other objects), which its binary
-    input refuses. Such tables go as text; the values arrive identical."""
+    """Binary COPY writes an array's element type oid and a composite's column type oids into the data,
+    and the slave's types have other oids (created after other objects). wazod sends such tables as
+    text; PostgreSQL 15's binary input accepts the other oids too (this test also passes with binary
+    forced for every table), so the text path is kept for other server versions. Either way the values
+    must arrive identical."""
     master, slave = dbs
     # shift the slave's oids: the same types, created after unrelated ones
     await _execute(slave, "CREATE TYPE zz_unrelated AS ENUM ('x'); CREATE TYPE zz_unrelated2 AS (a int);")
