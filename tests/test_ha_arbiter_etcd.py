@@ -69,7 +69,8 @@ async def test_claim_when_the_key_is_free(etcd_cluster, arbiters):
     await slave.start()
 
     view = await slave.observe()
-    assert view == ArbiterView(reachable=True, peer_up=True, owner=None)  # master's member key, no owner
+    # the master's wazod is alive (its member key) but holds no owner key: not serving, not "up" (the owner's duty)
+    assert view == ArbiterView(reachable=True, peer_up=False, owner=None)
 
     assert await master.claim() is True
     kv = await _get(etcd_cluster, _owner_key(pair))
@@ -164,8 +165,9 @@ async def test_release_frees_the_key(etcd_cluster, arbiters):
     assert await slave.claim() is True  # e.g. after a takeover
     await slave.release()                # failback
     assert await _get(etcd_cluster, _owner_key(pair)) is None
-    # The slave's session stays: the master still sees it alive, and no longer the owner.
-    assert await master.observe() == ArbiterView(reachable=True, peer_up=True, owner=None)
+    # The slave's session stays (its member key), but it no longer owns: "up" is serving, so not up.
+    assert await master.observe() == ArbiterView(reachable=True, peer_up=False, owner=None)
+    assert (await _get(etcd_cluster, f"/wazod/{pair}/members/slave"))["lease"] == slave.lease_id
     assert await slave.renew() is False
     assert await master.claim() is True
     await slave.release()  # not the owner: leaves the master's key alone
@@ -317,7 +319,7 @@ async def test_one_member_of_three_killed_nothing_moves(etcd_cluster3, arbiters)
 
     for _ in range(6):
         assert await slave.observe() == ArbiterView(reachable=True, peer_up=True, owner="master")
-        assert await master.observe() == ArbiterView(reachable=True, peer_up=True, owner="master")
+        assert await master.observe() == ArbiterView(reachable=True, peer_up=False, owner="master")
         assert await master.renew() is True
         assert await slave.claim() is False
         await asyncio.sleep(0.5)
@@ -343,7 +345,7 @@ async def test_the_leader_killed_the_lease_survives_the_election(etcd_cluster3, 
         assert await master.renew() is True
         assert await slave.claim() is False
         await asyncio.sleep(0.5)
-    assert views[-1] == ArbiterView(reachable=True, peer_up=True, owner="master")
+    assert views[-1] == ArbiterView(reachable=True, peer_up=False, owner="master")  # the master looks at itself
     assert all(v.owner in ("master", None) for v in views)
     assert await _get(cluster, _owner_key(pair)) == {"value": "master", "lease": lease}
 
@@ -370,6 +372,7 @@ async def test_two_members_of_three_killed_unreachable_bounded_then_fenced(etcd_
 
     await wait_for_async(lost, timeout=3 + 2, interval=0.5)
     assert master.owns is False
+    assert await master.release() is False  # no quorum: not released, and said so (the HA loop retries)
 
     # Quorum back: the lease survived (no leader, no expiry), the master gets its key back.
     other = (survivor + 1) % 3
@@ -382,6 +385,8 @@ async def test_two_members_of_three_killed_unreachable_bounded_then_fenced(etcd_
     assert await master.claim() is True
     kv = await _get(cluster, _owner_key(pair))
     assert kv == {"value": "master", "lease": master.lease_id}
+    assert await master.release() is True
+    assert await _get(cluster, _owner_key(pair)) is None
 
 
 # --- configuration -----------------------------------------------------------------------------------
@@ -428,7 +433,7 @@ def test_make_etcd_arbiter_from_the_configuration(tmp_path):
     with pytest.raises(Exception, match="pair_id"):
         config(pair_id="../other")
     a = make_etcd_arbiter(config(pair_id="paris-1"), url="etcd://127.0.0.1:2379,127.0.0.2:2379")
-    assert (a.identity, a.peer_identity, a.ttl) == ("slave", "master", 3)
+    assert (a.identity, a.peer_identity, a.ttl) == ("slave", "master", 2)  # the shipped ttl: takeover within 3 s
     assert a.owner_key == b"/wazod/paris-1/owner"
     assert a.timeout == pytest.approx(0.4) and a.fence_margin == pytest.approx(0.9)
     assert a.endpoints == [("127.0.0.1", 2379), ("127.0.0.2", 2379)]

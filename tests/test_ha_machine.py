@@ -424,3 +424,71 @@ def test_own_isolation_and_partition_with_an_arbiter_are_not_master_transitions(
     names = [n for i in sorted(out) for n in out[i]]
     assert names == ["ha_isolated", "ha_partitioned", "ha_isolated", "ha_master_down", "TAKEOVER"]
     assert not m.transitions or len(m.transitions) == 1
+
+
+def test_the_owner_releases_when_its_own_services_die():
+    """The owner's duty (etcd): the master's services die behind wazod's back while it holds the ownership:
+    Release, state released; it starts nothing while the slave holds the services, and nothing while the
+    ownership is free before failback_hold has passed; its services found running again: serving."""
+    m = Machine(MA, services="running")
+    m.observe(Round(0.0, 0.5, True, vote=_vote("s")))
+    acts = m.own_services("stopped", 1.0)
+    assert [type(a).__name__ for a in acts] == ["Release"] and acts[0].data["reason"] == "services_stopped"
+    assert m.state == "released" and m.services == "stopped"
+    assert m.own_services("stopped", 1.1) == []  # one release at a time
+    assert m.action_done("release", True, 1.2) == []
+    # the slave takes over: the master starts nothing, even past the hold
+    for i in range(2, 12):
+        assert m.observe(Round(float(i), i + 0.5, True, vote=_vote("D"))) == []
+    assert m.state == "released" and not m.fenced
+    # the ownership free, but within the hold of the release: nothing either (the slave's chance)
+    m2 = Machine(MA, services="running")
+    m2.observe(Round(0.0, 0.5, True, vote=_vote("s")))
+    m2.own_services("stopped", 1.0)
+    m2.action_done("release", True, 1.1)
+    assert m2.observe(Round(2.0, 2.5, True, vote=_vote("d"))) == []
+    assert m2.observe(Round(3.0, 3.5, False, vote=_vote("-"))) == []  # nor blind
+    # nobody took it within failback_hold: claim it back and start (Unfence claims first)
+    acts = m2.observe(Round(6.0, 6.5, True, vote=_vote("d")))
+    assert [_name(a) for a in acts] == ["UNFENCE"] and acts[0].data["after_release"] is True
+    m2.action_done("unfence", True, 7.0)
+    assert m2.services == "running" and m2.state == "master"
+    # systemd restarted the services meanwhile: serving again, nothing to do
+    assert m.own_services("running", 12.0) == [] and m.services == "running" and m.state == "master"
+    # a failed release (etcd unreachable) is tried again at the next check
+    m3 = Machine(MA, services="running")
+    m3.own_services("stopped", 1.0)
+    m3.action_done("release", False, 1.1)
+    assert [type(a).__name__ for a in m3.own_services("stopped", 2.0)] == ["Release"]
+    # no arbiter, or a slave: not this machine's business
+    assert Machine(Params(role="master"), services="running").own_services("stopped", 1.0) == []
+    assert Machine(PA, services="running").own_services("stopped", 1.0) == []
+
+
+def test_partition_after_holds_the_partition_report_while_an_etcd_lease_may_still_expire():
+    """etcd keeps a dead master "up" (its lease) for up to ttl + 1 s: no ha_partitioned before that, then the
+    takeover when the lease is gone; a master still up past it is a partition."""
+    p = Params(role="slave", fall=3, rise=3, has_arbiter=True, partition_after=3.0)
+    out, m = play_votes(p, "GGGBBBBB", "uuuuuudd")  # the lease expires 3 rounds after the first bad one
+    assert out == {6: ["ha_master_down", "TAKEOVER"]}
+    out, m = play_votes(p, "GGGBBBBBBB", "uuuuuuuuuu")
+    assert out == {6: ["ha_partitioned"]}
+
+
+def test_revote_between_rounds_takes_over_the_moment_the_lease_expires():
+    """The slave has its fall bad rounds, the etcd lease of the dead master still lives: a look between
+    rounds that finds it expired takes over at once, without counting a round; nothing otherwise."""
+    p = Params(role="slave", fall=3, rise=3, has_arbiter=True, partition_after=3.0)
+    out, m = play_votes(p, "GGGBBB", "uuuuuu")
+    assert out == {} and m.awaiting_arbiter(6.0)
+    assert m.revote(Vote(True, True, "peer"), 6.1) == []  # still up there: nothing
+    acts = m.revote(Vote(True, False, None), 6.2)
+    assert [_name(a) for a in acts] == ["ha_master_down", "TAKEOVER"] and m.fails == 3
+    assert not m.awaiting_arbiter(6.3) and m.revote(Vote(True, False, None), 6.3) == []
+    # not while fewer than fall bad rounds, nor without an etcd arbiter (partition_after 0), nor too late
+    _, m = play_votes(p, "GGGBB", "uuuuu")
+    assert m.revote(Vote(True, False, None), 5.0) == []
+    _, m = play_votes(PA, "GGGBBB", "uuuuuu")
+    assert not m.awaiting_arbiter(6.0)
+    _, m = play_votes(p, "GGGBBBBBBB", "uuuuuuuuuu")
+    assert not m.awaiting_arbiter(9.9)

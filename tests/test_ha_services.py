@@ -329,6 +329,19 @@ def test_slave_without_witness_or_arbiter_is_warned_in_config_check_and_status(t
     assert "warning:" not in res.stdout
 
 
+def test_etcd_master_with_a_slow_own_services_check_is_warned(tmp_path):
+    """The owner's duty: a master with an etcd arbiter finds its own Asterisk dead only at its services check;
+    with the 30 s default the slave cannot take over for that long: config check says so, not with 2 s."""
+    ha = {"node_type": "master", "remote_address": "127.0.0.1", "arbiter": "etcd://127.0.0.1:2379",
+          "etcd": {"pair_id": "p1"}}
+    res = _wazod("config", "check", "--json", "--config", str(_write_config(tmp_path, ha)))
+    warnings = json.loads(res.stdout)["warnings"]
+    assert len(warnings) == 1 and "every 30 s (ha.services_check_interval)" in warnings[0]
+    res = _wazod("config", "check", "--json", "--config",
+                 str(_write_config(tmp_path, {**ha, "services_check_interval": 2})))
+    assert json.loads(res.stdout)["warnings"] == []
+
+
 async def test_sip_watcher_counts_a_late_answer_and_judges_silence_after_its_budget(tmp_path):
     """Issue 19.3: an OPTIONS answered 0.6 s late (rounds of 0.2 s, a SIP budget of 3 s) is a live Asterisk: the rounds before the
     answer are pending, not dead; an Asterisk that never answers is dead once the budget has run out."""

@@ -20,7 +20,6 @@ once, lazily. Nothing here connects.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import re
 from functools import lru_cache
 
@@ -42,11 +41,17 @@ class _Option(ctypes.Structure):
 
 @lru_cache(maxsize=1)
 def _libpq():
-    name = ctypes.util.find_library("pq") or "libpq.so.5"
+    # libpq5's soname first: ctypes.util.find_library runs ``ldconfig -p`` (a process, about 10 ms of a
+    # command's start), so it is only the fallback for a system whose libpq has another name
     try:
-        lib = ctypes.CDLL(name)
-    except OSError as e:
-        raise ConfigError(f"libpq (Debian package libpq5) is needed to read DSNs: {e}") from None
+        lib = ctypes.CDLL("libpq.so.5")
+    except OSError:
+        from ctypes.util import find_library
+
+        try:
+            lib = ctypes.CDLL(find_library("pq") or "libpq.so.5")
+        except OSError as e:
+            raise ConfigError(f"libpq (Debian package libpq5) is needed to read DSNs: {e}") from None
     lib.PQconninfoParse.restype = ctypes.POINTER(_Option)
     lib.PQconninfoParse.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.PQconninfoFree.argtypes = [ctypes.POINTER(_Option)]

@@ -88,10 +88,14 @@ class EtcdCluster:
 
     def __init__(self, size: int = 1, host: str = "127.0.0.1",
                  heartbeat_ms: int = 100, election_ms: int = 1000,
-                 tls: dict[str, Path] | None = None, extra_args: list[str] | None = None) -> None:
+                 tls: dict[str, Path] | None = None, extra_args: list[str] | None = None,
+                 netns: str | None = None) -> None:
         """``tls``: harness.bus.make_tls_files() output: clients then need TLS and a client certificate.
-        ``extra_args``: more etcd flags for every member (e.g. ``--auth-token-ttl``)."""
+        ``extra_args``: more etcd flags for every member (e.g. ``--auth-token-ttl``).
+        ``netns``: run the members (and etcdctl) inside that network namespace (a lab host's), on fixed ports
+        (a fresh namespace has them all free; ``host`` is then that host's address)."""
         self.size = size
+        self.netns = netns
         self.tls = tls
         self.extra_args = list(extra_args or [])
         self.host = host
@@ -115,6 +119,10 @@ class EtcdCluster:
 
     # -- life cycle ------------------------------------------------------
     def _pick_ports(self) -> None:
+        if self.netns is not None:  # free_port() cannot bind an address of another namespace
+            for m in self.members:
+                m.client_port, m.peer_port = 23790 + m.index, 23800 + m.index
+            return
         taken: set[int] = set()
         for m in self.members:
             for attr in ("client_port", "peer_port"):
@@ -124,9 +132,12 @@ class EtcdCluster:
                 taken.add(port)
                 setattr(m, attr, port)
 
+    def _in_netns(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *argv] if self.netns is not None else argv
+
     def _argv(self, m: _Member) -> list[str]:
         initial = ",".join(f"{o.name}={o.peer_url}" for o in self.members)
-        return [
+        return self._in_netns([
             ETCD, "--name", m.name, "--data-dir", str(m.data_dir),
             "--listen-client-urls", m.client_url, "--advertise-client-urls", m.client_url,
             "--listen-peer-urls", m.peer_url, "--initial-advertise-peer-urls", m.peer_url,
@@ -135,7 +146,7 @@ class EtcdCluster:
             "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
             "--snapshot-count", "10000",
             *self._tls_server_args(), *self.extra_args,
-        ]
+        ])
 
     def _tls_server_args(self) -> list[str]:
         if not self.tls:
@@ -210,8 +221,8 @@ class EtcdCluster:
         env = {**os.environ, "ETCDCTL_API": "3"}
         tls = ([f"--cacert={self.tls['ca']}", f"--cert={self.tls['client']}", f"--key={self.tls['client_key']}"]
                if self.tls else [])
-        return run([ETCDCTL, f"--endpoints={live}", "--dial-timeout=2s", "--command-timeout=5s", *tls, *args],
-                   check=check, timeout=timeout, env=env)
+        return run(self._in_netns([ETCDCTL, f"--endpoints={live}", "--dial-timeout=2s", "--command-timeout=5s",
+                                   *tls, *args]), check=check, timeout=timeout, env=env)
 
     def get(self, key: str) -> dict | None:
         """The key as etcd has it, read by etcdctl: {"value": str, "lease": int} or None when absent."""

@@ -245,6 +245,8 @@ class HaPair:
         self.master_delay_file = root / "master-sip-delay"
         self.berofos_port: int | None = None
         self.arbiter: HaNode | None = None
+        self.etcd = None  # an EtcdCluster on the third host (add_etcd)
+        self.etcd_pair: str | None = None
 
     def add_arbiter(self, **ha: Any) -> HaNode:
         """A third wazod (``node_type: arbiter``) on the third host of a BridgeLab, watching both nodes; both
@@ -266,6 +268,34 @@ class HaPair:
             n.write_config(arbiter=f"http://{lab.witness.addr}:9599", peer_token_file=str(token))
         self.arbiter = node
         return node
+
+    def add_etcd(self, size: int = 3, *, ttl: int = 2, pair_id: str = "lab-1", heartbeat_ms: int = 50,
+                 election_ms: int = 500, **ha: Any):
+        """An etcd cluster of ``size`` members on the third host of a BridgeLab (all members there, so a cut
+        of one node cuts it from the whole cluster), named by both nodes in ``ha.arbiter`` with
+        ``ha.etcd.ttl``; the short etcd timers are the ones docs/ha-etcd.md recommends. Returns the
+        started EtcdCluster (``self.etcd``), destroyed at teardown."""
+        from .etcd import EtcdCluster
+
+        cluster = EtcdCluster(size, host=self.lab.witness.addr, heartbeat_ms=heartbeat_ms, election_ms=election_ms,
+                              netns=self.lab.witness.netns).start()
+        self.etcd = cluster
+        for n in (self.master, self.slave):
+            n.overrides.get("ha", {}).pop("witnesses", None)
+            n.write_config(arbiter=cluster.url, etcd={"pair_id": pair_id, "ttl": ttl}, **ha)
+        self.etcd_pair = pair_id
+        return cluster
+
+    def etcd_owner(self) -> str | None:
+        """The owner key's value as etcd holds it (read with etcdctl on the third host), None when absent."""
+        kv = self.etcd.get(f"/wazod/{self.etcd_pair}/owner")
+        return kv["value"] if kv else None
+
+    def kill_master(self) -> None:
+        """The master dies: its wazod and its Asterisk SIGKILLed (no lease revoked, no key released)."""
+        kill_process_group(self.master.proc)
+        self.master.kill_standin()
+        kill_process_group(self.master_asterisk)
 
     def arbiter_view(self) -> dict[str, Any]:
         """The arbiter's ``GET /arbiter`` document, asked from its own host ({} when it does not answer)."""
@@ -339,6 +369,8 @@ class HaPair:
             node.stop(timeout=10)
             node.kill_standin()  # daemonized by the command backend: outside the lab's process groups
         kill_process_group(self.master_asterisk)
+        if self.etcd is not None:
+            self.etcd.destroy()
 
 
 @pytest.fixture(name="ha_lab")

@@ -8,7 +8,6 @@ as the daemon's scheduled runs.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,16 @@ COMMAND_MODULES = [
     "wazod.commands.maintenance", # maintenance
     "wazod.commands.demo",        # demo
 ]
+# The command names each module registers (a test keeps this equal to what they register): a command
+# line naming one of them builds only that module's parsers, not all of them (`wazod --help` builds all).
+COMMAND_NAMES = {
+    "run": "wazod.commands.daemon", "status": "wazod.commands.daemon", "config": "wazod.commands.daemon",
+    "check-master": "wazod.commands.ha", "copy-back": "wazod.commands.ha", "services": "wazod.commands.ha",
+    "replicate": "wazod.commands.replication", "sync": "wazod.commands.replication",
+    "backup": "wazod.commands.backup", "restore": "wazod.commands.backup",
+    "purge": "wazod.commands.purge", "berofos": "wazod.commands.berofos", "events": "wazod.commands.events",
+    "maintenance": "wazod.commands.maintenance", "demo": "wazod.commands.demo",
+}
 
 
 def print_json(obj: Any) -> None:
@@ -78,6 +87,8 @@ def print_result(result: JobResult, as_json: bool) -> None:
 
 def run_job_command(args, loaded, job: str, **options: Any) -> int:
     """Run a job from the CLI exactly as the daemon would (lock, record, event)."""
+    import asyncio
+
     from wazod.events import open_emitter
     from wazod.jobs import JOBS, check_role, run_job
 

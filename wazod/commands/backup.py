@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import signal
@@ -12,7 +11,6 @@ import time
 
 from wazod.commands import print_json, run_job_command
 from wazod.errors import ExitCode, WazodError
-from wazod.locks import OperationLock
 
 
 def _generation(text: str) -> int:
@@ -118,7 +116,10 @@ def _backup(args, loaded) -> int:
 
 
 def _verify(args, loaded) -> int:
+    import asyncio
+
     from wazod.backup import sets, verify
+    from wazod.locks import OperationLock
 
     config = loaded.config
     with OperationLock(config.state_dir, "backup"), _sigterm_cancels():  # no rotation while checking
@@ -146,6 +147,8 @@ def _verify(args, loaded) -> int:
 
 
 def _restore(args, loaded) -> int:
+    import asyncio
+
     from wazod.backup.restore import default_files, restore
     from wazod.events import open_emitter
 

@@ -10,11 +10,8 @@ on any node, whatever its HA role. Passwords are never printed.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-from wazod.berofos.conf import NOT_CONFIGURED, configured_devices, select_devices
-from wazod.berofos.protocol import MODE_MASTER, MODE_SLAVE
 from wazod.commands import print_json
 from wazod.errors import ExitCode
 
@@ -32,8 +29,8 @@ def register(sub, common) -> None:
         a.add_argument("-f", "--fos", dest="fos", action="append", metavar="fosN",
                        help="only this device of bnfos.conf (repeatable; default: all)")
         a.add_argument("--json", action="store_true", help="print the result as JSON")
-        a.set_defaults(handler=_status if action == "status" else _set, berofos_mode=(
-            MODE_MASTER if action == "master" else MODE_SLAVE if action == "slave" else None))
+        a.set_defaults(handler=_status if action == "status" else _set,
+                       berofos_mode=action if action in ("master", "slave") else None)
 
 
 def _devices_or_none(args, config):
@@ -41,6 +38,8 @@ def _devices_or_none(args, config):
 
     An explicitly configured ``berofos.config`` that does not exist is an error (exit 2).
     """
+    from wazod.berofos.conf import NOT_CONFIGURED, configured_devices, select_devices
+
     path = config.berofos.config
     devices = configured_devices(config.berofos)  # BnfosConfError: exit 2 with file:line
     if not devices:
@@ -55,12 +54,15 @@ def _devices_or_none(args, config):
 
 
 def _set(args, loaded) -> int:
+    import asyncio
+
+    from wazod.berofos.protocol import MODE_MASTER, MODE_SLAVE
     from wazod.berofos.switch import LINES_ON, apply_mode  # aiohttp: only when a device is driven
     from wazod.events import open_emitter
     from wazod.locks import OperationLock
 
     config = loaded.config
-    mode = args.berofos_mode
+    mode = {"master": MODE_MASTER, "slave": MODE_SLAVE}[args.berofos_mode]
     devices = _devices_or_none(args, config)
     if devices is None:
         return ExitCode.OK
@@ -87,6 +89,8 @@ def _set(args, loaded) -> int:
 
 
 def _status(args, loaded) -> int:
+    import asyncio
+
     from wazod.berofos.switch import read_status
 
     config = loaded.config

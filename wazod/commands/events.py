@@ -15,13 +15,9 @@ hole, and stderr says so.
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import fnmatch
 import json
 import os
 import sys
-import uuid
 from typing import Any
 
 from wazod.errors import ExitCode, WazodError
@@ -51,6 +47,8 @@ def _short(value: Any) -> str:
 
 def render_line(event: dict[str, Any]) -> str:
     """``date HH:MM:SS ZONE node #seq name key=value ...`` in local time with its zone, secrets masked."""
+    import datetime as dt
+
     from wazod.secrets import mask
 
     try:
@@ -124,6 +122,8 @@ class Printer:
         return True
 
     def wants(self, event: dict[str, Any]) -> bool:
+        import fnmatch
+
         if self.node and event.get("node") != self.node:
             return False
         return not (self.pattern and not fnmatch.fnmatchcase(str(event.get("name")), self.pattern))
@@ -165,6 +165,8 @@ def _print_stored(reader, printer: Printer, events) -> bool:
 
 
 async def _follow_local(config, printer: Printer) -> None:
+    import asyncio
+
     reader = _open_local(config)
     try:
         seq = reader.last_seq()  # before saying we follow: anything after this is printed
@@ -211,6 +213,9 @@ def outbox_filler(config):
 
 
 async def _follow_broker(config, printer: Printer) -> None:
+    import asyncio
+    import uuid
+
     import aiomqtt
 
     from wazod.bus.publisher import backoff_delay, read_password, tls_context, topic_part
@@ -249,6 +254,8 @@ async def _follow_broker(config, printer: Printer) -> None:
 
 
 def _events(args, loaded) -> int:
+    import asyncio
+
     config = loaded.config
     if args.count is not None and args.count < 1:
         raise WazodError("--count must be at least 1", ExitCode.USAGE)

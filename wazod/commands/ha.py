@@ -9,7 +9,6 @@ same ``services`` lock, with the same events.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from wazod.commands import print_json
@@ -36,6 +35,8 @@ def register(sub, common) -> None:
 
 
 def _check_master(args, loaded) -> int:
+    import asyncio
+
     from wazod.ha.probes import Prober
 
     cfg = loaded.config
@@ -76,6 +77,8 @@ def _check_master(args, loaded) -> int:
 
 
 def _copy_back(args, loaded) -> int:
+    import asyncio
+
     from wazod.errors import WrongRole
     from wazod.ha.advice import COPY_BACK_STATE
     from wazod.state import StateStore
@@ -99,6 +102,8 @@ def _copy_back(args, loaded) -> int:
 
 
 def _services(args, loaded) -> int:
+    import asyncio
+
     from wazod.errors import LockHeld
     from wazod.events import open_emitter
     from wazod.ha import services as svc
@@ -121,6 +126,7 @@ def _services(args, loaded) -> int:
     async def berofos():
         try:
             from wazod.berofos import apply_mode
+
         except ImportError:
             return "not available"
         results = await apply_mode(cfg, mode, emitter)

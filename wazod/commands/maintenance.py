@@ -10,21 +10,17 @@ tell the peer every ``maintenance.peer_retry_interval`` seconds.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import pwd
-import sqlite3
 import sys
 import time
 from typing import TYPE_CHECKING
 
 from wazod.commands import print_json
 from wazod.errors import ExitCode, WazodError
-from wazod.maintenance.duration import format_duration, parse_duration
-from wazod.maintenance.state import MaintenanceState, clean_reason, is_active, status_view
 
 if TYPE_CHECKING:
     from wazod.maintenance.peer import PeerAnswer
+    from wazod.maintenance.state import MaintenanceState
 
 
 def register(sub, common) -> None:
@@ -54,6 +50,8 @@ def register(sub, common) -> None:
 
 def current_user() -> str:
     """Who typed the command: the sudo caller when there is one, else the effective user."""
+    import pwd
+
     sudo = os.environ.get("SUDO_USER")
     if sudo:
         return sudo
@@ -64,6 +62,8 @@ def current_user() -> str:
 
 
 def _state(config) -> MaintenanceState:
+    from wazod.maintenance.state import MaintenanceState
+
     return MaintenanceState(config.node.state_dir, config.node_name)
 
 
@@ -74,6 +74,8 @@ def _will_tell(args, config) -> bool:
 
 
 def _tell(config, state: MaintenanceState, record: dict, mark: bool = True) -> PeerAnswer:
+    import asyncio
+
     from wazod.maintenance.peer import request_for, tell_peer
 
     answer = asyncio.run(tell_peer(config, request_for(record)))
@@ -86,6 +88,8 @@ def _tell(config, state: MaintenanceState, record: dict, mark: bool = True) -> P
 
 
 def _open_emitter(config):
+    import sqlite3
+
     from wazod.events import open_emitter
 
     try:
@@ -101,6 +105,9 @@ def _unwritable(config, e: Exception) -> WazodError:
 
 
 def _on(args, loaded) -> int:
+    from wazod.maintenance.duration import format_duration, parse_duration
+    from wazod.maintenance.state import clean_reason
+
     config = loaded.config
     section = config.maintenance
     duration = parse_duration(args.duration) if args.duration else section.default_duration
@@ -145,6 +152,7 @@ def _save_for_status(config, record: dict) -> None:
     """With the daemon down, ``wazod status`` answers from status.json: put the change there too.
     (A running daemon publishes it itself within ``maintenance.watch_interval``; writing its file
     behind its back could undo a newer write of its own.)"""
+    from wazod.maintenance.state import status_view
     from wazod.state import StateStore
     from wazod.status_view import daemon_running
 
@@ -153,6 +161,8 @@ def _save_for_status(config, record: dict) -> None:
 
 
 def _report(args, config, record: dict, answer: PeerAnswer | None, head: str) -> int:
+    from wazod.maintenance.state import status_view
+
     _save_for_status(config, record)
     if args.json:
         doc = {"node": config.node_name, "maintenance": status_view(record)}
@@ -183,6 +193,10 @@ def _report(args, config, record: dict, answer: PeerAnswer | None, head: str) ->
 
 
 def _status(args, loaded) -> int:
+    import asyncio
+
+    from wazod.maintenance.state import is_active, status_view
+
     config = loaded.config
     record = _state(config).read()
     view = status_view(record)
@@ -193,6 +207,7 @@ def _status(args, loaded) -> int:
         view["expired_unrecorded"] = True  # the daemon records the end (and its event) at its next look
     if args.peer:
         from wazod.maintenance.peer import ask_peer
+
     peer = asyncio.run(ask_peer(config)) if args.peer else None
     if args.json:
         doc = {"node": config.node_name, "maintenance": view}
@@ -210,6 +225,8 @@ def _status(args, loaded) -> int:
 
 
 def _print_view(where: str, view: dict) -> None:
+    from wazod.maintenance.duration import format_duration
+
     if view["active"]:
         why = f"\n  reason: {view['reason']}" if view.get("reason") else ""
         origin = " (asked by the peer)" if view.get("origin") == "peer" else ""

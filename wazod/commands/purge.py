@@ -8,7 +8,6 @@ archived), the others stay, and the run is recorded as failed ("interrupted").
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 
 from wazod.commands import run_job_command
@@ -37,6 +36,8 @@ def register(sub, common) -> None:
 
 async def _purge_until_sigterm(config, **options):
     """wazod.purge.run, cancelled by SIGTERM as the daemon's jobs are (the batch in progress ends first)."""
+    import asyncio
+
     from wazod.purge import run
 
     loop = asyncio.get_running_loop()
@@ -49,6 +50,8 @@ async def _purge_until_sigterm(config, **options):
 
 
 def _purge(args, loaded) -> int:
+    import asyncio
+
     try:
         return run_job_command(args, loaded, "purge", entry=_purge_until_sigterm, days=args.days,
                                dry_run=args.dry_run)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from wazod.commands import print_json, run_job_command
 from wazod.errors import ExitCode, WrongRole
 
@@ -13,7 +11,9 @@ def register(sub, common) -> None:
     p.add_argument("--dry-run", action="store_true", help="show the tables and rows that would be copied")
     p.add_argument("--force", action="store_true", help="copy every table even when nothing changed")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(handler=_replicate)
+    # what a run reads of the configuration (node, ha and logging are always read): the other sections'
+    # models are not even built (`wazod config check` and `wazod run` validate them)
+    p.set_defaults(handler=_replicate, config_sections=("replication",))
 
     p = sub.add_parser("sync", parents=[common], help="master to slave file sync, now")
     p.add_argument("--init", action="store_true",
@@ -28,6 +28,8 @@ def _replicate(args, loaded) -> int:
 
 
 def _sync(args, loaded) -> int:
+    import asyncio
+
     if not args.init:
         return run_job_command(args, loaded, "sync", dry_run=args.dry_run)
     config = loaded.config

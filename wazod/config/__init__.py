@@ -8,52 +8,103 @@ the file, line (for YAML errors) and key path of the first problem.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import reprlib
 import socket
+import sys
+import types
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydantic import Field, ValidationError
+from typing import TYPE_CHECKING, Any
 
 from wazod import DEFAULT_CONFIG_PATH  # noqa: E402  (re-exported)
 from wazod.config.hierarchy import Hierarchy, read_config_text, read_hierarchy
-from wazod.config.sections import Section
-from wazod.config.sections.backup import BackupSection
-from wazod.config.sections.berofos import BerofosSection
-from wazod.config.sections.bus import BusSection
-from wazod.config.sections.ha import HaSection
-from wazod.config.sections.health import HealthSection
-from wazod.config.sections.logging import LoggingSection
-from wazod.config.sections.maintenance import MaintenanceSection
-from wazod.config.sections.node import NodeSection
-from wazod.config.sections.purge import PurgeSection
-from wazod.config.sections.replication import ReplicationSection
-from wazod.config.sections.snmp import SnmpSection
-from wazod.config.sections.status import StatusSection
-from wazod.config.sections.sync import SyncSection
 from wazod.errors import ConfigError
 from wazod.secrets import mask
 
+if TYPE_CHECKING:
+    from wazod.config.model import Config
 
-class Config(Section):
-    node: NodeSection = Field(default_factory=NodeSection, description="this node")
-    ha: HaSection = Field(default_factory=HaSection, description="high availability")
-    replication: ReplicationSection = Field(default_factory=ReplicationSection, description="database replication (master)")
-    sync: SyncSection = Field(default_factory=SyncSection, description="file sync (master) and copy-back (slave)")
-    backup: BackupSection = Field(default_factory=BackupSection, description="daily backup")
-    purge: PurgeSection = Field(default_factory=PurgeSection, description="nightly purge of log tables")
-    berofos: BerofosSection = Field(default_factory=BerofosSection, description="berofos failover switches")
-    bus: BusSection = Field(default_factory=BusSection, description="event bus")
-    snmp: SnmpSection = Field(default_factory=SnmpSection, description="SNMP notifications")
-    status: StatusSection = Field(default_factory=StatusSection, description="local HTTP status endpoint")
-    health: HealthSection = Field(default_factory=HealthSection, description="health checks")
-    maintenance: MaintenanceSection = Field(default_factory=MaintenanceSection, description="maintenance mode")
-    logging: LoggingSection = Field(default_factory=LoggingSection, description="logging to the journal and a file")
+# Nothing here imports pydantic: ``Config`` (every section) is built on first use (``wazod.config.model``),
+# and a command that reads only a few sections validates those alone (``load_config(sections=...)``).
 
-    # --- derived values -------------------------------------------------
+# The top-level keys, in the order of ``Config``'s fields, and the model of each.
+SECTIONS: dict[str, str] = {
+    "node": "node:NodeSection",
+    "ha": "ha:HaSection",
+    "replication": "replication:ReplicationSection",
+    "sync": "sync:SyncSection",
+    "backup": "backup:BackupSection",
+    "purge": "purge:PurgeSection",
+    "berofos": "berofos:BerofosSection",
+    "bus": "bus:BusSection",
+    "snmp": "snmp:SnmpSection",
+    "status": "status:StatusSection",
+    "health": "health:HealthSection",
+    "maintenance": "maintenance:MaintenanceSection",
+    "logging": "logging:LoggingSection",
+}
+# What every command reads: where the state is, the node's role, the log level.
+ALWAYS_READ = ("node", "ha", "logging")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Config":
+        return _config_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _pydantic_without_plugins() -> None:
+    """pydantic without its plugin loader: wazod's models use no pydantic plugin.
+
+    When it builds its first model pydantic imports ``importlib.metadata`` and scans the entry points of
+    every installed distribution for plugins: 10 to 15 ms of a command's start, to find none in wazod's
+    virtualenv. Its loader (``pydantic.plugin._loader``, whose one function pydantic calls is
+    ``get_plugins()``) is answered here with "no plugin" instead. Any other name asked of it loads the
+    real loader, so a pydantic that needs more of it still works, only without the saving.
+    """
+    if _PYDANTIC_LOADER not in sys.modules:
+        sys.modules[_PYDANTIC_LOADER] = _NoPydanticPlugins(_PYDANTIC_LOADER)
+
+
+_PYDANTIC_LOADER = "pydantic.plugin._loader"
+
+
+class _NoPydanticPlugins(types.ModuleType):
+    @staticmethod
+    def get_plugins() -> tuple:
+        return ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # what the import system asks of any module (``__path__``...): not a use
+            raise AttributeError(name)
+        if sys.modules.get(_PYDANTIC_LOADER) is self:
+            del sys.modules[_PYDANTIC_LOADER]
+        return getattr(importlib.import_module(_PYDANTIC_LOADER), name)
+
+
+def _config_model() -> type[Config]:
+    _pydantic_without_plugins()
+    from wazod.config.model import Config
+
+    return Config
+
+
+def section_model(name: str) -> Any:
+    """The pydantic model of top-level section ``name`` (its module imported, so built, on first use)."""
+    _pydantic_without_plugins()
+    module, cls = SECTIONS[name].split(":")
+    return getattr(importlib.import_module(f"wazod.config.sections.{module}"), cls)
+
+
+class ConfigViews:
+    """Values derived from the sections, the same on the whole ``Config`` and on ``SectionsConfig``."""
+
+    # (no annotations here: pydantic would read them as fields of Config)
+
     @property
     def node_name(self) -> str:
         return self.node.name or socket.gethostname()
@@ -71,9 +122,22 @@ class Config(Section):
         """The daemon's log file (``logging.file`` with ``auto`` resolved on this host), or None."""
         return self.logging.resolved_file(self.node.on_wazo)
 
-    def masked(self) -> dict[str, Any]:
-        return mask(self.model_dump(mode="json"))
 
+class SectionsConfig(ConfigViews):
+    """The sections a command reads, validated at load like the whole ``Config``; any other section
+    is validated when first read (a ``ConfigError`` naming its key if it is wrong)."""
+
+    def __init__(self, raw: dict[str, Any], hierarchy: Hierarchy, sections: dict[str, Any]):
+        self._raw = raw
+        self._hierarchy = hierarchy
+        self.__dict__.update(sections)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in SECTIONS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = _validate_sections(self._raw, (name,), self._hierarchy)[name]
+        self.__dict__[name] = value
+        return value
 
 @dataclass
 class LoadedConfig:
@@ -111,9 +175,12 @@ def shorten(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _format_validation_error(err: ValidationError, hierarchy: Hierarchy) -> str:
+def _format_errors(errors: Iterable[dict[str, Any]], hierarchy: Hierarchy) -> str:
+    """pydantic's errors (``loc`` from the top level) as ``file:line: key.path: message`` lines."""
+    from wazod.config.explain import key_line, suggestion
+
     lines = []
-    for e in err.errors():
+    for e in errors:
         loc = tuple(e["loc"])
         key_path = ".".join(str(p) for p in loc)
         src = hierarchy.source_of(loc)
@@ -121,14 +188,10 @@ def _format_validation_error(err: ValidationError, hierarchy: Hierarchy) -> str:
             src = hierarchy.source_of(loc[:-1])
         where = str(src) if src else "(defaults)"
         if src is not None:
-            from wazod.config.explain import key_line
-
             line = key_line(src, loc)
             where += f":{line}" if line else ""
         if e["type"] == "extra_forbidden":
-            from wazod.config.explain import did_you_mean
-
-            msg = "unknown key" + did_you_mean(Config, loc)
+            msg = "unknown key" + suggestion(_known_keys(loc[:-1]), loc)
         else:
             value = e.get("input")
             shown = mask(value, str(loc[-1])) if loc else value
@@ -137,18 +200,61 @@ def _format_validation_error(err: ValidationError, hierarchy: Hierarchy) -> str:
     return "\n".join(lines)
 
 
-def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = False) -> LoadedConfig:
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys accepted at ``loc`` (the parent of an unknown key), from the models of the sections only."""
+    if not loc:
+        return list(SECTIONS)
+    from wazod.config.explain import known_keys
+
+    return known_keys(section_model(loc[0]), loc[1:]) if loc[0] in SECTIONS else []
+
+
+def _validate_sections(raw: dict[str, Any], names: Iterable[str], hierarchy: Hierarchy) -> dict[str, Any]:
+    """Sections ``names`` of the merged ``raw`` validated as ``Config`` would validate them (same errors,
+    same order), plus the top-level keys: an unknown one is an error whatever the command."""
+    from pydantic import ValidationError
+
+    wanted = set(names)
+    if wanted - set(SECTIONS):  # a caller's mistake, not the administrator's
+        raise ValueError(f"no such configuration section: {sorted(wanted - set(SECTIONS))}")
+    names = [n for n in SECTIONS if n in wanted]  # Config's order: its errors come in that order
+    errors: list[dict[str, Any]] = []
+    out: dict[str, Any] = {}
+    for name in names:
+        model = section_model(name)
+        try:
+            out[name] = model.model_validate(raw[name]) if name in raw else model()
+        except ValidationError as e:
+            errors += [{**err, "loc": (name, *err["loc"])} for err in e.errors()]
+    errors += [{"type": "extra_forbidden", "loc": (key,), "input": raw[key]} for key in raw if key not in SECTIONS]
+    if errors:
+        raise ConfigError(_format_errors(errors, hierarchy))
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = False,
+                sections: Iterable[str] | None = None) -> LoadedConfig:
     """Read, merge and validate. ``must_exist``: the file was named explicitly (``--config``,
-    ``$WAZOD_CONFIG``), so its absence is an error rather than a run on the built-in defaults."""
+    ``$WAZOD_CONFIG``), so its absence is an error rather than a run on the built-in defaults.
+
+    ``sections``: validate only those (and node, ha, logging, and the top-level keys) and return a
+    ``SectionsConfig``: what a command that reads a few settings uses, without building every model;
+    None: the whole ``Config``."""
     path = Path(path or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH)
     if must_exist and not path.exists():
         raise ConfigError(f"{path}: no such configuration file (named by --config or $WAZOD_CONFIG)")
     hierarchy = read_hierarchy(path)
     raw = hierarchy.merged()
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, hierarchy)) from None
+    from pydantic import ValidationError
+
+    config: Any
+    if sections is None:
+        try:
+            config = _config_model().model_validate(raw)
+        except ValidationError as e:
+            raise ConfigError(_format_errors(e.errors(), hierarchy)) from None
+    else:
+        config = SectionsConfig(raw, hierarchy, _validate_sections(raw, (*ALWAYS_READ, *sections), hierarchy))
     loaded = LoadedConfig(config=config, path=path, files=[layer.path for layer in hierarchy.layers],
                           must_exist=must_exist)
     ha = config.ha
@@ -170,4 +276,4 @@ def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = Fal
     return loaded
 
 
-__all__ = ["Config", "LoadedConfig", "load_config", "read_ha_conf", "DEFAULT_CONFIG_PATH"]
+__all__ = ["Config", "LoadedConfig", "SectionsConfig", "load_config", "read_ha_conf", "DEFAULT_CONFIG_PATH"]

@@ -66,7 +66,12 @@ def known_keys(root: type[BaseModel], loc: tuple) -> list[str]:
 
 def did_you_mean(root: type[BaseModel], loc: tuple) -> str:
     """`` (did you mean keep?)`` for an unknown key close to a known one, else ``""``."""
-    close = difflib.get_close_matches(str(loc[-1]), known_keys(root, loc[:-1]), n=1, cutoff=0.6)
+    return suggestion(known_keys(root, loc[:-1]), loc)
+
+
+def suggestion(keys: list[str], loc: tuple) -> str:
+    """`` (did you mean backup.keep?)`` for the unknown key at ``loc`` close to one of ``keys`` (its siblings)."""
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
     return f" (did you mean {'.'.join(map(str, (*loc[:-1], close[0])))}?)" if close else ""
 
 

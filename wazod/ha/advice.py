@@ -15,7 +15,14 @@ def split_brain_warnings(config) -> list[str]:
     """Warnings about split brain for this node's HA setup (empty when there is nothing to say)."""
     ha = config.ha
     role = config.role
-    if role not in ("master", "slave") or getattr(ha, "arbiter", None):
+    arbiter = getattr(ha, "arbiter", None)
+    if role == "master" and isinstance(arbiter, str) and arbiter.startswith("etcd://") and (
+            not ha.services_check_interval or ha.services_check_interval > 5):
+        every = f"every {ha.services_check_interval:g} s" if ha.services_check_interval else "only at start-up"
+        return [f"etcd arbiter: this master reads its own services {every} (ha.services_check_interval): an "
+                "Asterisk that dies here keeps the owner key that long, and the slave cannot take over before; "
+                "set ha.services_check_interval to 2 on etcd sites (docs/ha-etcd.md, the owner's duty)"]
+    if role not in ("master", "slave") or arbiter:
         return []
     out = []
     if role == "slave" and not ha.witnesses:

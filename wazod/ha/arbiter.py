@@ -51,7 +51,7 @@ class Arbiter(Protocol):
 
     async def renew(self) -> bool: ...  # keep ownership alive; False if it was lost
 
-    async def release(self) -> None: ...  # give ownership up (failback, stop)
+    async def release(self) -> bool | None: ...  # give ownership up (failback, stop, own services dead); False: not done
 
     async def close(self) -> None: ...
 

@@ -135,6 +135,10 @@ class EtcdArbiter(Arbiter):
     ``tls``: talk TLS to the members (CA, optional client certificate); None: plaintext.
     """
 
+    #: a node running the services must release the owner key when they die (the HA loop then reads its
+    #: own services' state on the master): etcd knows whether its wazod lives, not whether its Asterisk does
+    owner_duty = True
+
     def __init__(
         self,
         endpoints: list[tuple[str, int]],
@@ -273,14 +277,17 @@ class EtcdArbiter(Arbiter):
             return False
         return True
 
-    async def release(self) -> None:
-        """Delete the owner key if this node holds it (compare-and-delete); never raises for network errors."""
+    async def release(self) -> bool:
+        """Delete the owner key if this node holds it (compare-and-delete); never raises for network errors.
+        False: etcd did not answer, the key may still name this node (the caller tries again)."""
         self._owned = False
         try:
             await asyncio.wait_for(self._release(), self.timeout)
         except _NETWORK_ERRORS + (_Unavailable, _LeaseNotFound) as e:
             self._note_reachable(False, e)
             log.warning("etcd: owner key not released (it expires with our lease unless renewed)", error=str(e))
+            return False
+        return True
 
     async def close(self) -> None:
         """Revoke the session lease (its keys go with it) and close the connections."""
@@ -431,8 +438,10 @@ class EtcdArbiter(Arbiter):
             self._lease_lost()
         owner_kv = kvs.get(self.owner_key)
         owner = _text(owner_kv.value) if owner_kv is not None else None
-        peer_member = kvs.get(self.members_prefix + self.peer_identity.encode())
-        peer_up = peer_member is not None or owner == self.peer_identity
+        # "up" for the HA machine means serving, as for the HTTP arbiter: the peer holds the owner key. Its
+        # member key alone (wazod alive) is not enough: a master whose services died releases the key (the
+        # owner's duty) while its wazod lives, and the slave must then be able to take over.
+        peer_up = owner == self.peer_identity
         if owner_kv is not None and owner == self.identity and owner_kv.lease != self._lease_id:
             self._owned = False
         # Heal our own member key (first round after a grant, an expired lease, a deleted key).

@@ -43,7 +43,8 @@ flapping           frozen: too many transitions in flap_window (no takeover; a f
                    serving master still goes on after failback_hold)
 =================  ============================================================
 
-Master role: ``master`` (the slave is watched; only events come out).
+Master role: ``master`` (the slave is watched; only events come out); with an arbiter also ``fencing`` /
+``fenced`` (no quorum) and ``released`` (its own services died: ownership given up, see ``own_services``).
 """
 
 from __future__ import annotations
@@ -68,12 +69,17 @@ class Params:
     has_witnesses: bool = False
     has_arbiter: bool = False
     self_fence: bool = True
+    # seconds of failing rounds before ha_partitioned is told: an etcd arbiter keeps a dead master "up" (its
+    # lease) for up to ttl + 1 s, which is no partition (0: at fall rounds)
+    partition_after: float = 0.0
 
     @classmethod
     def from_config(cls, ha, role: Role) -> Params:
+        etcd = bool(ha.arbiter) and str(ha.arbiter).startswith("etcd://")
         return cls(role=role, fall=ha.fall, rise=ha.rise, failback_hold=ha.failback_hold,
                    flap_window=ha.flap_window, flap_limit=ha.flap_limit, action_backoff=ha.action_backoff,
-                   has_witnesses=bool(ha.witnesses), has_arbiter=bool(ha.arbiter), self_fence=ha.self_fence)
+                   has_witnesses=bool(ha.witnesses), has_arbiter=bool(ha.arbiter), self_fence=ha.self_fence,
+                   partition_after=ha.etcd.ttl + 1.0 if etcd else 0.0)
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,15 @@ class Unfence:
     data: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-Action = Emit | Takeover | Failback | Fence | Unfence
+@dataclass(frozen=True)
+class Release:
+    """Give the services' ownership up at the arbiter (master): its own services died while its wazod lives
+    (etcd: the owner key is deleted, so the slave can obtain it; the owner's duty)."""
+
+    data: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+Action = Emit | Takeover | Failback | Fence | Unfence | Release
 ServicesState = Literal["running", "stopped", "unknown"]
 
 
@@ -159,7 +173,8 @@ class Machine:
         self.flapping = False
         self.maintenance = False
         self.isolated = False
-        self.pending: Literal["takeover", "failback", "fence", "unfence"] | None = None
+        self.pending: Literal["takeover", "failback", "fence", "unfence", "release"] | None = None
+        self.released_at: float | None = None  # master: its own services died, ownership given up (owner's duty)
         self.next_action_at = float("-inf")
         self.backoff = params.action_backoff
         self.last_reported: bool | None = None  # last up/down state told by an event
@@ -199,7 +214,8 @@ class Machine:
         partitioned = self._is_partitioned(rnd)
         if partitioned and self.fails >= self.p.fall:
             # silent here, alive for the arbiter: the link between the two is cut; no down verdict
-            if not self.partition_reported:
+            if not self.partition_reported and (self.fail_since is None
+                                                or now - self.fail_since >= self.p.partition_after):
                 self.partition_reported = True
                 out.append(Emit("ha_partitioned", {"rounds": self.fails, "arbiter_sees_peer": True,
                                                    "holds_services": self.services == "running"}))
@@ -267,6 +283,30 @@ class Machine:
         out += self._reconcile(now)
         return out
 
+    def awaiting_arbiter(self, now: float) -> bool:
+        """The slave has its ``fall`` bad rounds and only the arbiter's word is missing, within the first
+        ``partition_after`` seconds (an etcd lease that may still expire): worth a look between rounds."""
+        v = self.vote
+        return (self.p.role == "slave" and self.p.partition_after > 0 and self.pending is None
+                and self.services != "running" and not self.isolated and not self.frozen
+                and self.peer_up is not False and self.fails >= self.p.fall and self.fail_since is not None
+                and now - self.fail_since <= self.p.partition_after + 1.0
+                and v is not None and v.reachable and v.peer_up is not False)
+
+    def revote(self, vote: Vote, now: float) -> list[Action]:
+        """A fresh look at the arbiter between rounds, while ``awaiting_arbiter``: the last rounds' verdict
+        stands (no round is counted), the arbiter's word is new. The slave takes over the moment an expired
+        lease says the master is down, not at its next round."""
+        if not self.awaiting_arbiter(now):
+            return []
+        self.vote = vote
+        out: list[Action] = []
+        if vote.reachable and vote.peer_up is False:
+            self._transition(False, Round(now, now, False, self.reason, vote=vote), out)
+            self._check_flapping(now, out)
+            out += self._reconcile(now)
+        return out
+
     def ownership_lost(self, reason: str) -> list[Action]:
         """The arbiter says this node, running the services, no longer owns them (an etcd lease no longer
         proven, an owner moved): with self-fencing, stop them before the other node may start."""
@@ -276,15 +316,40 @@ class Machine:
         self.pending = "fence"
         return [Fence({"reason": reason, "role": self.p.role, "services_before": self.services})]
 
+    def own_services(self, state: ServicesState, now: float) -> list[Action]:
+        """Master with an arbiter: its own services as the backend's status command reads them now.
+
+        Found stopped while they should run (not fenced, nothing pending): they died behind wazod's back (an
+        Asterisk crash). The owner's duty: give the ownership up (``Release``), so the slave can take over,
+        and start nothing before the ownership is claimed back. Found running again after a release
+        (systemd restarted them): this node serves again and claims the ownership when it is free."""
+        if self.p.role != "master" or not self.p.has_arbiter or self.pending is not None or state == "unknown":
+            return []
+        if state == "stopped" and self.services == "running" and not self.fenced and self.released_at is None:
+            self.services = "stopped"
+            self.released_at = now
+            self.pending = "release"
+            return [Release({"reason": "services_stopped", "role": self.p.role})]
+        if state == "running" and self.released_at is not None:
+            self.released_at = None
+            self.services = "running"
+        return []
+
     def action_done(self, kind: str, ok: bool, now: float) -> list[Action]:
         """The monitor finished a Takeover or Failback."""
         self.pending = None
+        if kind == "release":
+            if not ok:  # the key still names this node (and its lease is kept alive): the next check retries
+                self.released_at = None
+                self.services = "running"
+            return self._reconcile(now)
         if kind == "fence":
             self.fenced = True  # even a failed stop: the next try comes from a new decision
             self.services = "stopped" if ok else "unknown"
             return self._reconcile(now)
         if kind == "unfence" and ok:
             self.fenced = False
+            self.released_at = None
         if ok:
             self.services = "running" if kind in ("takeover", "unfence") else "stopped"
             self.backoff = self.p.action_backoff
@@ -310,6 +375,8 @@ class Machine:
             return "fencing"
         if self.fenced:
             return "fenced"
+        if self.pending == "release" or (self.released_at is not None and self.p.role == "master"):
+            return "released"
         if self.p.role == "master":
             return "master"
         if self.pending == "takeover":
@@ -430,9 +497,17 @@ class Machine:
         """A fenced master starts its services again once it has its quorum back (reaches its slave or the
         arbiter) and the slave does not hold them. Reaching the slave directly while the arbiter says the
         slave holds them is the ordinary failback: both run until the slave gives back (failback_hold)."""
+        vote = self.vote
+        if self.released_at is not None and not self.fenced:
+            # its own services died and it gave the ownership up: the slave may take over. It starts them
+            # again itself only if nobody took the ownership within failback_hold (claiming it first)
+            if (self.blind or self.maintenance or now < self.released_at + self.p.failback_hold
+                    or now < self.next_action_at or vote is None or not vote.reachable or vote.owner is not None):
+                return []
+            self.pending = "unfence"
+            return [Unfence({"slave_holds": False, "arbiter_reachable": True, "after_release": True})]
         if not self.fenced or self.blind or self.maintenance or now < self.next_action_at:
             return []  # flap damping does not hold it: the master is where the services belong
-        vote = self.vote
         slave_holds = vote is not None and vote.reachable and vote.owner == "peer"
         if slave_holds and not self.goods:
             return []

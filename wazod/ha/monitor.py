@@ -36,7 +36,7 @@ from wazod.errors import LockHeld, WazodError
 from wazod.ha import services as svc
 from wazod.ha.advice import COPY_BACK_STATE, split_brain_warnings
 from wazod.ha.clock import mono_to_iso
-from wazod.ha.machine import Emit, Failback, Fence, Machine, Params, Round, Takeover, Unfence, Vote
+from wazod.ha.machine import Emit, Failback, Fence, Machine, Params, Release, Round, Takeover, Unfence, Vote
 from wazod.ha.probes import Prober, RoundResult
 from wazod.locks import OperationLock, is_held
 from wazod.logsetup import get_logger
@@ -244,6 +244,8 @@ class HaMonitor:
                  services=services_state, interval=ha.probe_interval, fall=ha.fall, rise=ha.rise)
         next_at = time.monotonic()
         next_check = next_at + ha.services_check_interval
+        lookout = (asyncio.create_task(self._lookout(machine, arbiter), name="ha-arbiter-lookout")
+                   if arbiter is not None and machine.p.partition_after > 0 else None)
         check: asyncio.Task | None = None
         check_gen = 0
         me = asyncio.current_task()
@@ -274,7 +276,10 @@ class HaMonitor:
                     if check_gen == self._actions_started:
                         actions += self._services_checked(machine, check)
                     check = None
-                if (role == "slave" and ha.services_check_interval and check is None
+                # the slave reads its services for drift; a master whose arbiter holds it to the owner's duty
+                # (etcd) reads its own, to release the ownership when they died behind its back
+                owner_duty = role == "master" and getattr(arbiter, "owner_duty", False)
+                if ((role == "slave" or owner_duty) and ha.services_check_interval and check is None
                         and time.monotonic() >= next_check and machine.pending is None and not self._actions
                         and not self._restore_running()):
                     next_check = time.monotonic() + ha.services_check_interval
@@ -285,6 +290,10 @@ class HaMonitor:
                     await self._keep_ownership(machine, arbiter)
                 self._publish_status()
         finally:
+            if lookout is not None:
+                lookout.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lookout
             prober.close()
             if arbiter is not None:
                 with contextlib.suppress(Exception):
@@ -292,6 +301,27 @@ class HaMonitor:
             self.arbiter = None
             if check is not None:
                 check.cancel()
+
+    async def _lookout(self, machine: Machine, arbiter, every: float = 0.1) -> None:
+        """The slave waiting for a dead master's etcd lease to expire (its ``fall`` bad rounds done, the
+        master still up at the arbiter) looks at the arbiter every ``every`` s, beside the rounds: the
+        takeover starts as soon as etcd deleted the master's key, not at the next round's look (up to one
+        probe interval later). Only then: a few reads per master death, none in normal operation."""
+        timeout = self.ctx.config.ha.effective_round_timeout
+        from wazod.ha.arbiter import observe_bounded
+
+        while True:
+            await asyncio.sleep(every)
+            if self.machine is not machine or not machine.awaiting_arbiter(time.monotonic()):
+                continue
+            view = await observe_bounded(arbiter, timeout)
+            if not view.reachable or view.peer_up is not False:
+                continue
+            actions = machine.revote(_vote(view, arbiter.identity), time.monotonic())
+            if actions:
+                self.last_vote = view
+                self._apply(actions, self.last_round)
+                self._publish_status()
 
     async def _keep_ownership(self, machine: Machine, arbiter) -> None:
         """A node running the services keeps its ownership alive (``renew`` every round: an etcd lease no
@@ -310,6 +340,13 @@ class HaMonitor:
                 log.warning("services ownership lost at the arbiter", identity=arbiter.identity)
                 self._apply(machine.ownership_lost("ownership lost at the arbiter"))
             return
+        if (vote.owner == "peer" and self.role == "master" and getattr(arbiter, "owner_duty", False)
+                and machine.fails >= machine.p.fall):
+            # etcd names the slave owner and this master cannot reach it: the slave took over (the key was free:
+            # this wazod restarted during a cut, or released it), so serving here too is the split brain
+            log.warning("the slave holds the owner key and is unreachable from here: stopping this node's services")
+            self._apply(machine.ownership_lost("the slave holds the owner key and is unreachable from here"))
+            return
         with contextlib.suppress(Exception):
             if await asyncio.wait_for(arbiter.claim(), self.ctx.config.ha.effective_round_timeout):
                 machine.vote = Vote(True, vote.peer_up, "self")
@@ -324,6 +361,12 @@ class HaMonitor:
         if check.cancelled() or check.exception() is not None:
             return []
         real = check.result()
+        if self.role == "master":
+            if machine.pending is not None or self._actions:
+                return []
+            if real == "stopped" and machine.services == "running" and not machine.fenced:
+                log.warning("own services stopped behind wazod's back: giving the ownership up at the arbiter")
+            return machine.own_services(real, time.monotonic())
         if real == "unknown" or real == machine.services or machine.pending is not None or self._actions:
             return []
         log.warning("services are not in the known state: reconciling", known=machine.services, real=real)
@@ -356,8 +399,9 @@ class HaMonitor:
                 if rnd is not None and action.name in ("ha_master_down", "ha_slave_down", "ha_isolated"):
                     data["last_round"] = rnd.summary()
                 self.ctx.emit(action.name, data)
-            elif isinstance(action, (Takeover, Failback, Fence, Unfence)):
-                kind = {Takeover: "takeover", Failback: "failback", Fence: "fence", Unfence: "unfence"}[type(action)]
+            elif isinstance(action, (Takeover, Failback, Fence, Unfence, Release)):
+                kind = {Takeover: "takeover", Failback: "failback", Fence: "fence", Unfence: "unfence",
+                        Release: "release"}[type(action)]
                 self._actions_started += 1
                 task = asyncio.create_task(self._act(kind, action.data), name=f"ha-{kind}")
                 self._actions.add(task)
@@ -400,7 +444,7 @@ class HaMonitor:
                                    "error": refusal, "duration": 0.0})
                     return
                 ok = await {"takeover": self._takeover, "failback": self._failback, "fence": self._fence,
-                            "unfence": self._unfence}[kind](data)
+                            "unfence": self._unfence, "release": self._release}[kind](data)
         except asyncio.CancelledError:
             self.ctx.emit(f"ha_{kind}_failed", {**_event_data(data), "failed_step": "interrupted",
                                                 "error": "daemon stopping"})
@@ -558,6 +602,23 @@ class HaMonitor:
         else:
             self.ctx.emit("ha_unfenced", result)
         return report.ok
+
+    async def _release(self, data: dict[str, Any]) -> bool:
+        """The owner's duty: this node's services died while its wazod lives; give the ownership up at the
+        arbiter (etcd: delete the owner key) so the slave can obtain it. Nothing is started here before the
+        ownership is claimed back (the machine's ``released`` state)."""
+        ha = self.ctx.config.ha
+        started = time.monotonic()
+        ok = True
+        if self.arbiter is not None:
+            try:
+                ok = await asyncio.wait_for(self.arbiter.release(), 5.0) is not False  # HTTP: None, nothing to do
+            except Exception as e:  # the machine tries again at the next check of the services
+                ok = False
+                log.warning("arbiter release failed", error=str(e) or type(e).__name__)
+        self.ctx.emit("ha_released", {**_event_data(data), "peer": ha.remote_address, "arbiter": ha.arbiter,
+                                      "ok": ok, "duration": round(time.monotonic() - started, 3)})
+        return ok
 
     async def _services_action(self, action: str) -> svc.ServicesReport:
         ha = self.ctx.config.ha

@@ -226,7 +226,7 @@ async def _replicate_with(config, *, dry_run: bool, force: bool, defer_keys: boo
             with contextlib.suppress(Exception):
                 conn.terminate()
         kept = None
-    master = slave = None
+    master = slave = master_done = None
     committed = clean = keep = False
     checked_at = time.time()  # before any position or snapshot is read: a safe "in sync since"
     marks = [("start", time.monotonic())]
@@ -326,7 +326,8 @@ async def _replicate_with(config, *, dry_run: bool, force: bool, defer_keys: boo
         m_check, s_check = await asyncio.gather(rows(master, rec_master, m_check), rows(slave, rec_slave, s_check))
         if reason:
             to_copy = set(table_names)
-            seqs_to_set = dict(m_seqs)
+            # a sequence already at the master's value is left alone (each one set is a new relation file)
+            seqs_to_set = {s: v for s, v in m_seqs.items() if s_seqs.get(s) != v}
         else:
             changed = changed_tables(rec_master, m_check) | changed_tables(rec_slave, s_check)
             # Tables referencing a changed one come along, so that one TRUNCATE can empty them all.
@@ -356,19 +357,29 @@ async def _replicate_with(config, *, dry_run: bool, force: bool, defer_keys: boo
 
         full = to_copy == set(table_names)
         truncate = cat.truncatable(to_copy, s_cat)
-        # read in the master's snapshot: its empty tables need no COPY, its small ones keep their indexes
-        sizes = await master_sizes(master, sorted(to_copy))
-        tables = [m_cat.tables[t] for t in sorted(to_copy) if sizes[t][1]]
         t0 = time.monotonic()
-        await clear_tables(slave, truncate, to_copy - truncate)
+        # the master's sizes (its snapshot: its empty tables need no COPY, its small ones keep their indexes)
+        # are read while the slave empties its tables
+        sizes, _ = await _both(master_sizes(master, sorted(to_copy)),
+                               clear_tables(slave, truncate, to_copy - truncate))
+        tables = [m_cat.tables[t] for t in sorted(to_copy) if sizes[t][1]]
         rebuilt = {t for t in truncate if sizes[t][0] >= rc.rebuild_min_size}
-        deferred = (await defer_indexes(slave, rebuilt, foreign_keys=defer_keys and rc.check_foreign_keys)
-                    if rc.rebuild_indexes else Deferred())
-        mark("clear")
+        deferred = Deferred()
+
+        async def defer():
+            nonlocal deferred
+            if rc.rebuild_indexes:
+                deferred = await defer_indexes(slave, rebuilt, foreign_keys=defer_keys and rc.check_foreign_keys)
+            mark("clear")
+
+        # the master starts reading while the slave drops the indexes to rebuild
         stats = await stream_tables(master, slave, tables, frozen=truncate,
-                                    after_table=lambda name: build_table_indexes(slave, deferred, name))
+                                    after_table=lambda name: build_table_indexes(slave, deferred, name),
+                                    prepare=defer)
         stats.per_table.update({t: 0 for t in to_copy if not sizes[t][1]})
         mark("copy")
+        # every row is read: the master's session ends (read only) while the slave finishes
+        master_done = asyncio.create_task(_disconnect([master], clean=True, graceful=True))
         await finish_rebuild(slave, deferred)
         mark("keys")
         await set_sequences(slave, seqs_to_set)
@@ -389,8 +400,6 @@ async def _replicate_with(config, *, dry_run: bool, force: bool, defer_keys: boo
         since = _in_sync_since(config, record)
         _note_in_sync(config, checked_at)
         copy_seconds = time.monotonic() - t0
-        with contextlib.suppress(Exception):  # read-only: committing or not changes nothing
-            await master.execute("COMMIT")
 
         counts_master = {t: (stats.per_table[t] if t in to_copy else m_check.counts[t]) for t in table_names}
         counts_slave = {t: (stats.per_table[t] if t in to_copy else s_check.counts[t]) for t in table_names}
@@ -427,8 +436,22 @@ async def _replicate_with(config, *, dry_run: bool, force: bool, defer_keys: boo
         if keep and not master.is_in_transaction() and not slave.is_in_transaction():
             _kept[key] = (asyncio.get_running_loop(), master, slave)
         else:
-            await _disconnect([c for c in (slave, master) if c is not None and not isinstance(c, BaseException)],
-                              clean=clean and not committed, graceful=clean)
+            conns = [c for c in (slave, master) if c is not None and not isinstance(c, BaseException)]
+            if master_done is not None:
+                conns.remove(master)
+            await _disconnect(conns, clean=clean and not committed, graceful=clean)
+            if master_done is not None:
+                with contextlib.suppress(Exception):
+                    await master_done
+
+
+async def _both(first, second):
+    """Run two statements' coroutines (one per connection) at once; the first failure is raised."""
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
 
 
 def _skipped(record: dict, checked: int, why: str) -> JobResult:
@@ -438,17 +461,20 @@ def _skipped(record: dict, checked: int, why: str) -> JobResult:
 
 
 async def _disconnect(conns, *, clean: bool, graceful: bool) -> None:
-    """Close the sessions; an abnormal end drops them at once (the server rolls back)."""
-    for conn in conns:
+    """Close the sessions, both at once; an abnormal end drops them at once (the server rolls back)."""
+    async def close(conn) -> None:
         if not graceful:
             conn.terminate()
-            continue
+            return
         try:
             if clean and conn.is_in_transaction():
                 await conn.execute("ROLLBACK")
+            # a server takes a few ms to end a session that has just loaded a database: not one after the other
             await asyncio.shield(conn.close(timeout=5))
         except Exception:
             conn.terminate()
+
+    await asyncio.gather(*(close(conn) for conn in conns))
 
 
 def _full_copy_due(record: dict, rc) -> str:

@@ -139,7 +139,8 @@ class HaSection(Section):
     )
     services_check_interval: float = Field(
         30.0, ge=0, description="seconds between reads of the real service state on the slave (services started or "
-        "killed behind wazod's back are then reconciled); 0: only at start-up"
+        "killed behind wazod's back are then reconciled), and on a master with an etcd arbiter (its own services "
+        "found dead: the owner key is released; a few seconds there); 0: only at start-up"
     )
     copy_back_timeout: float = Field(600.0, gt=0, description="seconds the failback's copy of files back to the master may take")
     services: ServicesSection = Field(default_factory=ServicesSection, description="telephony services of this node")

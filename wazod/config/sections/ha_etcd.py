@@ -22,8 +22,9 @@ class EtcdSection(Section):
         "/wazod", pattern=r"^(/[A-Za-z0-9._-]+)+$", description="etcd key prefix under which every pair has its directory"
     )
     ttl: int = Field(
-        3, ge=2, description="seconds of the lease that keeps a node's keys (etcd grants whole seconds): the slave "
-        "obtains the owner key at most ttl seconds after the master stopped renewing it"
+        2, ge=2, description="seconds of the lease that keeps a node's keys (etcd grants whole seconds): the slave "
+        "obtains the owner key at most ttl seconds after the master stopped renewing it (2: takeover within 3 s "
+        "of a master's death; docs/ha-etcd.md)"
     )
     timeout: float | None = Field(
         None, gt=0, description="seconds one etcd call may take (observe, claim, renew, release); null: 0.8 x probe_interval"
