@@ -281,7 +281,7 @@ class HaMonitor:
                                                 unresolved=rnd.unresolved, vote=vote),
                                           maintenance=self._maintenance())
                 if check is not None and check.done():
-                    if check_gen == self._actions_started:
+                    if check_gen == self._actions_started and not owner_duty:  # the owner's: at once (below)
                         actions += self._services_checked(machine, check)
                     check = None
                 # the slave reads its services for drift; a master whose arbiter holds it to the owner's duty
@@ -300,6 +300,8 @@ class HaMonitor:
                     next_check = time.monotonic() + ha.services_check_interval
                     check = asyncio.create_task(svc.status(ha.services))
                     check_gen = self._actions_started
+                    if owner_duty:  # dead services are released the moment the read ends, not a round later
+                        check.add_done_callback(lambda t, gen=check_gen: self._owner_checked(machine, t, gen))
                 self._apply(actions, rnd)
                 if arbiter is not None:
                     await self._keep_ownership(machine, arbiter)
@@ -389,6 +391,15 @@ class HaMonitor:
         log.warning("services are not in the known state: reconciling", known=machine.services, real=real)
         machine.set_services(real)
         return machine.tick(time.monotonic(), self._maintenance())
+
+    def _owner_checked(self, machine: Machine, check: asyncio.Task, gen: int) -> None:
+        """The owner's read of its own services ended: applied at once (a release waits for no round)."""
+        if self.machine is not machine or gen != self._actions_started:
+            return  # the watch restarted, or an action ran since the read started: its result is stale
+        actions = self._services_checked(machine, check)
+        if actions:
+            self._apply(actions, self.last_round)
+            self._publish_status()
 
     def _publish_status(self) -> None:
         m = self.machine
