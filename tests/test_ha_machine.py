@@ -119,9 +119,10 @@ def test_flapping_freezes_after_one_takeover_and_thaws_after_the_window():
     assert names[:2] == ["ha_master_down", "TAKEOVER"]
     flap_on = [i for i in sorted(out) if "ha_flapping" in out[i]]
     assert len(flap_on) == 2  # on, then off once the window calmed down
-    # frozen in between: no failback while flapping even though the master was up long enough
+    # frozen in between: no failback while flapping (the master never stays up for the hold in between: the
+    # hold, not the freeze, is what damps a failback)
     assert "FAILBACK" not in [n for i in sorted(out) if flap_on[0] <= i < flap_on[1] for n in out[i]]
-    # after the thaw, the hold (10 s of continuous health) decides
+    # the hold (10 s of continuous health) decides
     assert "FAILBACK" in out[max(out)]
     assert m.state == "failing_back"
 
@@ -367,6 +368,62 @@ def test_ownership_lost_fences_a_node_running_the_services():
     assert m.fenced and m.state == "fenced"
     p = Params(role="slave", has_arbiter=True, self_fence=False)
     assert Machine(p, services="running").ownership_lost("lease") == []
+
+
+# --- flap damping holds takeovers, never the give-back to a serving master (issue 19) ----------------------
+PF = Params(role="slave", fall=2, rise=2, failback_hold=3.0, flap_window=30.0, flap_limit=4, action_backoff=1.0)
+# faults faster than the flap window: takeover, failback, takeover, then the master flaps while the slave holds
+# the services (the 5th transition freezes), and comes back to stay
+FLAP_ROUNDS = "BB" + "GGGG" + "BB" + "GG" + "BB" + "GGGGGGGG"
+FLAP_DONE = {2: ("takeover", True), 6: ("failback", True), 8: ("takeover", True)}
+
+
+def test_flapping_never_holds_a_failback_to_a_serving_master():
+    """Both nodes run the services while the master is up again: holding the give-back until the flap window
+    calms down lengthened the overlap (nemesis, flap_window 30 s: 8.8 s beyond the grace). The failback
+    comes after failback_hold, frozen or not; the freeze still holds takeovers."""
+    out, m = play(PF, FLAP_ROUNDS, services="stopped", done=FLAP_DONE)
+    assert out[1] == ["ha_master_down", "TAKEOVER"] and out[5] == ["FAILBACK"] and out[7] == ["ha_master_down",
+                                                                                             "TAKEOVER"]
+    # the master up again at 13 is the 5th transition in 30 s: frozen, the slave still holding the services
+    assert out[13] == ["ha_master_up", "ha_flapping"]
+    assert m.flapping and m.services == "running"
+    # the master serves: the give-back after failback_hold (3 s from its first good round, 12.0), frozen or not
+    assert out[15] == ["FAILBACK"] and 14 not in out
+    assert m.state == "failing_back" and m.flapping
+
+
+def test_flapping_still_holds_a_takeover():
+    out, m = play(PF, FLAP_ROUNDS + "BBBB", services="stopped", done={**FLAP_DONE, 16: ("failback", True)})
+    assert out[15] == ["FAILBACK"]
+    assert m.flapping and m.services == "stopped" and m.peer_up is False  # down again, frozen: no takeover
+    assert "TAKEOVER" not in [n for i in out if i > 13 for n in out[i]]
+    assert m.state == "flapping"
+
+
+@pytest.mark.parametrize("vote,gives_back", [("u", True), ("-", False), ("d", False)])
+def test_flapping_failback_with_an_arbiter_needs_it_to_see_the_master_serving(vote, gives_back):
+    """With an arbiter the master serves again when the arbiter sees it up too; otherwise the freeze holds."""
+    p = Params(**{**PF.__dict__, "has_arbiter": True})
+    rounds = FLAP_ROUNDS
+    votes = "dd" + "uuuu" + "dd" + "uu" + "dd" + "uu" + vote * 6
+    out, m = play_votes(p, rounds, votes, services="stopped", done=FLAP_DONE)
+    assert out[13] == ["ha_master_up", "ha_flapping"] and m.flapping
+    assert ("FAILBACK" in out.get(15, [])) is gives_back
+    assert m.services == "running"
+
+
+def test_own_isolation_and_partition_with_an_arbiter_are_not_master_transitions():
+    """Issue 19.4 with an arbiter: the slave cut from everyone (blind rounds) and the link between the nodes
+    cut (partitioned rounds) move no verdict, so flap damping never counts them; the master's death after
+    them is taken over at once."""
+    p = Params(**{**PF.__dict__, "flap_limit": 1, "has_arbiter": True})
+    rounds = "GGG" + "BBBB" + "GG" + "BBBB" + "GG" + "BBBB" + "GG" + "BB"
+    votes = "uuu" + "----" + "uu" + "uuuu" + "uu" + "----" + "uu" + "dd"
+    out, m = play_votes(p, rounds, votes, services="stopped")
+    names = [n for i in sorted(out) for n in out[i]]
+    assert names == ["ha_isolated", "ha_partitioned", "ha_isolated", "ha_master_down", "TAKEOVER"]
+    assert not m.transitions or len(m.transitions) == 1
 
 
 def test_the_owner_releases_when_its_own_services_die():

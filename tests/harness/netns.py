@@ -17,6 +17,7 @@ Topology (X chosen per lab)::
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -173,6 +174,13 @@ class NetnsLab:
         proc = subprocess.Popen(self._argv(host, argv), **kw)
         self._procs.append(proc)
         return proc
+
+    def reap(self, pid: int, timeout: float = 5.0) -> None:
+        """Wait for a process this lab started (by pid) once it was killed, so it leaves no zombie."""
+        for proc in self._procs:
+            if proc.pid == pid:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout)
 
     def can_ping(self, src: LabHost | str, dst_addr: str, count: int = 1,
                  wait: float = 1.0) -> bool:

@@ -15,8 +15,11 @@ proven round by round:
   takeover), and after an isolation the peer's failure must be proven again
   by ``fall`` fresh rounds: the moment the links come back is no evidence;
 * flap damping: more than ``flap_limit`` up/down transitions within
-  ``flap_window`` seconds freeze the node (``ha_flapping``) until the window
-  calms down; an isolation moves no verdict, so it is never counted;
+  ``flap_window`` seconds freeze the node (``ha_flapping``: no takeover, no
+  up/down events) until the window calms down; an isolation moves no verdict,
+  so it is never counted. It never holds a failback to a master that serves
+  again (up here and, with an arbiter, up there too): holding the give-back
+  would leave both nodes active; ``failback_hold`` is the failback's damping;
 * services move only when the wanted state differs from the known one
   (never a "stop" every round), one action at a time, failed actions retried
   with exponential backoff;
@@ -36,7 +39,8 @@ taking_over        a takeover (services start) is running
 active             master down, this node holds the services
 failback_pending   master up again, waiting for failback_hold of continuous health
 failing_back       a failback (copy back, berofos, services stop) is running
-flapping           frozen: too many transitions in flap_window
+flapping           frozen: too many transitions in flap_window (no takeover; a failback to a
+                   serving master still goes on after failback_hold)
 =================  ============================================================
 
 Master role: ``master`` (the slave is watched; only events come out); with an arbiter also ``fencing`` /
@@ -375,12 +379,12 @@ class Machine:
             return "released"
         if self.p.role == "master":
             return "master"
-        if self.flapping:
-            return "flapping"
         if self.pending == "takeover":
             return "taking_over"
         if self.pending == "failback":
-            return "failing_back"
+            return "failing_back"  # a failback to a serving master goes on while flapping
+        if self.flapping:
+            return "flapping"
         if self.isolated:
             return "isolated" if self.services != "running" else "active"  # cut off, still holding them
         if self.partition_reported and self.fails and self.peer_up is not False and self.services != "running":
@@ -458,10 +462,12 @@ class Machine:
         out: list[Action] = []
         if self.isolated and self.services != "running":
             return out
-        if self.frozen or now < self.next_action_at:
+        if self.maintenance or now < self.next_action_at:
             return out
         if self.peer_up is False and self.services != "running" and self.fails >= self.p.fall:
             # fall fresh bad rounds (an isolation or one good round in between resets them)
+            if self.flapping:
+                return out  # flap damping delays a takeover (the slave must not take over again and again)
             if self.p.has_arbiter and not (self.vote is not None and self.vote.reachable
                                            and self.vote.peer_up is False):
                 return out  # the arbiter must agree that the master is down
@@ -469,11 +475,23 @@ class Machine:
             out.append(Takeover({"reason": self.reason, "first_failure_mono": self.fail_since,
                                  "decided_mono": self.down_since, "services_before": self.services}))
         elif self.peer_up is True and self.services != "stopped":
+            if self.flapping and not self._master_serving():
+                return out
             held = now - self.good_since if self.good_since is not None else 0.0
             if held >= self.p.failback_hold:
                 self.pending = "failback"
                 out.append(Failback({"master_up_for_s": round(held, 3), "services_before": self.services}))
         return out
+
+    def _master_serving(self) -> bool:
+        """While flapping, whether a failback may go on: the master serves again (up by this node's rounds
+        and, with an arbiter, for the arbiter too). Holding it then would leave both nodes active for the
+        rest of the flap window; the failback's own damping is ``failback_hold`` of continuous health."""
+        if self.peer_up is not True:
+            return False
+        if not self.p.has_arbiter:
+            return True
+        return self.vote is not None and self.vote.reachable and self.vote.peer_up is True
 
     def _reconcile_master(self, now: float) -> list[Action]:
         """A fenced master starts its services again once it has its quorum back (reaches its slave or the

@@ -112,7 +112,8 @@ def _read_pid(pidfile: str) -> int | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (killed, not reaped yet by its parent) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -129,20 +130,20 @@ def _alive(pid: int) -> bool:
 
 def _status(pidfile: str) -> int:
     pid = _read_pid(pidfile)
-    return 0 if pid and _alive(pid) else 3
+    return 0 if pid and pid_alive(pid) else 3
 
 
 def _stop(pidfile: str, timeout: float = 10.0) -> int:
     pid = _read_pid(pidfile)
-    if not pid or not _alive(pid):
+    if not pid or not pid_alive(pid):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pidfile)
         return 0  # stopping a stopped service is a success (idempotent)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(pidfile)
