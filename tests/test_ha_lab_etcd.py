@@ -9,11 +9,12 @@ processes.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from harness import wait_for
 from harness.etcd import etcd_unavailable_reason
-from harness.ha_lab import FAST, ha_lab_fixture  # noqa: F401  (registers the ha_lab fixture)
+from harness.ha_lab import FAST, PY, ha_lab_fixture, standin_argv  # noqa: F401  (registers the ha_lab fixture)
 
 pytestmark = [pytest.mark.lab]
 
@@ -32,8 +33,29 @@ def _names(node, after=0):
     return [e["name"] for e in node.events(after=after) if e["name"].startswith(("ha_", "berofos_"))]
 
 
-def _etcd_pair(ha_lab, size: int, **ha):
+# the master's services status command, counting its calls (one line each) before it runs the stand-in's
+STATUS_COUNTER = """import os, sys
+with open(sys.argv[1], "a") as f:
+    f.write("read\\n")
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _count_status_reads(pair) -> Path:
+    """The master's ``ha.services.status`` wrapped: each read appends a line to the returned file."""
+    script = pair.root / "status_counter.py"
+    script.write_text(STATUS_COUNTER)
+    reads = pair.root / "master-status-reads"
+    reads.write_text("")
+    argv = standin_argv(pair.master.addr, pair.master.pidfile, "--status")
+    pair.master.write_config(services={"status": [PY, str(script), str(reads), *argv]})
+    return reads
+
+
+def _etcd_pair(ha_lab, size: int, *, before_start=None, **ha):
     pair = ha_lab(bridge=True, **ha)
+    if before_start is not None:
+        before_start(pair)
     pair.add_etcd(size, ttl=TTL)
     pair.start_master_asterisk()
     pair.start()
@@ -94,6 +116,42 @@ def test_etcd_owner_releases_the_key_when_its_services_die(ha_lab):
     wait_for(lambda: pair.etcd_owner() == "master", timeout=10, message="the master did not claim the key back")
     assert pair.master.standin_pid() and not pair.slave.standin_pid()
     wait_for(lambda: pair.master.status().get("ha_state") == "master", timeout=10)
+
+
+def test_etcd_owner_finds_its_own_asterisk_dead_by_sip_before_its_services_check(ha_lab):
+    """Issue 19, the owner's duty with the shipped ``services_check_interval`` (30 s): the master probes its own
+    Asterisk each round (the slave's SIP probe, aimed at itself); dead for ``fall`` rounds (here: port
+    unreachable), it reads its services at once, finds them stopped and releases the owner key, so the slave
+    takes over within seconds, not at the next 30 s check."""
+    reads = {}
+    pair = _etcd_pair(ha_lab, 1, **FAST, before_start=lambda p: reads.setdefault("file", _count_status_reads(p)))
+    assert pair.master.config()["ha"].get("services_check_interval", 30.0) == 30.0  # the shipped default
+    mark, smark = pair.master.last_seq(), pair.slave.last_seq()
+    before = len(reads["file"].read_text().split())
+    pair.kill_master_asterisk()
+    released = pair.master.wait_event("ha_released", after=mark, timeout=10)  # well before the 30 s check
+    assert released["data"]["reason"] == "services_stopped" and released["data"]["ok"] is True
+    assert len(reads["file"].read_text().split()) > before  # the death was confirmed by the status command
+    wait_for(lambda: pair.etcd_owner() != "master", timeout=1, message="the owner key still names the master")
+    done = pair.slave.wait_event("ha_takeover_completed", after=smark, timeout=10)
+    assert done["data"]["reason"] == "sip_dead"
+    assert pair.etcd_owner() == "slave" and pair.slave.standin_pid()
+
+
+def test_etcd_owner_whose_asterisk_answers_late_keeps_the_key_without_reading_its_services(ha_lab):
+    """An Asterisk answering OPTIONS 1.5 s late (PJSIP under load; the SIP budget ha.sip_timeout is 4 s) is
+    alive for the master's own probe as for the slave's: no services read, no release, nothing moves."""
+    reads = {}
+    pair = _etcd_pair(ha_lab, 1, **FAST, before_start=lambda p: reads.setdefault("file", _count_status_reads(p)))
+    mark, smark = pair.master.last_seq(), pair.slave.last_seq()
+    before = len(reads["file"].read_text().split())
+    pair.set_master_sip_delay(1.5)
+    assert not pair.master.sip_answers(timeout=0.6) and pair.master.sip_answers(timeout=3)  # late, but alive
+    pair.master.wait_rounds(30)  # 6 s of rounds of 0.2 s, each with a self-probe (a round misses the answer)
+    assert len(reads["file"].read_text().split()) == before
+    assert _names(pair.master, mark) == [] and _names(pair.slave, smark) == []
+    assert pair.etcd_owner() == "master" and pair.master.standin_pid() and not pair.slave.standin_pid()
+    assert pair.master.status()["ha_state"] == "master" and pair.slave.status()["ha_state"] == "standby"
 
 
 def test_etcd_real_master_death_is_taken_over_once_its_lease_expires(ha_lab):

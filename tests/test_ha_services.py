@@ -329,16 +329,20 @@ def test_slave_without_witness_or_arbiter_is_warned_in_config_check_and_status(t
     assert "warning:" not in res.stdout
 
 
-def test_etcd_master_with_a_slow_own_services_check_is_warned(tmp_path):
-    """The owner's duty: a master with an etcd arbiter finds its own Asterisk dead only at its services check;
-    with the 30 s default the slave cannot take over for that long: config check says so, not with 2 s."""
+def test_etcd_master_with_a_slow_own_services_check_is_warned_only_without_the_sip_probe(tmp_path):
+    """The owner's duty: a master with an etcd arbiter probes its own Asterisk by SIP each round and reads its
+    services at once when it fails: nothing to say with the shipped probes. Without the sip probe only the
+    services check (30 s by default) finds the Asterisk dead: config check says so, not with 2 s."""
     ha = {"node_type": "master", "remote_address": "127.0.0.1", "arbiter": "etcd://127.0.0.1:2379",
           "etcd": {"pair_id": "p1"}}
     res = _wazod("config", "check", "--json", "--config", str(_write_config(tmp_path, ha)))
+    assert json.loads(res.stdout)["warnings"] == []
+    no_sip = {**ha, "probes": ["icmp"]}
+    res = _wazod("config", "check", "--json", "--config", str(_write_config(tmp_path, no_sip)))
     warnings = json.loads(res.stdout)["warnings"]
-    assert len(warnings) == 1 and "every 30 s (ha.services_check_interval)" in warnings[0]
+    assert len(warnings) == 1 and "without the sip probe" in warnings[0] and "every 30 s" in warnings[0]
     res = _wazod("config", "check", "--json", "--config",
-                 str(_write_config(tmp_path, {**ha, "services_check_interval": 2})))
+                 str(_write_config(tmp_path, {**no_sip, "services_check_interval": 2})))
     assert json.loads(res.stdout)["warnings"] == []
 
 
@@ -386,3 +390,23 @@ async def test_sip_watcher_counts_a_late_answer_and_judges_silence_after_its_bud
             assert not r.ok and not r.pending
     finally:
         watcher.close()
+
+
+def test_own_sip_streak_asks_for_one_services_read_per_dead_streak():
+    """The owner's cheap trigger (wazod/ha/selfprobe.py): ``fall`` dead verdicts in a row ask for one read of
+    the services; rounds without a verdict (an answer still within the SIP budget) neither extend nor end the
+    streak; an answer ends it; nothing is asked while the services are not meant to run here."""
+    from wazod.ha.policy import ProbeResult
+    from wazod.ha.selfprobe import OwnSipStreak, verdict
+
+    refused = ProbeResult("sip", "a:5060", False, True, detail="port unreachable: nothing listens")
+    late = ProbeResult("sip", "a:5060", False, False, pending=True)
+    alive = ProbeResult("sip", "a:5060", True, True)
+    assert [verdict(r) for r in (refused, late, alive, None)] == [True, None, False, None]
+    s = OwnSipStreak(fall=3)
+    seen = [s.observe(verdict(r), armed=True) for r in (refused, late, refused, late, refused, refused, refused)]
+    assert seen == [False, False, False, False, True, False, False]  # once, at the third dead round
+    assert s.observe(False, armed=True) is False
+    assert [s.observe(True, armed=True) for _ in range(3)] == [False, False, True]  # a new streak after an answer
+    s = OwnSipStreak(fall=2)
+    assert [s.observe(True, armed=a) for a in (False, False, True, True)] == [False, False, True, False]

@@ -16,12 +16,15 @@ def split_brain_warnings(config) -> list[str]:
     ha = config.ha
     role = config.role
     arbiter = getattr(ha, "arbiter", None)
-    if role == "master" and isinstance(arbiter, str) and arbiter.startswith("etcd://") and (
-            not ha.services_check_interval or ha.services_check_interval > 5):
+    if role == "master" and isinstance(arbiter, str) and arbiter.startswith("etcd://") and "sip" not in ha.probes \
+            and (not ha.services_check_interval or ha.services_check_interval > 5):
+        # the owner's duty: without the SIP probe (ha.probes) the master cannot probe its own Asterisk, so only
+        # the periodic services check finds it dead
         every = f"every {ha.services_check_interval:g} s" if ha.services_check_interval else "only at start-up"
-        return [f"etcd arbiter: this master reads its own services {every} (ha.services_check_interval): an "
-                "Asterisk that dies here keeps the owner key that long, and the slave cannot take over before; "
-                "set ha.services_check_interval to 2 on etcd sites (docs/ha-etcd.md, the owner's duty)"]
+        return [f"etcd arbiter without the sip probe (ha.probes): this master finds its own Asterisk dead only by "
+                f"reading its services, {every} (ha.services_check_interval); an Asterisk that dies here keeps the "
+                "owner key that long, and the slave cannot take over before; add sip to ha.probes, or set "
+                "ha.services_check_interval to 2 (docs/ha-etcd.md, the owner's duty)"]
     if role not in ("master", "slave") or arbiter:
         return []
     out = []

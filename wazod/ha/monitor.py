@@ -37,7 +37,8 @@ from wazod.ha import services as svc
 from wazod.ha.advice import COPY_BACK_STATE, split_brain_warnings
 from wazod.ha.clock import mono_to_iso
 from wazod.ha.machine import Emit, Failback, Fence, Machine, Params, Release, Round, Takeover, Unfence, Vote
-from wazod.ha.probes import Prober, RoundResult
+from wazod.ha.probes import Prober, RoundResult, SipWatcher
+from wazod.ha.selfprobe import OwnSipStreak, own_sip_address, self_probe_possible, verdict
 from wazod.locks import OperationLock, is_held
 from wazod.logsetup import get_logger
 from wazod.statedir import ensure_private_dir
@@ -248,6 +249,11 @@ class HaMonitor:
                    if arbiter is not None and machine.p.partition_after > 0 else None)
         check: asyncio.Task | None = None
         check_gen = 0
+        # the owner's duty (etcd): the master probes its own Asterisk each round, the cheap trigger of the check
+        owner_duty = role == "master" and getattr(arbiter, "owner_duty", False)
+        own_sip = SipWatcher(ha.sip_port, ha.sip_timeout) if owner_duty and self_probe_possible(ha) else None
+        own_streak = OwnSipStreak(ha.fall)
+        confirm = False  # the own SIP probe says dead: read the services at the next chance
         me = asyncio.current_task()
         try:
             while True:
@@ -261,11 +267,13 @@ class HaMonitor:
                 started = time.monotonic()
                 next_at = max(next_at + ha.probe_interval, started)
                 if arbiter is not None:
-                    rnd, view = await asyncio.gather(prober.round(), _late_look(arbiter, ha.effective_round_timeout))
+                    rnd, view, own = await asyncio.gather(prober.round(),
+                                                          _late_look(arbiter, ha.effective_round_timeout),
+                                                          _own_sip_probe(own_sip, ha))
                     self.last_vote = view
                     vote = _vote(view, arbiter.identity)
                 else:
-                    rnd, vote = await prober.round(), None
+                    rnd, vote, own = await prober.round(), None, None
                 self.last_round = rnd
                 _observe_rtts(rnd)
                 reason = rnd.results[0].detail if rnd.unresolved and rnd.results else rnd.reason
@@ -273,18 +281,27 @@ class HaMonitor:
                                                 unresolved=rnd.unresolved, vote=vote),
                                           maintenance=self._maintenance())
                 if check is not None and check.done():
-                    if check_gen == self._actions_started:
+                    if check_gen == self._actions_started and not owner_duty:  # the owner's: at once (below)
                         actions += self._services_checked(machine, check)
                     check = None
                 # the slave reads its services for drift; a master whose arbiter holds it to the owner's duty
-                # (etcd) reads its own, to release the ownership when they died behind its back
-                owner_duty = role == "master" and getattr(arbiter, "owner_duty", False)
-                if ((role == "slave" or owner_duty) and ha.services_check_interval and check is None
-                        and time.monotonic() >= next_check and machine.pending is None and not self._actions
+                # (etcd) reads its own, to release the ownership when they died behind its back: every
+                # services_check_interval, and at once when its own Asterisk failed the SIP probe fall rounds
+                if own_sip is not None and own_streak.observe(verdict(own), armed=(
+                        machine.services == "running" and not machine.fenced and machine.released_at is None)):
+                    log.warning("own Asterisk fails the SIP probe: reading the services now",
+                                rounds=own_streak.dead_rounds, detail=own.detail if own else None)
+                    confirm = True
+                if ((role == "slave" or owner_duty) and (confirm or (ha.services_check_interval
+                                                                     and time.monotonic() >= next_check))
+                        and check is None and machine.pending is None and not self._actions
                         and not self._restore_running()):
+                    confirm = False
                     next_check = time.monotonic() + ha.services_check_interval
                     check = asyncio.create_task(svc.status(ha.services))
                     check_gen = self._actions_started
+                    if owner_duty:  # dead services are released the moment the read ends, not a round later
+                        check.add_done_callback(lambda t, gen=check_gen: self._owner_checked(machine, t, gen))
                 self._apply(actions, rnd)
                 if arbiter is not None:
                     await self._keep_ownership(machine, arbiter)
@@ -295,6 +312,8 @@ class HaMonitor:
                 with contextlib.suppress(asyncio.CancelledError):
                     await lookout
             prober.close()
+            if own_sip is not None:
+                own_sip.close()
             if arbiter is not None:
                 with contextlib.suppress(Exception):
                     await arbiter.close()
@@ -372,6 +391,15 @@ class HaMonitor:
         log.warning("services are not in the known state: reconciling", known=machine.services, real=real)
         machine.set_services(real)
         return machine.tick(time.monotonic(), self._maintenance())
+
+    def _owner_checked(self, machine: Machine, check: asyncio.Task, gen: int) -> None:
+        """The owner's read of its own services ended: applied at once (a release waits for no round)."""
+        if self.machine is not machine or gen != self._actions_started:
+            return  # the watch restarted, or an action ran since the read started: its result is stale
+        actions = self._services_checked(machine, check)
+        if actions:
+            self._apply(actions, self.last_round)
+            self._publish_status()
 
     def _publish_status(self) -> None:
         m = self.machine
@@ -649,6 +677,18 @@ async def _late_look(arbiter, round_timeout: float):
 
     await asyncio.sleep(round_timeout / 2)
     return await observe_bounded(arbiter, round_timeout / 2)
+
+
+async def _own_sip_probe(watcher: SipWatcher | None, ha):
+    """This node's own Asterisk, probed as the slave probes it (a round's timeout, the SIP budget across
+    rounds); None when not probed or no local address."""
+    if watcher is None:
+        return None
+    address = await own_sip_address(ha)
+    if address is None:
+        return None
+    return await watcher.probe(address, timeout=ha.effective_round_timeout, spacing=ha.retransmit_interval,
+                               count=ha.icmp_count)
 
 
 def _vote(view, identity: str) -> Vote:

@@ -121,6 +121,12 @@ class HaSection(Section):
         "load that answers late (even seconds late) is alive; a host that answers nothing at all is still "
         "caught in fall rounds, and a port unreachable (Asterisk not running) at once",
     )
+    own_sip_address: HostAddress | None = Field(
+        None,
+        description="a master with an etcd arbiter probes its own Asterisk there each round (SIP OPTIONS on "
+        "sip_port, when probes include sip): dead for fall rounds, its services are read at once; null: the "
+        "address this node uses towards its peer (the one the peer probes)",
+    )
     peer_url: str | None = Field(
         None,
         description="the other wazod's status endpoint for the peer probe, '{remote_address}' is replaced, "
@@ -140,7 +146,8 @@ class HaSection(Section):
     services_check_interval: float = Field(
         30.0, ge=0, description="seconds between reads of the real service state on the slave (services started or "
         "killed behind wazod's back are then reconciled), and on a master with an etcd arbiter (its own services "
-        "found dead: the owner key is released; a few seconds there); 0: only at start-up"
+        "found dead: the owner key is released; read at once when its own Asterisk fails the SIP probe for fall "
+        "rounds); 0: only at start-up (and, on such a master, after the SIP probe)"
     )
     copy_back_timeout: float = Field(600.0, gt=0, description="seconds the failback's copy of files back to the master may take")
     services: ServicesSection = Field(default_factory=ServicesSection, description="telephony services of this node")
