@@ -21,7 +21,8 @@ from wazod.config import load_config
 from wazod.context import Context
 from wazod.errors import ConfigError
 from wazod.events import open_emitter
-from wazod.ha.arbiter import HttpArbiter, make_arbiter
+from wazod.ha.arbiter import HttpArbiter
+from wazod.ha.arbiters import make_arbiter
 from wazod.ha.monitor import component
 from wazod.state import StateStore
 from wazod.statusboard import StatusBoard

@@ -422,6 +422,17 @@ def test_arbiter_partition_isolation_and_arbiter_loss(ha_lab):
     assert not pair.master.events("berofos_mode_changed")  # the slave wrote both: the quorum holder
 
 
+def _nemesis_pair(ha_lab):
+    """Three hosts on a bridge with the arbiter and the berofos on the third, the master serving and owning."""
+    pair = ha_lab(bridge=True, **TIMINGS)
+    pair.add_arbiter()
+    pair.start_berofos(drift_interval=0.5)
+    pair.start_master_asterisk()
+    pair.start()
+    wait_for(lambda: pair.arbiter_view().get("owner") == pair.lab.master.addr, timeout=15)
+    return pair
+
+
 def test_nemesis_short(ha_lab):
     """Jepsen-style, short (the long run is bench/partition): each fault once in a random order, held a few
     seconds, healed; the invariants hold: never both active beyond the grace, no more berofos writes than
@@ -429,12 +440,7 @@ def test_nemesis_short(ha_lab):
     import random
 
     rng = random.Random(19)
-    pair = ha_lab(bridge=True, **TIMINGS)
-    pair.add_arbiter()
-    pair.start_berofos(drift_interval=0.5)
-    pair.start_master_asterisk()
-    pair.start()
-    wait_for(lambda: pair.arbiter_view().get("owner") == pair.lab.master.addr, timeout=15)
+    pair = _nemesis_pair(ha_lab)
     time.sleep(10 * FAST["fall"] * FAST["probe_interval"])  # the master's fresh ownership is past its grace
     kinds = list(FAULTS)
     rng.shuffle(kinds)
@@ -467,12 +473,7 @@ def test_nemesis_master_death_after_an_asterisk_restart(ha_lab):
     followed an Asterisk kill: the master's Asterisk then was the one the heal restarted (the lab's child,
     left a zombie by the death). The same two faults, the death held as long (9.9 s): never both active
     beyond the grace; the only overlap is the ordinary failback overlap."""
-    pair = ha_lab(bridge=True, **TIMINGS)
-    pair.add_arbiter()
-    pair.start_berofos(drift_interval=0.5)
-    pair.start_master_asterisk()
-    pair.start()
-    wait_for(lambda: pair.arbiter_view().get("owner") == pair.lab.master.addr, timeout=15)
+    pair = _nemesis_pair(ha_lab)
     time.sleep(10 * FAST["fall"] * FAST["probe_interval"])
     nemesis = Nemesis(pair, FAST["failback_hold"], log=print)
     nemesis.start()

@@ -17,6 +17,9 @@ Two forms, one interface (:class:`Arbiter`):
   on the pair's owner key; ``peer_up`` is "the peer's session lease lives", so
   the slave takes over once the master's lease expired), imported only when
   configured.
+
+``wazod.ha.arbiters.make_arbiter`` picks the one ``ha.arbiter`` names (it sits
+above both forms, so that neither imports the other).
 """
 
 from __future__ import annotations
@@ -24,9 +27,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from typing import Protocol
-from urllib.parse import urlsplit
 
-from wazod.errors import ConfigError
 from wazod.logsetup import get_logger
 from wazod.secrets import mask_text
 
@@ -165,30 +166,6 @@ class HttpArbiter:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def make_arbiter(config, *, timeout: float | None = None) -> Arbiter | None:
-    """The arbiter of ``config.ha.arbiter`` (None when none is configured); ConfigError for a bad URL."""
-    ha = config.ha
-    url = ha.arbiter
-    if not url:
-        return None
-    if not ha.remote_address:
-        raise ConfigError("ha.arbiter needs the peer's address (ha.remote_address or ha.conf)")
-    from wazod.ha.probes import read_token
-
-    scheme = urlsplit(url).scheme
-    bound = timeout if timeout is not None else ha.effective_round_timeout
-    if scheme in ("http", "https"):
-        return HttpArbiter(url, ha.remote_address, token=read_token(ha.peer_token_file), timeout=bound,
-                           node_name=config.node_name)
-    if scheme == "etcd":
-        try:
-            from wazod.ha.arbiter_etcd import make_etcd_arbiter
-        except ImportError as e:
-            raise ConfigError(f"ha.arbiter {mask_text(url)}: etcd arbiter not available in this build ({e})") from None
-        return make_etcd_arbiter(config)
-    raise ConfigError(f"ha.arbiter {mask_text(url)}: unknown scheme {scheme!r} (http:// or etcd://)")
 
 
 async def observe_bounded(arbiter: Arbiter, timeout: float) -> ArbiterView:

@@ -225,7 +225,7 @@ class HaMonitor:
         probes = ha.probes if role == "slave" else ha.slave_probes
         prober = Prober(ha, ha.remote_address, probes, witnesses=ha.witnesses if role == "slave" else [])
         services_state = await svc.status(ha.services)  # the real state: decisions start from it
-        from wazod.ha.arbiter import make_arbiter
+        from wazod.ha.arbiters import make_arbiter
 
         try:
             self.arbiter = arbiter = make_arbiter(self.ctx.config)
