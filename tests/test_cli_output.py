@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 import sys
 
 from harness.health import make_context, write_config
-
-
-def on_a_terminal(argv: list[str]) -> tuple[int, str]:
-    """``argv`` with stdout and stderr on a pseudo-terminal; (exit code, everything it printed)."""
-    master, slave = pty.openpty()
-    try:
-        proc = subprocess.Popen(argv, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
-                                env={k: v for k, v in os.environ.items() if k != "NO_COLOR"})
-        os.close(slave)
-        out = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        return proc.wait(60), out.decode(errors="replace")
-    finally:
-        os.close(master)
+from harness.util import on_a_terminal
 
 
 def test_backup_at_a_terminal_is_for_a_person(tmp_path):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import urllib.request
 import pytest
 from harness import free_port, wait_for
 from harness.health import make_context, quiet_health, write_config
-from harness.util import GiveUp
+from harness.util import GiveUp, on_a_terminal
 
 from wazod.jobs import JobResult, run_job
 from wazod.locks import OperationLock
@@ -93,25 +92,9 @@ def test_running_daemon_and_colour_on_a_terminal_only(saved_node, tmp_path):
     lock = OperationLock(tmp_path / "state", "daemon")
     lock.acquire()  # what a running daemon holds
     try:
-        master, slave = pty.openpty()
-        try:
-            done = subprocess.run([sys.executable, "-m", "wazod", "status", "--config", str(saved_node)],
-                                  stdout=slave, stderr=subprocess.PIPE, timeout=60,
-                                  env={k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")})
-            os.close(slave)
-            out = b""
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-        finally:
-            os.close(master)
-        assert done.returncode == 0
-        text = out.decode()
+        code, text = on_a_terminal([sys.executable, "-m", "wazod", "status", "--config", str(saved_node)],
+                                   drop_env=("NO_COLOR", "TERM"))
+        assert code == 0
         assert "\x1b[31mfailed\x1b[0m" in text and "\x1b[32mstandby\x1b[0m" in text
         assert "NOT RUNNING" not in ANSI.sub("", text)
         assert "if the daemon runs" not in text

@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import inspect
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ T = TypeVar("T")
 
 __all__ = [
     "GiveUp",
+    "on_a_terminal",
     "free_port",
     "wait_for",
     "wait_for_async",
@@ -338,3 +340,25 @@ def server_factory(cls: Callable[..., T], **defaults: Any):
     yield factory
     for server in reversed(made):
         server.destroy()
+
+
+def on_a_terminal(argv: list[str], *, drop_env: tuple[str, ...] = ("NO_COLOR",)) -> tuple[int, str]:
+    """``argv`` with stdout and stderr on a pseudo-terminal, as a person at a console runs it (the
+    variables ``drop_env`` left out of its environment); (exit code, everything it printed)."""
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdout=slave, stderr=slave, stdin=subprocess.DEVNULL,
+                                env={k: v for k, v in os.environ.items() if k not in drop_env})
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer of the terminal has gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        return proc.wait(60), out.decode(errors="replace")
+    finally:
+        os.close(master)

@@ -21,7 +21,7 @@ from wazod.berofos.conf import BnfosConfError, configured_devices
 from wazod.berofos.protocol import MODE_MASTER, MODE_SLAVE
 from wazod.berofos.switch import DeviceResult, apply_mode, read_device, report_result
 from wazod.errors import LockHeld
-from wazod.locks import OperationLock
+from wazod.locks import OperationLock, is_held
 from wazod.logsetup import get_logger
 
 log = get_logger("berofos")
@@ -80,13 +80,7 @@ class BerofosDrift:
 
     def _ha_action_running(self) -> bool:
         """True while the HA monitor holds its lock (a takeover or failback in progress)."""
-        probe = OperationLock(self.ctx.config.node.state_dir, "ha")
-        try:
-            probe.acquire()
-        except LockHeld:
-            return True
-        probe.release()
-        return False
+        return is_held(self.ctx.config.node.state_dir, "ha")
 
     # --- the loop -----------------------------------------------------------
     async def run(self) -> None:

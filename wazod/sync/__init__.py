@@ -82,13 +82,29 @@ async def _rsync(config, host: str, options: list[str], sources: list[str], time
     return _Transfer(False, stats, done.returncode, error)
 
 
-async def run(config, *, dry_run: bool = False) -> JobResult:
-    sc = config.sync
+def _ready(config) -> tuple[str | None, str | None]:
+    """(the other node's host, None), or (None, why a sync cannot start): the checks every copy to the slave makes."""
     try:
         host = remote_host(config)
     except WazodError as e:
-        return JobResult("sync", "failed", error=str(e))
-    problem = preflight(config)
+        return None, str(e)
+    return host, preflight(config) or None
+
+
+def _fold(data: dict, t: _Transfer) -> JobResult | None:
+    """Put an rsync's counts into ``data``; the failed result when it failed, else None."""
+    data.update({k: t.stats.get(k, 0) for k in ("files", "bytes", "deleted")})
+    if t.warning:
+        data["warning"] = t.warning
+    if not t.ok:
+        data["rsync_exit_code"] = t.returncode
+        return JobResult("sync", "failed", data=data, error=t.error)
+    return None
+
+
+async def run(config, *, dry_run: bool = False) -> JobResult:
+    sc = config.sync
+    host, problem = _ready(config)
     if problem:
         return JobResult("sync", "failed", error=problem)
     src = expand(sc.paths, sc.local_root, sc.glob_exclude)
@@ -98,13 +114,9 @@ async def run(config, *, dry_run: bool = False) -> JobResult:
         data["note"] = "none of sync.paths exists on this node"
         return JobResult("sync", "ok", data=data)
     options = ["-aR", "--delete-after"] + (["--dry-run"] if dry_run else [])
-    t = await _rsync(config, host, options, src.args, sc.timeout)
-    data.update({k: t.stats.get(k, 0) for k in ("files", "bytes", "deleted")})
-    if t.warning:
-        data["warning"] = t.warning
-    if not t.ok:
-        data["rsync_exit_code"] = t.returncode
-        return JobResult("sync", "failed", data=data, error=t.error)
+    failed = _fold(data, await _rsync(config, host, options, src.args, sc.timeout))
+    if failed:
+        return failed
     log.info("synced", files=data["files"], bytes=data["bytes"], deleted=data["deleted"], dry_run=dry_run)
     return JobResult("sync", "ok", data=data)
 
@@ -119,11 +131,7 @@ async def run_changed(config, *, dirs: list[str], first_change: float | None = N
     change seen) gives the result its ``lag_s``.
     """
     sc = config.sync
-    try:
-        host = remote_host(config)
-    except WazodError as e:
-        return JobResult("sync", "failed", error=str(e))
-    problem = preflight(config)
+    host, problem = _ready(config)
     if problem:
         return JobResult("sync", "failed", error=problem)
     root = os.path.abspath(sc.local_root).rstrip("/")
@@ -131,13 +139,9 @@ async def run_changed(config, *, dirs: list[str], first_change: float | None = N
     data = {"files": 0, "bytes": 0, "deleted": 0, "paths": len(args), "changed_paths": sorted(set(dirs))[:50],
             "trigger": "continuous"}
     if args:
-        t = await _rsync(config, host, ["-aR", "--delete-after"], args, sc.timeout)
-        data.update({k: t.stats.get(k, 0) for k in ("files", "bytes", "deleted")})
-        if t.warning:
-            data["warning"] = t.warning
-        if not t.ok:
-            data["rsync_exit_code"] = t.returncode
-            return JobResult("sync", "failed", data=data, error=t.error)
+        failed = _fold(data, await _rsync(config, host, ["-aR", "--delete-after"], args, sc.timeout))
+        if failed:
+            return failed
     if first_change is not None:
         data["lag_s"] = round(time.time() - first_change, 3)
     log.info("synced changes", files=data["files"], deleted=data["deleted"], paths=len(args))
@@ -151,11 +155,7 @@ async def copy_back(config, timeout: float | None = None) -> CopyBackResult:
     """
     sc = config.sync
     timeout = timeout if timeout is not None else sc.copy_back_timeout
-    try:
-        host = remote_host(config)
-    except WazodError as e:
-        return CopyBackResult(False, error=str(e))
-    problem = preflight(config)
+    host, problem = _ready(config)
     if problem:
         return CopyBackResult(False, error=problem)
     src = expand(sc.copy_back_paths, sc.local_root)
