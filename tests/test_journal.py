@@ -57,6 +57,19 @@ def test_ha_story_at_notice_failures_at_warning_routine_at_info(journal):
     assert messages[9] == "backup (all) completed in 12.0 s"
 
 
+def test_a_released_master_is_a_warning_with_its_own_message_and_notification(journal):
+    """The etcd owner's duty: a master whose own services died gave the key up. The journal says so at
+    warning in words, and SNMP managers get a notification of its own, not the catch-all one."""
+    from wazod.bus.mib import OTHER_EVENT_NUMBER, notification_oid
+
+    emitter, buf = journal
+    emitter.emit("ha_released", {"reason": "services_stopped", "ok": True, "duration": 0.01})
+    (prio, body), = [(p, b) for p, b in lines_of(buf) if b.get("component") == "events"]
+    assert prio == 4
+    assert body["event"].startswith("this master's own services are stopped: ownership given up")
+    assert notification_oid("ha_released")[-1] != OTHER_EVENT_NUMBER
+    assert notification_oid("ha_released") != notification_oid("ha_fenced")
+
 def test_a_purge_that_cannot_connect_is_one_line_without_traceback(tmp_path):
     cfg = tmp_path / "config.yml"
     cfg.write_text(json.dumps({

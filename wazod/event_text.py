@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded|_partitioned|_fenced)$")
+WARNING_RE = re.compile(r"(_failed|_down|_isolated|_flapping|_degraded|_partitioned|_fenced|_released)$")
 # the HA story and the daemon's life: journald priority 5 (notice)
 NOTICE_RE = re.compile(r"^(ha_|maintenance_|daemon_|config_reloaded$|berofos_mode_changed$|berofos_taken$"
                        r"|health_recovered$|restore_completed$)")
@@ -59,6 +59,8 @@ _TEMPLATES: dict[str, str] = {
                       "not taking over",
     "ha_fenced": "no quorum (neither the peer nor the arbiter answers): this node stopped its own services",
     "ha_unfenced": "quorum back: this node's services may run again",
+    "ha_released": "this master's own services are stopped: ownership given up in the arbiter, the slave may "
+                   "take over",
     "ha_fence_failed": "{action} FAILED at step {failed_step}",
     "ha_copy_back_failed": "copy-back FAILED: the files changed during the outage stay on {files_left_on}; "
                            "run `wazod copy-back` there",

@@ -28,6 +28,7 @@ NOTIFICATION_NUMBERS: dict[str, int] = {
     "ha_takeover_failed": 14, "ha_failback_started": 15, "ha_failback_completed": 16, "ha_failback_failed": 17,
     "ha_isolated": 18, "ha_flapping": 19, "ha_slave_down": 20, "ha_slave_up": 21,
     "ha_partitioned": 22, "ha_fenced": 23, "ha_unfenced": 24, "ha_fence_failed": 25, "ha_copy_back_failed": 26,
+    "ha_released": 27,
     "berofos_mode_changed": 30, "berofos_failed": 31, "berofos_taken": 32,
     "replication_completed": 40, "replication_skipped": 41, "replication_failed": 42,
     "sync_completed": 43, "sync_failed": 44, "backup_completed": 45, "backup_failed": 46,
