@@ -182,6 +182,17 @@ def test_no_color_environment_wins(saved_node):
         del os.environ["NO_COLOR"]
 
 
+
+def test_a_released_master_is_shown_in_red(saved_node):
+    """An etcd master whose own services died and gave the key up is a failure to look at, not a state."""
+    from wazod.config import load_config
+    from wazod.status_view import collect_status
+
+    doc = collect_status(load_config(saved_node).config)
+    doc["ha_state"] = "released"
+    os.environ.pop("NO_COLOR", None)
+    assert "HA \x1b[31mreleased\x1b[0m" in render_status(doc, color=True)
+
 def test_frozen_ha_and_disconnected_bus_are_shown():
     doc = {"node": "pbx2", "role": "slave", "daemon": "running", "ha_state": "flapping", "ha_frozen": "flapping",
            "services": "stopped", "bus": {"connected": False, "error": "connection refused"}, "jobs": {},

@@ -125,7 +125,7 @@ SUMMARY_MAX = 120  # characters of a check's summary in the readable view (--jso
 # "active" is not good: a slave that took over runs the telephony alone, with no redundancy left
 GOOD = {"ok", "running", "standby", "master", "started", "up", "connected", "true"}
 BAD = {"failed", "critical", "not running", "down", "error", "isolated", "false", "fenced", "fencing",
-       "partitioned"}
+       "partitioned", "released"}
 
 
 def _paint(text: str, code: str, color: bool) -> str:
