@@ -26,13 +26,7 @@ def real_dbs(pg_pair):
     return master, slave
 
 
-
-@pytest.fixture(autouse=True)
-async def _close_kept_sessions():
-    """The continuous checks keep their sessions between checks: closed when the test ends."""
-    yield
-    from wazod.replication import close_kept
-    await close_kept()
+pytestmark = pytest.mark.usefixtures("replication_sessions_closed")  # sessions kept between checks
 
 def make_config(tmp_path, master, slave, **replication):
     return Config.model_validate({

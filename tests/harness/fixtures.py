@@ -7,11 +7,11 @@ conftest.py stays a one-line import.
 from .etcd import etcd_cluster, etcd_cluster3, make_etcd_cluster
 from .mqtt import make_mosquitto, mosquitto
 from .netns import make_netns_lab, netns_lab, netns_lab_witness
-from .pg import make_pg_cluster, pg_cluster, pg_pair, pg_template
+from .pg import make_pg_cluster, pg_cluster, pg_pair, pg_template, replication_sessions_closed
 from .ssh import make_sshd, sshd
 
 __all__ = [
     "etcd_cluster", "etcd_cluster3", "make_etcd_cluster",
     "mosquitto", "make_mosquitto", "make_sshd", "make_netns_lab", "netns_lab", "netns_lab_witness",
-    "make_pg_cluster", "pg_cluster", "pg_pair", "pg_template", "sshd",
+    "make_pg_cluster", "pg_cluster", "pg_pair", "pg_template", "replication_sessions_closed", "sshd",
 ]

@@ -466,3 +466,13 @@ def pg_cluster(make_pg_cluster) -> PgCluster:
 def pg_pair(make_pg_cluster) -> PgPair:
     """Two started, independent clusters: ``pg_pair.master``, ``pg_pair.slave``."""
     return PgPair(make_pg_cluster(), make_pg_cluster())
+
+
+@pytest.fixture
+async def replication_sessions_closed():
+    """The continuous checks keep their database sessions between checks (``wazod.replication``'s kept
+    sessions): closed when the test ends, so that no session outlives its clusters."""
+    yield
+    from wazod.replication import close_kept
+
+    await close_kept()
