@@ -33,6 +33,7 @@ def dbs(pg_pair):
 
 pytestmark = pytest.mark.usefixtures("replication_sessions_closed")  # sessions kept between checks
 
+
 def make_ctx(tmp_path, master, slave, **replication) -> Context:
     config = Config.model_validate({
         "node": {"name": "pbx1", "state_dir": str(tmp_path / "state"), "uuid_file": str(tmp_path / "none")},

@@ -28,6 +28,7 @@ def real_dbs(pg_pair):
 
 pytestmark = pytest.mark.usefixtures("replication_sessions_closed")  # sessions kept between checks
 
+
 def make_config(tmp_path, master, slave, **replication):
     return Config.model_validate({
         "node": {"name": "pbx1", "state_dir": str(tmp_path / "state")},
