@@ -2,7 +2,10 @@
 
 Only wiring lives here: the fixtures themselves are in tests/harness/.
 """
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 # Make ``import harness`` work whatever the import mode / rootdir is.
@@ -41,6 +44,18 @@ def pytest_configure(config):
             config.getini("asyncio_mode") == "strict":
         config.option.asyncio_mode = "auto"
     install_sigterm_handler()
+    # the validated-configuration cache of every wazod the tests run (in process or as a child) goes to a
+    # directory of this session, not to the host's /var/cache/wazod (tests that study the cache set their own)
+    if "WAZOD_CACHE_DIR" not in os.environ:
+        os.environ["WAZOD_CACHE_DIR"] = config._wazod_cache_dir = tempfile.mkdtemp(prefix="wazod-config-cache-")
+
+
+def pytest_unconfigure(config):
+    created = getattr(config, "_wazod_cache_dir", None)
+    if created:
+        shutil.rmtree(created, ignore_errors=True)
+        if os.environ.get("WAZOD_CACHE_DIR") == created:
+            del os.environ["WAZOD_CACHE_DIR"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -116,11 +116,16 @@ def test_man_page_is_generated_from_the_cli(tree):
     assert "wazod - supervisor of a Wazo IPBX node and HA pair" in rendered
 
 
+def _clean_env() -> dict[str, str]:
+    """A bare environment, with the session's configuration cache (not the host's /var/cache/wazod)."""
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "WAZOD_CACHE_DIR": os.environ["WAZOD_CACHE_DIR"]}
+
+
 def _venv_wazod(tree: Path, *args: str) -> subprocess.CompletedProcess:
     # the console script's shebang names /usr/lib/wazod/bin/python: run it with the extracted one
     return subprocess.run([str(tree / "usr/lib/wazod/bin/python"), str(tree / "usr/bin/wazod"), *args],
                           capture_output=True, text=True, timeout=60, cwd=tree,
-                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+                          env=_clean_env())
 
 
 def test_built_venv_runs_wazod(tree):
@@ -146,7 +151,7 @@ status: {{listen: "127.0.0.1:{free_port()}"}}
 logging: {{file: {log}}}
 """)
     proc = subprocess.Popen([str(tree / "usr/lib/wazod/bin/python"), str(tree / "usr/bin/wazod"), "run", "--config",
-                             str(config)], cwd=tree, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                             str(config)], cwd=tree, env=_clean_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert wait_for(lambda: log.exists() and '"daemon started"' in log.read_text(), timeout=60)

@@ -21,15 +21,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wazod import DEFAULT_CONFIG_PATH  # noqa: E402  (re-exported)
-from wazod.config.hierarchy import Hierarchy, read_config_text, read_hierarchy
+from wazod.config.files import read_config_text, read_layer_texts
 from wazod.errors import ConfigError
 from wazod.secrets import mask
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from wazod.config.hierarchy import Hierarchy
     from wazod.config.model import Config
 
 # Nothing here imports pydantic: ``Config`` (every section) is built on first use (``wazod.config.model``),
-# and a command that reads only a few sections validates those alone (``load_config(sections=...)``).
+# and a command that reads only a few sections validates those alone (``load_config(sections=...)``), or
+# takes them from the cache of its previous run on the same files (``wazod.config.cache``: no YAML either).
 
 # The top-level keys, in the order of ``Config``'s fields, and the model of each.
 SECTIONS: dict[str, str] = {
@@ -124,18 +128,19 @@ class ConfigViews:
 
 
 class SectionsConfig(ConfigViews):
-    """The sections a command reads, validated at load like the whole ``Config``; any other section
-    is validated when first read (a ``ConfigError`` naming its key if it is wrong)."""
+    """The sections a command reads, validated at load like the whole ``Config`` (or read from the cache
+    of an earlier validation of the same files); any other section is validated when first read (a
+    ``ConfigError`` naming its key if it is wrong). ``source``: the merged files and their hierarchy."""
 
-    def __init__(self, raw: dict[str, Any], hierarchy: Hierarchy, sections: dict[str, Any]):
-        self._raw = raw
-        self._hierarchy = hierarchy
+    def __init__(self, sections: dict[str, Any], source: Callable[[], tuple[dict[str, Any], Hierarchy]]):
+        self._source = source
         self.__dict__.update(sections)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in SECTIONS:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        value = _validate_sections(self._raw, (name,), self._hierarchy)[name]
+        raw, hierarchy = self._source()
+        value = _validate_sections(raw, (name,), hierarchy)[name]
         self.__dict__[name] = value
         return value
 
@@ -153,7 +158,11 @@ class LoadedConfig:
 
 def read_ha_conf(path: str | os.PathLike) -> dict[str, Any]:
     """Wazo's /etc/xivo/ha.conf (JSON). Missing: {}. Unreadable JSON: a ConfigError naming it."""
-    text = read_config_text(Path(path))
+    return parse_ha_conf(path, read_config_text(Path(path)))
+
+
+def parse_ha_conf(path: str | os.PathLike, text: str | None) -> dict[str, Any]:
+    """The ``text`` of ha.conf at ``path`` (None: no such file) read as ``read_ha_conf`` reads it."""
     if text is None:
         return {}
     try:
@@ -239,32 +248,41 @@ def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = Fal
 
     ``sections``: validate only those (and node, ha, logging, and the top-level keys) and return a
     ``SectionsConfig``: what a command that reads a few settings uses, without building every model;
-    None: the whole ``Config``."""
+    the values are kept for the next run on the same files (``wazod.config.cache``), which reads them
+    back instead of validating again. None: the whole ``Config``, always validated (and kept too)."""
     path = Path(path or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH)
     if must_exist and not path.exists():
         raise ConfigError(f"{path}: no such configuration file (named by --config or $WAZOD_CONFIG)")
-    hierarchy = read_hierarchy(path)
-    raw = hierarchy.merged()
+    texts = read_layer_texts(path)
+    files = [p for p, _ in texts]
+    names = None if sections is None else (*ALWAYS_READ, *sections)
+    if names is not None:
+        cached = _from_cache(path, texts, names)
+        if cached is not None:
+            cached.must_exist = must_exist
+            return cached
     from pydantic import ValidationError
 
+    from wazod.config.hierarchy import read_hierarchy
+
+    hierarchy = read_hierarchy(path, texts)
+    raw = hierarchy.merged()
     config: Any
-    if sections is None:
+    if names is None:
         try:
             config = _config_model().model_validate(raw)
         except ValidationError as e:
             raise ConfigError(_format_errors(e.errors(), hierarchy)) from None
     else:
-        config = SectionsConfig(raw, hierarchy, _validate_sections(raw, (*ALWAYS_READ, *sections), hierarchy))
-    loaded = LoadedConfig(config=config, path=path, files=[layer.path for layer in hierarchy.layers],
-                          must_exist=must_exist)
+        config = SectionsConfig(_validate_sections(raw, names, hierarchy), lambda: (raw, hierarchy))
+    loaded = LoadedConfig(config=config, path=path, files=files, must_exist=must_exist)
     ha = config.ha
+    ha_conf_kept = None
     if ha.node_type is None or ha.remote_address is None:
         loaded.ha_conf_used = True
-        try:
-            loaded.ha_conf_mtime = os.stat(ha.ha_conf).st_mtime
-        except OSError:
-            loaded.ha_conf_mtime = None
-        ha_conf = read_ha_conf(ha.ha_conf)
+        loaded.ha_conf_mtime = _mtime(ha.ha_conf)
+        text = read_config_text(Path(ha.ha_conf))
+        ha_conf = parse_ha_conf(ha.ha_conf, text)
         for key, value in (("node_type", ha_conf.get("node_type") or "disabled"),
                            ("remote_address", ha_conf.get("remote_address") or None)):
             if getattr(ha, key) is not None:
@@ -273,6 +291,50 @@ def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = Fal
                 setattr(ha, key, value)
             except ValidationError as e:
                 raise ConfigError(f"{ha.ha_conf}: {key}: {e.errors()[0]['msg']} (got {shorten(value)})") from None
+        ha_conf_kept = {"path": ha.ha_conf, "sha256": _cache().text_digest(text)}
+    # kept for the next command on these files; the whole Config (``run``, ``config check``, ``status``...)
+    # leaves its sections too, so a `wazod replicate` after a `config check` or a reload needs no validation
+    kept = names if names is not None else SECTIONS
+    _cache().write(path, texts, {n: getattr(config, n) for n in kept}, ha_conf_kept)
+    return loaded
+
+
+def _cache() -> types.ModuleType:
+    from wazod.config import cache
+
+    return cache
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _from_cache(path: Path, texts: list, names: tuple[str, ...]) -> LoadedConfig | None:
+    """The sections ``names`` as the last validation of these same files left them, or None."""
+    entry = _cache().read(path, texts, names)
+    if entry is None:
+        return None
+
+    def source() -> tuple[dict[str, Any], Hierarchy]:  # a section not kept, read after all: parse the files
+        from wazod.config.hierarchy import read_hierarchy
+
+        hierarchy = read_hierarchy(path, texts)
+        return hierarchy.merged(), hierarchy
+
+    loaded = LoadedConfig(config=SectionsConfig(entry["sections"], source), path=path, files=[p for p, _ in texts])
+    ha_conf = entry["ha_conf"]
+    if ha_conf is not None:  # it filled node_type or remote_address: still the same text?
+        loaded.ha_conf_used = True
+        loaded.ha_conf_mtime = _mtime(ha_conf["path"])
+        try:
+            text = read_config_text(Path(ha_conf["path"]))
+        except ConfigError:
+            return None  # validated without the cache, which reports it
+        if _cache().text_digest(text) != ha_conf["sha256"]:
+            return None
     return loaded
 
 

@@ -16,13 +16,13 @@ second), and the error names the file and the line.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from wazod.config.files import read_config_text, read_layer_texts
 from wazod.errors import ConfigError
 
 
@@ -90,55 +90,6 @@ def _copy(value: Any) -> Any:
     return value
 
 
-MAX_FILE_BYTES = 1 << 20  # a configuration file is a few kB; more is a mistake (or /dev/zero)
-
-
-def read_config_text(path: Path, *, limit: int = MAX_FILE_BYTES) -> str | None:
-    """The UTF-8 text of a configuration file; None when it does not exist.
-
-    Only a regular file (a symlink to one is fine) of at most ``limit`` bytes is
-    read: a FIFO would block the reader forever and /dev/zero would fill the
-    memory, so both are refused before any read. The file is opened
-    non-blocking and checked with ``fstat`` on the open descriptor (no race
-    between the check and the read). Bytes that are not UTF-8 are a
-    configuration error naming the line, not a traceback.
-    """
-    def refuse_unless_regular(st: os.stat_result) -> None:
-        if stat.S_ISDIR(st.st_mode):
-            raise ConfigError(f"{path}: is a directory, not a configuration file")
-        if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(f"{path}: is not a regular file (a FIFO, device or socket): refused")
-
-    try:
-        refuse_unless_regular(os.stat(path))  # a device is not even opened (opening some has effects)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
-    try:
-        refuse_unless_regular(os.fstat(fd))  # the file opened is the one checked
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(65536, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        raise ConfigError(f"{path}: larger than {limit} bytes: refused")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})") from None
-
-
 class StrictLoader(yaml.SafeLoader):
     """PyYAML's safe loader without aliases and without duplicate keys.
 
@@ -170,7 +121,11 @@ class StrictLoader(yaml.SafeLoader):
 
 def parse_file(path: Path) -> dict[str, Any]:
     """Parse one YAML file; empty (or comment-only) means {}; errors name the file and line."""
-    text = read_config_text(path)
+    return parse_text(path, read_config_text(path))
+
+
+def parse_text(path: Path, text: str | None) -> dict[str, Any]:
+    """Parse the YAML ``text`` of the file at ``path`` (None: the file does not exist, so {})."""
     if text is None:
         return {}
     try:
@@ -187,18 +142,8 @@ def parse_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def conf_d_files(directory: Path) -> list[Path]:
-    """The conf.d files Wazo would read, in Wazo's order (code point, not locale)."""
-    try:
-        names = os.listdir(directory)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [directory / n for n in sorted(names) if n.endswith(".yml") and not n.startswith(".")]
-
-
-def read_hierarchy(config_file: str | os.PathLike) -> Hierarchy:
-    config_file = Path(config_file)
-    conf_d = config_file.parent / "conf.d"
-    layers = [Layer(p, parse_file(p)) for p in conf_d_files(conf_d)]
-    layers.append(Layer(config_file, parse_file(config_file)))
-    return Hierarchy(layers)
+def read_hierarchy(config_file: str | os.PathLike,
+                   texts: list[tuple[Path, str | None]] | None = None) -> Hierarchy:
+    """The parsed layers of ``config_file``'s hierarchy; ``texts``: those ``read_layer_texts`` returned."""
+    texts = read_layer_texts(config_file) if texts is None else texts
+    return Hierarchy([Layer(p, parse_text(p, text)) for p, text in texts])

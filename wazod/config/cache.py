@@ -1,0 +1,264 @@
+"""The sections a command validated, kept for its next run on the same files: no pydantic, no YAML.
+
+Why: `wazod replicate` run by hand or by a script spent 0.10 s of its 0.18 s start importing pydantic and
+PyYAML, building four models and parsing files that had not changed since its previous run. A run whose
+files are byte for byte those of an earlier run now reads the values that run validated, and connects.
+
+What makes an entry valid (``key``), all of it compared, none of it trusted from the entry itself:
+- the text of every file of the hierarchy (config.yml and conf.d's), with their paths, read again each run;
+- the validation code: wazod's version, the size and mtime of every file of ``wazod.config`` and of
+  pydantic's and pydantic_core's version modules, the Python version;
+- when Wazo's ha.conf filled ``ha.node_type`` or ``ha.remote_address``: its text (the entry names the file,
+  whose sha256 is compared before use).
+Only sections whose validation reads nothing but those files are kept (``CACHEABLE``); a command asking for
+another validates as before.
+
+Trust: the entry is written by the user running wazod (root on a node) into a directory only that user can
+write (``/var/cache/wazod``, 0700; ``$WAZOD_CACHE_DIR`` if set, empty to turn the cache off; a non-root user's
+``~/.cache/wazod``), mode 0600 since a DSN may hold a password, atomically. An entry another user owns or
+could write, in such a directory, a symlink, a file that does not parse or whose key differs, is ignored:
+the files are validated as without a cache, and the entry replaced.
+
+The values come back as ``CachedModel`` objects: the fields are plain attributes, as on the model. Anything
+else asked of one (a property such as ``node.on_wazo``, pydantic's ``model_dump``) is asked of the real
+model, built at that moment from the same values (``model_construct``, pydantic imported then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.machinery
+import json
+import os
+import stat
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from wazod.secrets import mask
+
+FORMAT = 1
+# The sections whose validation depends on the files' text alone (no file existence, no host lookup).
+CACHEABLE = frozenset({"node", "ha", "logging", "replication"})
+MAX_ENTRY_BYTES = 1 << 22  # the values of a few sections: kilobytes; more is not an entry of ours
+
+Texts = list[tuple[Path, "str | None"]]
+
+
+def cache_dir() -> Path | None:
+    """Where the entries are; None: the cache is off (``WAZOD_CACHE_DIR`` set empty)."""
+    chosen = os.environ.get("WAZOD_CACHE_DIR")
+    if chosen is not None:
+        return Path(chosen) if chosen else None
+    if os.geteuid() == 0:
+        return Path("/var/cache/wazod")
+    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "wazod"
+
+
+def entry_path(config_path: Path) -> Path | None:
+    """The entry of ``config_path`` (one per configuration file, named after its absolute path)."""
+    directory = cache_dir()
+    if directory is None:
+        return None
+    name = hashlib.sha256(os.fsencode(os.path.abspath(config_path))).hexdigest()[:32]
+    return directory / f"config-{name}.json"
+
+
+def code_fingerprint() -> list:
+    """What the validation's result depends on besides the files: the code that validates them."""
+    parts: list = [FORMAT, sys.hexversion]
+    from wazod import __version__
+
+    parts.append(__version__)
+    package = Path(__file__).parent
+    for directory in (package, package / "sections"):
+        with os.scandir(directory) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if entry.name.endswith(".py"):
+                    st = entry.stat()
+                    parts.append([entry.path, st.st_size, st.st_mtime_ns])
+    for module, file in (("pydantic", "version.py"), ("pydantic_core", "__init__.py")):
+        spec = importlib.machinery.PathFinder.find_spec(module)
+        where = spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else None
+        try:
+            st = os.stat(os.path.join(where, file)) if where else None
+        except OSError:
+            st = None
+        parts.append([module, where, st and st.st_size, st and st.st_mtime_ns])
+    return parts
+
+
+def key_of(config_path: Path, texts: Texts) -> str:
+    """The sha256 naming what the validation of ``texts`` (the hierarchy of ``config_path``) depends on."""
+    material = [code_fingerprint(), os.path.abspath(config_path), [[str(p), t] for p, t in texts]]
+    return hashlib.sha256(json.dumps(material).encode()).hexdigest()
+
+
+def text_digest(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- values out and back in -------------------------------------------------------------------------
+
+class Uncacheable(Exception):
+    """A value the entry cannot give back with its exact type (a tuple, a dict, a path...)."""
+
+
+def encode(value: Any) -> Any:
+    """A validated value as JSON: a model is an object naming its class; str, numbers, bools, None and
+    lists are themselves; anything else is ``Uncacheable`` (so nothing is kept rather than a changed type)."""
+    from pydantic import BaseModel
+
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if type(value) is list:
+        return [encode(v) for v in value]
+    if isinstance(value, BaseModel):
+        cls = type(value)
+        return {"model": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": {name: encode(getattr(value, name)) for name in cls.model_fields}}
+    raise Uncacheable(type(value).__name__)
+
+
+def decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict):  # only models are objects (``encode`` keeps no dict)
+        return CachedModel(value["model"], {k: decode(v) for k, v in value["fields"].items()})
+    return value
+
+
+class CachedModel:
+    """A validated model's values read back from the cache: its fields are attributes, read-only.
+
+    Any other attribute (a property, a method, pydantic's API) is that of the real model, built on first
+    need from these values without validating them again (they were validated when the entry was made).
+    """
+
+    __slots__ = ("_class", "_fields", "_model")
+
+    def __init__(self, class_path: str, fields: dict[str, Any]):
+        object.__setattr__(self, "_class", class_path)
+        object.__setattr__(self, "_fields", fields)
+        object.__setattr__(self, "_model", None)
+
+    def __getattr__(self, name: str) -> Any:
+        fields = object.__getattribute__(self, "_fields")
+        if name in fields:
+            return fields[name]
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.model(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{name}: the configuration read from the cache is read-only")
+
+    def model(self) -> Any:
+        """The pydantic model these values were read from (built once, pydantic imported then)."""
+        if self._model is None:
+            from wazod.config import _pydantic_without_plugins
+
+            _pydantic_without_plugins()
+            module, qualname = self._class.split(":")
+            cls: Any = importlib.import_module(module)
+            for part in qualname.split("."):
+                cls = getattr(cls, part)
+            object.__setattr__(self, "_model", cls.model_construct(**{k: _real(v) for k, v in self._fields.items()}))
+        return self._model
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, CachedModel):
+            return self._class == other._class and self._fields == other._fields
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # like a pydantic model: mutable there, so not hashable
+
+    def __repr__(self) -> str:
+        name = self._class.rpartition(".")[2].rpartition(":")[2]
+        return f"{name}(" + ", ".join(f"{k}={mask(v, k)!r}" for k, v in self._fields.items()) + ")"
+
+
+def _real(value: Any) -> Any:
+    if isinstance(value, CachedModel):
+        return value.model()
+    if isinstance(value, list):
+        return [_real(v) for v in value]
+    return value
+
+
+# --- the entry on disk ------------------------------------------------------------------------------
+
+def _owned_and_private(st: os.stat_result, kind: int) -> bool:
+    """Of ``kind`` (S_IFDIR / S_IFREG), owned by this process's user, writable by nobody else."""
+    return stat.S_IFMT(st.st_mode) == kind and st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+def _trusted_entry(path: Path) -> dict[str, Any] | None:
+    """The JSON of the entry at ``path`` if this user alone could have written it; else None."""
+    try:
+        if not _owned_and_private(os.lstat(path.parent), stat.S_IFDIR):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not _owned_and_private(st, stat.S_IFREG) or st.st_size > MAX_ENTRY_BYTES:
+            return None
+        data = os.read(fd, MAX_ENTRY_BYTES + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        entry = json.loads(data)
+    except ValueError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def read(config_path: Path, texts: Texts, sections: Iterable[str]) -> dict[str, Any] | None:
+    """The entry for these files holding ``sections`` (``{"sections": {name: CachedModel}, "ha_conf": ...}``),
+    or None: no usable entry (absent, stale, untrusted, unreadable: the caller validates the files)."""
+    path = entry_path(config_path)
+    wanted = set(sections)
+    if path is None or not wanted <= CACHEABLE:
+        return None
+    entry = _trusted_entry(path)
+    try:
+        if entry is None or entry["key"] != key_of(config_path, texts) or not wanted <= set(entry["sections"]):
+            return None
+        return {"sections": {name: decode(entry["sections"][name]) for name in wanted},
+                "ha_conf": entry["ha_conf"]}
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None
+
+
+def write(config_path: Path, texts: Texts, sections: dict[str, Any], ha_conf: dict[str, Any] | None) -> None:
+    """Keep the ``sections`` (validated models) among ``CACHEABLE`` for the next run on the same files.
+    Nothing is written when the entry already says the same, and quietly nothing when a value cannot be
+    kept exactly or the directory is not this user's alone (the cache only saves time)."""
+    path = entry_path(config_path)
+    sections = {name: model for name, model in sections.items() if name in CACHEABLE}
+    if path is None or not sections:
+        return
+    key = key_of(config_path, texts)
+    current = _trusted_entry(path)
+    if (current is not None and current.get("key") == key and current.get("ha_conf") == ha_conf
+            and isinstance(current.get("sections"), dict) and set(sections) <= set(current["sections"])):
+        return
+    try:
+        entry = {"key": key, "ha_conf": ha_conf, "sections": {name: encode(model) for name, model in sections.items()}}
+    except Uncacheable:
+        return
+    from wazod.fsutil import atomic_write_bytes
+
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _owned_and_private(os.lstat(path.parent), stat.S_IFDIR):
+            return
+        atomic_write_bytes(path, json.dumps(entry).encode(), mode=0o600)
+    except OSError:
+        return
