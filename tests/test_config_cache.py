@@ -279,3 +279,20 @@ def test_the_whole_configuration_is_always_validated_and_leaves_its_sections(tmp
     assert isinstance(load(config).config.replication, CachedModel)  # ...leave the entry replicate reads
     assert the_entry(cache_dir).stat().st_mode & 0o777 == 0o600
     assert cache_dir.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("env", [{"WAZOD_CACHE_DIR": "cache"}, {"XDG_CACHE_HOME": "", "HOME": "relative"},
+                                 {"XDG_CACHE_HOME": "relative/xdg"}])
+def test_a_relative_cache_directory_is_no_cache(tmp_path, monkeypatch, env):
+    """Not the directory the command happens to run in (a user without a home directory, a typo)."""
+    if os.geteuid() == 0 and "WAZOD_CACHE_DIR" not in env:
+        monkeypatch.setattr(os, "geteuid", lambda: 1000)  # the rule for users other than root
+    monkeypatch.delenv("WAZOD_CACHE_DIR", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cache.cache_dir() is None
+    monkeypatch.chdir(tmp_path)
+    config = write_config(tmp_path)
+    load(config)
+    assert not isinstance(load(config).config.replication, CachedModel)
+    assert not [p for p in tmp_path.rglob("config-*.json")]

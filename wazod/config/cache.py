@@ -48,13 +48,15 @@ Texts = list[tuple[Path, "str | None"]]
 
 
 def cache_dir() -> Path | None:
-    """Where the entries are; None: the cache is off (``WAZOD_CACHE_DIR`` set empty)."""
+    """Where the entries are; None: the cache is off (``WAZOD_CACHE_DIR`` set empty, or to no absolute path)."""
     chosen = os.environ.get("WAZOD_CACHE_DIR")
     if chosen is not None:
-        return Path(chosen) if chosen else None
+        return Path(chosen) if os.path.isabs(chosen) else None
     if os.geteuid() == 0:
         return Path("/var/cache/wazod")
-    return Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")) / "wazod"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    # a relative base (no home directory: "~" left as it is) would put entries wherever the command runs
+    return Path(base) / "wazod" if os.path.isabs(base) else None
 
 
 def entry_path(config_path: Path) -> Path | None:
