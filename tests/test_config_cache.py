@@ -246,14 +246,17 @@ def test_an_entry_another_user_could_have_written_is_ignored(tmp_path, cache_dir
         assert not isinstance(load(config).config.replication, CachedModel)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not json", "a list", "empty", "no sections"])
+@pytest.mark.parametrize("damage", ["truncated", "not json", "a list", "empty", "no sections", "a foreign class"])
 def test_a_damaged_entry_is_ignored_and_replaced(tmp_path, cache_dir, damage):
     config = write_config(tmp_path)
     load(config)
     entry = the_entry(cache_dir)
     text = entry.read_text()
+    foreign = json.loads(text)
+    foreign["sections"]["replication"]["model"] = "os:system"  # what a model's building would import
     entry.write_text({"truncated": text[: len(text) // 2], "not json": "\x00\xff garbage", "a list": "[1, 2]",
-                      "empty": "", "no sections": json.dumps({"key": json.loads(text)["key"], "ha_conf": None})}[damage])
+                      "empty": "", "no sections": json.dumps({"key": json.loads(text)["key"], "ha_conf": None}),
+                      "a foreign class": json.dumps(foreign)}[damage])
     assert load(config).config.replication.source_dsn.endswith(":5432/asterisk")
     assert isinstance(load(config).config.replication, CachedModel)
 
@@ -296,3 +299,17 @@ def test_a_relative_cache_directory_is_no_cache(tmp_path, monkeypatch, env):
     load(config)
     assert not isinstance(load(config).config.replication, CachedModel)
     assert not [p for p in tmp_path.rglob("config-*.json")]
+
+
+def test_an_entry_that_already_says_the_same_is_not_written_again(tmp_path, cache_dir):
+    """`wazod status`, `events`... load the whole configuration at every call: no write (and fsyncs) each time."""
+    config = write_config(tmp_path)
+    load_config(config)
+    before = the_entry(cache_dir).stat()
+    load_config(config)
+    load(config)
+    after = the_entry(cache_dir).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    config.write_text(config.read_text().replace(":5432/", ":5431/"))
+    load(config)
+    assert the_entry(cache_dir).stat().st_ino != before.st_ino  # a new entry for the new files

@@ -124,11 +124,19 @@ def encode(value: Any) -> Any:
     raise Uncacheable(type(value).__name__)
 
 
+MODELS_PACKAGE = "wazod.config.sections."
+
+
 def decode(value: Any) -> Any:
+    """What ``encode`` made, back; a model of any other package than the sections' is a ``ValueError``
+    (an entry names what to import to build a real model: only ever a configuration section)."""
     if isinstance(value, list):
         return [decode(v) for v in value]
     if isinstance(value, dict):  # only models are objects (``encode`` keeps no dict)
-        return CachedModel(value["model"], {k: decode(v) for k, v in value["fields"].items()})
+        class_path = value["model"]
+        if not (isinstance(class_path, str) and class_path.startswith(MODELS_PACKAGE) and class_path.count(":") == 1):
+            raise ValueError(f"not a configuration model: {class_path!r}")
+        return CachedModel(class_path, {k: decode(v) for k, v in value["fields"].items()})
     return value
 
 
@@ -240,20 +248,18 @@ def read(config_path: Path, texts: Texts, sections: Iterable[str]) -> dict[str, 
 
 def write(config_path: Path, texts: Texts, sections: dict[str, Any], ha_conf: dict[str, Any] | None) -> None:
     """Keep the ``sections`` (validated models) among ``CACHEABLE`` for the next run on the same files.
-    Nothing is written when the entry already says the same, and quietly nothing when a value cannot be
-    kept exactly or the directory is not this user's alone (the cache only saves time)."""
+    Nothing is written when the entry already says exactly that, and quietly nothing when a value cannot
+    be kept exactly or the directory is not this user's alone (the cache only saves time)."""
     path = entry_path(config_path)
     sections = {name: model for name, model in sections.items() if name in CACHEABLE}
     if path is None or not sections:
         return
-    key = key_of(config_path, texts)
-    current = _trusted_entry(path)
-    if (current is not None and current.get("key") == key and current.get("ha_conf") == ha_conf
-            and isinstance(current.get("sections"), dict) and set(sections) <= set(current["sections"])):
-        return
     try:
-        entry = {"key": key, "ha_conf": ha_conf, "sections": {name: encode(model) for name, model in sections.items()}}
+        entry = {"key": key_of(config_path, texts), "ha_conf": ha_conf,
+                 "sections": {name: encode(model) for name, model in sections.items()}}
     except Uncacheable:
+        return
+    if _trusted_entry(path) == entry:
         return
     from wazod.fsutil import atomic_write_bytes
 
