@@ -204,7 +204,7 @@ def test_the_code_fingerprint_names_every_module_of_the_validation():
     package = ROOT / "wazod" / "config"
     assert named == {str(p) for p in [*package.glob("*.py"), *package.glob("sections/*.py")]}
     assert {part[0] for part in cache.code_fingerprint() if isinstance(part, list) and len(part) == 4} == {
-        "pydantic", "pydantic_core"}
+        "pydantic", "pydantic_core", "yaml"}
 
 
 def test_files_made_invalid_after_a_valid_run_are_an_error(tmp_path, cache_dir):
@@ -313,3 +313,71 @@ def test_an_entry_that_already_says_the_same_is_not_written_again(tmp_path, cach
     config.write_text(config.read_text().replace(":5432/", ":5431/"))
     load(config)
     assert the_entry(cache_dir).stat().st_ino != before.st_ino  # a new entry for the new files
+
+
+# --- found by review: each failed before its fix ------------------------------------------------------
+
+def test_a_daemon_reloading_after_its_code_was_replaced_on_disk_leaves_no_entry_the_new_code_takes(
+        tmp_path, cache_dir, monkeypatch):
+    """An upgrade under a running daemon, then a reload: it validates with the code it loaded at start,
+    so its entry carries that code's fingerprint; a new `replicate` (the new code) validates again."""
+    config = write_config(tmp_path)
+    monkeypatch.setattr(cache, "_FINGERPRINT", None)
+    load_config(config)  # the daemon starts
+    the_entry(cache_dir).unlink()
+    real = cache._read_fingerprint
+    monkeypatch.setattr(cache, "_read_fingerprint", lambda: [*real(), "the upgrade's files"])
+    load_config(config)  # its reload: the old code in memory, the new one on disk
+    poison(cache_dir)
+    monkeypatch.setattr(cache, "_FINGERPRINT", None)  # a new process, which loads the new code
+    assert load(config).config.replication.source_dsn != POISON
+
+
+def test_a_string_json_would_not_give_back_is_not_kept(tmp_path, cache_dir, monkeypatch):
+    """YAML's "\\ud83d\\ude00" is two lone surrogates (a DSN libpq cannot take); through JSON they become 😀."""
+    config = write_config(tmp_path, extra='sync: {}\n')
+    config.write_text(config.read_text().replace("'postgresql://u:s3cret@", '"postgresql://u:\\ud83d\\ude00@')
+                      .replace("/asterisk', db_os_user", '/asterisk", db_os_user'))
+    first = load(config).config.replication.source_dsn
+    assert first == "postgresql://u:\ud83d\ude00@127.0.0.1:5432/asterisk"
+    again = load(config).config.replication
+    assert not isinstance(again, CachedModel) and again.source_dsn == first
+    assert not list(cache_dir.glob("config-*.json"))
+
+
+@pytest.mark.parametrize("damage", [
+    {"ha_conf": "damaged"}, {"ha_conf": 0}, {"ha_conf": ["x"]}, {"ha_conf": {"path": "/etc/xivo/ha.conf"}},
+    {"ha_conf": None}, {"sections": {"node": "x", "ha": "x", "logging": "x", "replication": "x"}},
+    {"sections": []}, {"sections": {"replication": {"model": "wazod.config.sections.replication:X", "fields": 1}}},
+])
+def test_an_entry_of_another_shape_is_validated_again_without_a_traceback(tmp_path, cache_dir, damage):
+    ha_conf = tmp_path / "ha.conf"
+    ha_conf.write_text('{"node_type": "master", "remote_address": "10.0.0.2"}')
+    config = write_config(tmp_path, ha=f"{{ha_conf: {ha_conf}}}")
+    load(config)
+    entry = the_entry(cache_dir)
+    data = json.loads(entry.read_text())
+    data.update(damage)
+    entry.write_text(json.dumps(data))
+    if "ha_conf" in damage:
+        ha_conf.write_text('{"node_type": "slave", "remote_address": "10.0.0.1"}')  # what a skipped check would miss
+    loaded = load(config)
+    expected = ("slave", "10.0.0.1") if "ha_conf" in damage else ("master", "10.0.0.2")
+    assert (loaded.config.role, loaded.config.ha.remote_address) == expected
+    assert loaded.config.replication.source_dsn.endswith(":5432/asterisk")
+
+
+def test_an_entry_holding_equal_values_of_other_types_is_replaced(tmp_path, cache_dir):
+    """1 == True == 1.0 in Python: the entry is compared byte for byte, not value for value."""
+    config = write_config(tmp_path)
+    load_config(config)
+    entry = the_entry(cache_dir)
+    data = json.loads(entry.read_text())
+    fields = data["sections"]["replication"]["fields"]
+    fields.update(rebuild_indexes=1, connect_timeout=10, jitter=False)
+    entry.write_text(json.dumps(data))
+    load_config(config)  # `config check`, a reload...
+    kept = load(config).config.replication
+    assert isinstance(kept, CachedModel)
+    assert (kept.rebuild_indexes, kept.connect_timeout, kept.jitter) == (True, 10.0, 0)
+    assert (type(kept.rebuild_indexes), type(kept.connect_timeout), type(kept.jitter)) == (bool, float, int)

@@ -253,6 +253,7 @@ def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = Fal
     path = Path(path or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH)
     if must_exist and not path.exists():
         raise ConfigError(f"{path}: no such configuration file (named by --config or $WAZOD_CONFIG)")
+    _cache().code_fingerprint()  # the validation code this process loads from now on, taken before it does
     texts = read_layer_texts(path)
     files = [p for p, _ in texts]
     names = None if sections is None else (*ALWAYS_READ, *sections)

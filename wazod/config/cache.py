@@ -68,8 +68,21 @@ def entry_path(config_path: Path) -> Path | None:
     return directory / f"config-{name}.json"
 
 
+_FINGERPRINT: list | None = None
+
+
 def code_fingerprint() -> list:
-    """What the validation's result depends on besides the files: the code that validates them."""
+    """What the validation's result depends on besides the files: the code that validates them, as it was
+    on disk when this process first loaded a configuration (``load_config`` asks before importing any
+    section). Taken once: a daemon that validates again (a reload) after an upgrade replaced the files
+    validates with the code it loaded, so its entries carry that code's fingerprint, not the new one."""
+    global _FINGERPRINT
+    if _FINGERPRINT is None:
+        _FINGERPRINT = _read_fingerprint()
+    return _FINGERPRINT
+
+
+def _read_fingerprint() -> list:
     parts: list = [FORMAT, sys.hexversion]
     from wazod import __version__
 
@@ -81,7 +94,7 @@ def code_fingerprint() -> list:
                 if entry.name.endswith(".py"):
                     st = entry.stat()
                     parts.append([entry.path, st.st_size, st.st_mtime_ns])
-    for module, file in (("pydantic", "version.py"), ("pydantic_core", "__init__.py")):
+    for module, file in (("pydantic", "version.py"), ("pydantic_core", "__init__.py"), ("yaml", "__init__.py")):
         spec = importlib.machinery.PathFinder.find_spec(module)
         where = spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else None
         try:
@@ -92,9 +105,10 @@ def code_fingerprint() -> list:
     return parts
 
 
-def key_of(config_path: Path, texts: Texts) -> str:
-    """The sha256 naming what the validation of ``texts`` (the hierarchy of ``config_path``) depends on."""
-    material = [code_fingerprint(), os.path.abspath(config_path), [[str(p), t] for p, t in texts]]
+def key_of(config_path: Path, texts: Texts, ha_conf: dict[str, Any] | None) -> str:
+    """The sha256 naming what the validation of ``texts`` (the hierarchy of ``config_path``) depends on,
+    with the ha.conf it read (path and digest, or None) bound to it."""
+    material = [code_fingerprint(), os.path.abspath(config_path), [[str(p), t] for p, t in texts], ha_conf]
     return hashlib.sha256(json.dumps(material).encode()).hexdigest()
 
 
@@ -113,7 +127,13 @@ def encode(value: Any) -> Any:
     lists are themselves; anything else is ``Uncacheable`` (so nothing is kept rather than a changed type)."""
     from pydantic import BaseModel
 
-    if value is None or type(value) in (bool, int, float, str):
+    if type(value) is str:
+        try:
+            value.encode("utf-8")  # lone surrogates (YAML's "\\ud83d"): JSON would give back another string
+        except UnicodeEncodeError:
+            raise Uncacheable("a string that is not Unicode text") from None
+        return value
+    if value is None or type(value) in (bool, int, float):
         return value
     if type(value) is list:
         return [encode(v) for v in value]
@@ -133,10 +153,12 @@ def decode(value: Any) -> Any:
     if isinstance(value, list):
         return [decode(v) for v in value]
     if isinstance(value, dict):  # only models are objects (``encode`` keeps no dict)
-        class_path = value["model"]
+        class_path, fields = value["model"], value["fields"]
         if not (isinstance(class_path, str) and class_path.startswith(MODELS_PACKAGE) and class_path.count(":") == 1):
             raise ValueError(f"not a configuration model: {class_path!r}")
-        return CachedModel(class_path, {k: decode(v) for k, v in value["fields"].items()})
+        if not isinstance(fields, dict):
+            raise ValueError("a model's fields are an object")
+        return CachedModel(class_path, {k: decode(v) for k, v in fields.items()})
     return value
 
 
@@ -205,8 +227,8 @@ def _owned_and_private(st: os.stat_result, kind: int) -> bool:
     return stat.S_IFMT(st.st_mode) == kind and st.st_uid == os.geteuid() and not st.st_mode & 0o022
 
 
-def _trusted_entry(path: Path) -> dict[str, Any] | None:
-    """The JSON of the entry at ``path`` if this user alone could have written it; else None."""
+def _trusted_bytes(path: Path) -> bytes | None:
+    """The bytes of the entry at ``path`` if this user alone could have written it; else None."""
     try:
         if not _owned_and_private(os.lstat(path.parent), stat.S_IFDIR):
             return None
@@ -217,49 +239,55 @@ def _trusted_entry(path: Path) -> dict[str, Any] | None:
         st = os.fstat(fd)
         if not _owned_and_private(st, stat.S_IFREG) or st.st_size > MAX_ENTRY_BYTES:
             return None
-        data = os.read(fd, MAX_ENTRY_BYTES + 1)
+        return os.read(fd, MAX_ENTRY_BYTES + 1)
     except OSError:
         return None
     finally:
         os.close(fd)
-    try:
-        entry = json.loads(data)
-    except ValueError:
-        return None
-    return entry if isinstance(entry, dict) else None
 
 
 def read(config_path: Path, texts: Texts, sections: Iterable[str]) -> dict[str, Any] | None:
     """The entry for these files holding ``sections`` (``{"sections": {name: CachedModel}, "ha_conf": ...}``),
-    or None: no usable entry (absent, stale, untrusted, unreadable: the caller validates the files)."""
+    or None: no usable entry (absent, stale, untrusted, unreadable, of another shape: the caller validates
+    the files). ``ha_conf``: the ha.conf the validation read (``{"path", "sha256"}``) or None, bound to the
+    key; the caller checks that file's text is still the same."""
     path = entry_path(config_path)
     wanted = set(sections)
     if path is None or not wanted <= CACHEABLE:
         return None
-    entry = _trusted_entry(path)
-    try:
-        if entry is None or entry["key"] != key_of(config_path, texts) or not wanted <= set(entry["sections"]):
-            return None
-        return {"sections": {name: decode(entry["sections"][name]) for name in wanted},
-                "ha_conf": entry["ha_conf"]}
-    except (KeyError, TypeError, AttributeError, ValueError):
+    data = _trusted_bytes(path)
+    if data is None:
         return None
+    try:
+        entry = json.loads(data)
+        ha_conf = entry["ha_conf"]
+        if ha_conf is not None and not (isinstance(ha_conf.get("path"), str)
+                                        and isinstance(ha_conf.get("sha256"), (str, type(None)))):
+            return None
+        if entry["key"] != key_of(config_path, texts, ha_conf) or not wanted <= set(entry["sections"]):
+            return None
+        kept = {name: decode(entry["sections"][name]) for name in wanted}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not all(isinstance(section, CachedModel) for section in kept.values()):
+        return None
+    return {"sections": kept, "ha_conf": ha_conf}
 
 
 def write(config_path: Path, texts: Texts, sections: dict[str, Any], ha_conf: dict[str, Any] | None) -> None:
     """Keep the ``sections`` (validated models) among ``CACHEABLE`` for the next run on the same files.
-    Nothing is written when the entry already says exactly that, and quietly nothing when a value cannot
-    be kept exactly or the directory is not this user's alone (the cache only saves time)."""
+    Nothing is written when the entry already holds exactly these bytes, and quietly nothing when a value
+    cannot be kept exactly or the directory is not this user's alone (the cache only saves time)."""
     path = entry_path(config_path)
     sections = {name: model for name, model in sections.items() if name in CACHEABLE}
     if path is None or not sections:
         return
     try:
-        entry = {"key": key_of(config_path, texts), "ha_conf": ha_conf,
-                 "sections": {name: encode(model) for name, model in sections.items()}}
+        data = json.dumps({"key": key_of(config_path, texts, ha_conf), "ha_conf": ha_conf,
+                           "sections": {name: encode(model) for name, model in sections.items()}}).encode()
     except Uncacheable:
         return
-    if _trusted_entry(path) == entry:
+    if _trusted_bytes(path) == data:
         return
     from wazod.fsutil import atomic_write_bytes
 
@@ -267,6 +295,6 @@ def write(config_path: Path, texts: Texts, sections: dict[str, Any], ha_conf: di
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         if not _owned_and_private(os.lstat(path.parent), stat.S_IFDIR):
             return
-        atomic_write_bytes(path, json.dumps(entry).encode(), mode=0o600)
+        atomic_write_bytes(path, data, mode=0o600)
     except OSError:
         return
