@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -284,12 +286,21 @@ def test_the_whole_configuration_is_always_validated_and_leaves_its_sections(tmp
     assert cache_dir.stat().st_mode & 0o777 == 0o700
 
 
-@pytest.mark.parametrize("env", [{"WAZOD_CACHE_DIR": "cache"}, {"XDG_CACHE_HOME": "", "HOME": "relative"},
-                                 {"XDG_CACHE_HOME": "relative/xdg"}])
-def test_a_relative_cache_directory_is_no_cache(tmp_path, monkeypatch, env):
-    """Not the directory the command happens to run in (a user without a home directory, a typo)."""
-    if os.geteuid() == 0 and "WAZOD_CACHE_DIR" not in env:
-        monkeypatch.setattr(os, "geteuid", lambda: 1000)  # the rule for users other than root
+def test_a_relative_wazod_cache_dir_is_a_configuration_error(tmp_path):
+    """The administrator's setting, wrong: said so (exit 2, the variable named), not silently ignored."""
+    config = write_config(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "wazod", "replicate", "--config", str(config)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env={**os.environ, "WAZOD_CACHE_DIR": "cache"})
+    assert out.returncode == 2, out.stderr
+    assert "$WAZOD_CACHE_DIR: 'cache' is not an absolute path" in out.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("env", [{"XDG_CACHE_HOME": "", "HOME": "relative"}, {"XDG_CACHE_HOME": "relative/xdg"}])
+def test_a_user_without_an_absolute_home_has_no_cache(tmp_path, monkeypatch, env):
+    """Not the directory the command happens to run in (a user without a home directory)."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # the rule for users other than root
     monkeypatch.delenv("WAZOD_CACHE_DIR", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -71,6 +71,37 @@ def test_replicate_cli_records_result_and_emits_events(tmp_path, pg_pair):
     assert "wazo_version" in failed.stdout
 
 
+def test_replicate_from_the_kept_configuration_copies_a_change_without_validating_again(tmp_path, pg_pair):
+    """The second run takes its sections from the validated-configuration cache (pydantic and PyYAML never
+    imported) and still copies what changed on the master, with the same DSNs."""
+    master = pg_pair.master.create_database("asterisk")
+    slave = pg_pair.slave.create_database("asterisk")
+    wazo_schema.create_wazo_database(master, users=10, log_rows=10)
+    wazo_schema.create_wazo_database(slave, users=3, log_rows=10,
+                                     node_uuid="00000000-0000-4000-8000-00000000000b")
+    cfg = write_config(tmp_path, "master", replication={
+        "source_dsn": master, "target_dsn": f"postgresql://postgres@{{remote_address}}:{pg_pair.slave.port}/asterisk"})
+    env = {**os.environ, "WAZOD_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-m", "wazod", "replicate", "--config", str(cfg)],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0 and "replication: ok" in first.stdout, first.stdout + first.stderr
+    assert len(list((tmp_path / "cache").glob("config-*.json"))) == 1
+
+    pg_pair.master.psql("UPDATE userfeatures SET firstname = 'Kept' WHERE id = (SELECT min(id) FROM userfeatures)",
+                        db="asterisk")
+    modules = tmp_path / "modules.json"
+    code = ("import atexit, json, sys\n"
+            f"atexit.register(lambda: open({str(modules)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+            f"sys.argv = ['wazod', 'replicate', '--config', {str(cfg)!r}]\n"
+            "from wazod.cli import main\nraise SystemExit(main())\n")
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert second.returncode == 0 and "replication: ok" in second.stdout, second.stdout + second.stderr
+    loaded = {m.split(".")[0] for m in json.loads(modules.read_text())}
+    assert not loaded & {"pydantic", "pydantic_core", "yaml"}, sorted(loaded & {"pydantic", "pydantic_core", "yaml"})
+    copied = pg_pair.slave.psql("SELECT count(*) FROM userfeatures WHERE firstname = 'Kept'", db="asterisk")
+    assert copied.strip() == "1"
+
+
 def test_sync_cli_over_sshd_and_init_without_terminal(tmp_path, sshd):
     src = tmp_path / "local" / "etc" / "asterisk" / "extensions_extra.d"
     src.mkdir(parents=True)

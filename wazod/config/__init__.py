@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wazod import DEFAULT_CONFIG_PATH  # noqa: E402  (re-exported)
+from wazod.config import cache
 from wazod.config.files import read_config_text, read_layer_texts
 from wazod.errors import ConfigError
 from wazod.secrets import mask
@@ -253,7 +254,7 @@ def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = Fal
     path = Path(path or os.environ.get("WAZOD_CONFIG") or DEFAULT_CONFIG_PATH)
     if must_exist and not path.exists():
         raise ConfigError(f"{path}: no such configuration file (named by --config or $WAZOD_CONFIG)")
-    _cache().code_fingerprint()  # the validation code this process loads from now on, taken before it does
+    cache.code_fingerprint()  # the validation code this process loads from now on, taken before it does
     texts = read_layer_texts(path)
     files = [p for p, _ in texts]
     names = None if sections is None else (*ALWAYS_READ, *sections)
@@ -292,18 +293,12 @@ def load_config(path: str | os.PathLike | None = None, *, must_exist: bool = Fal
                 setattr(ha, key, value)
             except ValidationError as e:
                 raise ConfigError(f"{ha.ha_conf}: {key}: {e.errors()[0]['msg']} (got {shorten(value)})") from None
-        ha_conf_kept = {"path": ha.ha_conf, "sha256": _cache().text_digest(text)}
+        ha_conf_kept = {"path": ha.ha_conf, "sha256": cache.text_digest(text)}
     # kept for the next command on these files; the whole Config (``run``, ``config check``, ``status``...)
     # leaves its sections too, so a `wazod replicate` after a `config check` or a reload needs no validation
     kept = names if names is not None else SECTIONS
-    _cache().write(path, texts, {n: getattr(config, n) for n in kept}, ha_conf_kept)
+    cache.write(path, texts, {n: getattr(config, n) for n in kept}, ha_conf_kept)
     return loaded
-
-
-def _cache() -> types.ModuleType:
-    from wazod.config import cache
-
-    return cache
 
 
 def _mtime(path: str) -> float | None:
@@ -315,7 +310,7 @@ def _mtime(path: str) -> float | None:
 
 def _from_cache(path: Path, texts: list, names: tuple[str, ...]) -> LoadedConfig | None:
     """The sections ``names`` as the last validation of these same files left them, or None."""
-    entry = _cache().read(path, texts, names)
+    entry = cache.read(path, texts, names)
     if entry is None:
         return None
 
@@ -334,7 +329,7 @@ def _from_cache(path: Path, texts: list, names: tuple[str, ...]) -> LoadedConfig
             text = read_config_text(Path(ha_conf["path"]))
         except ConfigError:
             return None  # validated without the cache, which reports it
-        if _cache().text_digest(text) != ha_conf["sha256"]:
+        if cache.text_digest(text) != ha_conf["sha256"]:
             return None
     return loaded
 

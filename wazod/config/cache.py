@@ -4,20 +4,22 @@ Why: `wazod replicate` run by hand or by a script spent 0.10 s of its 0.18 s sta
 PyYAML, building four models and parsing files that had not changed since its previous run. A run whose
 files are byte for byte those of an earlier run now reads the values that run validated, and connects.
 
-What makes an entry valid (``key``), all of it compared, none of it trusted from the entry itself:
+What makes an entry valid (``key``), all of it compared:
 - the text of every file of the hierarchy (config.yml and conf.d's), with their paths, read again each run;
 - the validation code: wazod's version, the size and mtime of every file of ``wazod.config`` and of
-  pydantic's and pydantic_core's version modules, the Python version;
-- when Wazo's ha.conf filled ``ha.node_type`` or ``ha.remote_address``: its text (the entry names the file,
-  whose sha256 is compared before use).
+  pydantic's, pydantic_core's and PyYAML's package files, the Python version, as they were when the
+  process first loaded a configuration (``code_fingerprint``);
+- when Wazo's ha.conf filled ``ha.node_type`` or ``ha.remote_address``: its path and the sha256 of its
+  text, bound to the key, and compared with the file before use.
 Only sections whose validation reads nothing but those files are kept (``CACHEABLE``); a command asking for
 another validates as before.
 
 Trust: the entry is written by the user running wazod (root on a node) into a directory only that user can
 write (``/var/cache/wazod``, 0700; ``$WAZOD_CACHE_DIR`` if set, empty to turn the cache off; a non-root user's
 ``~/.cache/wazod``), mode 0600 since a DSN may hold a password, atomically. An entry another user owns or
-could write, in such a directory, a symlink, a file that does not parse or whose key differs, is ignored:
-the files are validated as without a cache, and the entry replaced.
+could write, in such a directory, a symlink, a file of another shape, naming a class outside the sections'
+package, or whose key differs, is ignored: the files are validated as without a cache, and the entry
+replaced.
 
 The values come back as ``CachedModel`` objects: the fields are plain attributes, as on the model. Anything
 else asked of one (a property such as ``node.on_wazo``, pydantic's ``model_dump``) is asked of the real
@@ -48,10 +50,15 @@ Texts = list[tuple[Path, "str | None"]]
 
 
 def cache_dir() -> Path | None:
-    """Where the entries are; None: the cache is off (``WAZOD_CACHE_DIR`` set empty, or to no absolute path)."""
+    """Where the entries are; None: the cache is off (``WAZOD_CACHE_DIR`` set empty, or no absolute home
+    directory for a user other than root). A relative ``WAZOD_CACHE_DIR`` is a ``ConfigError``."""
     chosen = os.environ.get("WAZOD_CACHE_DIR")
     if chosen is not None:
-        return Path(chosen) if os.path.isabs(chosen) else None
+        if chosen and not os.path.isabs(chosen):  # the administrator's setting: said wrong, not ignored
+            from wazod.errors import ConfigError
+
+            raise ConfigError(f"$WAZOD_CACHE_DIR: {chosen!r} is not an absolute path (empty: no cache)")
+        return Path(chosen) if chosen else None
     if os.geteuid() == 0:
         return Path("/var/cache/wazod")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
@@ -182,13 +189,14 @@ class CachedModel:
             return fields[name]
         if name.startswith("__"):
             raise AttributeError(name)
-        return getattr(self.model(), name)
+        return getattr(self._real_model(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{name}: the configuration read from the cache is read-only")
 
-    def model(self) -> Any:
-        """The pydantic model these values were read from (built once, pydantic imported then)."""
+    def _real_model(self) -> Any:
+        """The pydantic model these values were read from (built once, pydantic imported then). Named with
+        an underscore, as every name of this class: no field of a model can start with one, so none is hidden."""
         if self._model is None:
             from wazod.config import _pydantic_without_plugins
 
@@ -214,7 +222,7 @@ class CachedModel:
 
 def _real(value: Any) -> Any:
     if isinstance(value, CachedModel):
-        return value.model()
+        return value._real_model()
     if isinstance(value, list):
         return [_real(v) for v in value]
     return value
