@@ -27,6 +27,18 @@ def write_config(tmp_path, node_type, **sections):
     return path
 
 
+def master_config(tmp_path, pg_pair):
+    """A master's config replicating a 10-user Wazo database into the pair's slave (3 users, its own UUID)."""
+    master = pg_pair.master.create_database("asterisk")
+    slave = pg_pair.slave.create_database("asterisk")
+    wazo_schema.create_wazo_database(master, users=10, log_rows=10)
+    wazo_schema.create_wazo_database(slave, users=3, log_rows=10,
+                                     node_uuid="00000000-0000-4000-8000-00000000000b")
+    cfg = write_config(tmp_path, "master", replication={
+        "source_dsn": master, "target_dsn": f"postgresql://postgres@{{remote_address}}:{pg_pair.slave.port}/asterisk"})
+    return cfg
+
+
 @pytest.mark.parametrize("command", [["replicate"], ["sync"], ["replicate", "--dry-run"]])
 def test_off_the_master_exit_4(tmp_path, command):
     proc = wazod(write_config(tmp_path, "slave"), *command)
@@ -40,13 +52,7 @@ def test_sync_init_refused_on_a_disabled_node(tmp_path):
 
 
 def test_replicate_cli_records_result_and_emits_events(tmp_path, pg_pair):
-    master = pg_pair.master.create_database("asterisk")
-    slave = pg_pair.slave.create_database("asterisk")
-    wazo_schema.create_wazo_database(master, users=10, log_rows=10)
-    wazo_schema.create_wazo_database(slave, users=3, log_rows=10,
-                                     node_uuid="00000000-0000-4000-8000-00000000000b")
-    cfg = write_config(tmp_path, "master", replication={
-        "source_dsn": master, "target_dsn": f"postgresql://postgres@{{remote_address}}:{pg_pair.slave.port}/asterisk"})
+    cfg = master_config(tmp_path, pg_pair)
 
     dry = wazod(cfg, "replicate", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
@@ -74,13 +80,7 @@ def test_replicate_cli_records_result_and_emits_events(tmp_path, pg_pair):
 def test_replicate_from_the_kept_configuration_copies_a_change_without_validating_again(tmp_path, pg_pair):
     """The second run takes its sections from the validated-configuration cache (pydantic and PyYAML never
     imported) and still copies what changed on the master, with the same DSNs."""
-    master = pg_pair.master.create_database("asterisk")
-    slave = pg_pair.slave.create_database("asterisk")
-    wazo_schema.create_wazo_database(master, users=10, log_rows=10)
-    wazo_schema.create_wazo_database(slave, users=3, log_rows=10,
-                                     node_uuid="00000000-0000-4000-8000-00000000000b")
-    cfg = write_config(tmp_path, "master", replication={
-        "source_dsn": master, "target_dsn": f"postgresql://postgres@{{remote_address}}:{pg_pair.slave.port}/asterisk"})
+    cfg = master_config(tmp_path, pg_pair)
     env = {**os.environ, "WAZOD_CACHE_DIR": str(tmp_path / "cache")}
     first = subprocess.run([sys.executable, "-m", "wazod", "replicate", "--config", str(cfg)],
                            capture_output=True, text=True, timeout=120, env=env)
